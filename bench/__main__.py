@@ -1,0 +1,13 @@
+"""`make bench`: run every benchmark and print its table."""
+
+from __future__ import annotations
+
+from . import cli_startup
+
+
+def main() -> None:
+    cli_startup.main()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,176 @@
+"""The endpoint directory on disk: where it is, what it is called, what files it holds.
+
+    <base>/                  ~/.globus_compute, $GLOBUS_COMPUTE_USER_DIR or --config-dir
+    <base>/<name>/           one endpoint (0700)
+        config.yaml          the user's configuration
+        endpoint.json        {"endpoint_id": "<uuid>"} once registered (0600)
+        daemon.pid           {"pid", "hostname", "start_time"} while running (0600)
+        endpoint.log         the log of every process of the tree
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import uuid
+from pathlib import Path
+
+import attrs
+
+USER_DIR_ENV = "GLOBUS_COMPUTE_USER_DIR"
+DIR_MODE = 0o700
+SECRET_FILE_MODE = 0o600
+MAX_NAME_LENGTH = 128
+
+CONFIG_FILE = "config.yaml"
+ENDPOINT_JSON = "endpoint.json"
+PID_FILE = "daemon.pid"
+LOG_FILE = "endpoint.log"
+
+
+class EndpointDirectoryError(Exception):
+    """A problem with an endpoint directory that the user can fix; str() says how."""
+
+
+def default_base_dir() -> Path:
+    env = os.environ.get(USER_DIR_ENV)
+    if env:
+        return Path(env).expanduser()
+    return Path.home() / ".globus_compute"
+
+
+_FORBIDDEN_NAME_CHARS = re.compile(r"[/\\\s'\"]")
+
+
+def validate_name(name: str) -> str:
+    """Return the name if it can name an endpoint directory, else raise with the rule broken."""
+    if not name:
+        raise EndpointDirectoryError("Endpoint name must not be empty.")
+    if len(name) > MAX_NAME_LENGTH:
+        raise EndpointDirectoryError(
+            f"Endpoint name is {len(name)} characters long; at most {MAX_NAME_LENGTH} are accepted."
+        )
+    if name.startswith("."):
+        raise EndpointDirectoryError(f"Endpoint name {name!r} must not start with a dot.")
+    bad = _FORBIDDEN_NAME_CHARS.search(name)
+    if bad:
+        raise EndpointDirectoryError(
+            f"Endpoint name {name!r} contains {bad.group()!r}; names may not contain "
+            "slashes, backslashes, whitespace or quotes."
+        )
+    return name
+
+
+def write_private_file(path: Path, text: str) -> None:
+    """Write text atomically into a file only the owner can read (0600)."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, SECRET_FILE_MODE)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+@attrs.frozen
+class PidRecord:
+    """Who runs the endpoint: enough to tell our process from a reused pid or another host."""
+
+    pid: int
+    hostname: str
+    start_time: float | None  # psutil create_time; None for a legacy plain-pid file
+
+    def to_json(self) -> str:
+        return json.dumps(attrs.asdict(self))
+
+    @classmethod
+    def parse(cls, text: str) -> PidRecord:
+        text = text.strip()
+        if text.isdigit():  # the official endpoint's format: just the pid
+            return cls(pid=int(text), hostname="", start_time=None)
+        data = json.loads(text)
+        return cls(pid=int(data["pid"]), hostname=str(data["hostname"]),
+                   start_time=None if data.get("start_time") is None else float(data["start_time"]))
+
+
+@attrs.frozen
+class EndpointDirectory:
+    """One endpoint's directory. Cheap to make: touches the disk only when asked."""
+
+    base: Path
+    name: str
+
+    @property
+    def path(self) -> Path:
+        return self.base / self.name
+
+    @property
+    def config_file(self) -> Path:
+        return self.path / CONFIG_FILE
+
+    @property
+    def endpoint_json(self) -> Path:
+        return self.path / ENDPOINT_JSON
+
+    @property
+    def pid_file(self) -> Path:
+        return self.path / PID_FILE
+
+    @property
+    def log_file(self) -> Path:
+        return self.path / LOG_FILE
+
+    def exists(self) -> bool:
+        return self.config_file.is_file()
+
+    def create(self, config_text: str) -> None:
+        """Make the directory (0700) with its config; refuse to touch an existing endpoint."""
+        self.base.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
+        try:
+            self.path.mkdir(mode=DIR_MODE)
+        except FileExistsError:
+            raise EndpointDirectoryError(
+                f"Endpoint {self.name!r} already exists at {self.path}; "
+                f"delete it first with: globus-compute-endpoint delete {self.name}"
+            ) from None
+        os.chmod(self.path, DIR_MODE)  # mkdir's mode is masked by the umask
+        write_private_file(self.config_file, config_text)
+
+    def read_endpoint_id(self) -> uuid.UUID | None:
+        """The registered id, or None when never registered (or the file is unreadable)."""
+        try:
+            data = json.loads(self.endpoint_json.read_text())
+            return uuid.UUID(str(data["endpoint_id"]))
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+
+    def write_endpoint_id(self, endpoint_id: uuid.UUID) -> None:
+        write_private_file(self.endpoint_json, json.dumps({"endpoint_id": str(endpoint_id)}))
+
+    def read_pid_record(self) -> PidRecord | None:
+        """The pid file's record; None when absent. A garbled file reads as pid 0 (never alive)."""
+        try:
+            text = self.pid_file.read_text()
+        except FileNotFoundError:
+            return None
+        try:
+            return PidRecord.parse(text)
+        except (ValueError, KeyError, TypeError):
+            return PidRecord(pid=0, hostname="", start_time=None)
+
+    def write_pid_record(self, record: PidRecord) -> None:
+        write_private_file(self.pid_file, record.to_json())
+
+    def remove_pid_file(self) -> None:
+        self.pid_file.unlink(missing_ok=True)
+
+
+def list_endpoint_dirs(base: Path) -> list[EndpointDirectory]:
+    """Every endpoint under base (a folder with a config.yaml), sorted by name."""
+    if not base.is_dir():
+        return []
+    found = (EndpointDirectory(base, child.name) for child in base.iterdir())
+    return sorted((d for d in found if d.exists()), key=lambda d: d.name)

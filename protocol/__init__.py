@@ -1,0 +1,1 @@
+"""Wire formats shared by the endpoint, its workers and the local service."""

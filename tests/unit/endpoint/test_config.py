@@ -1,0 +1,178 @@
+"""The config model: good files load; each bad file names the file, key path and line."""
+
+from __future__ import annotations
+
+import textwrap
+
+import pytest
+
+from compute_endpoint.endpoint.config import (
+    ConfigError,
+    GlobusComputeEngineConfig,
+    ProcessPoolEngineConfig,
+    ThreadPoolEngineConfig,
+    default_config_text,
+    load_config,
+    parse_config,
+)
+
+
+def test_default_config_is_the_documented_one():
+    text = default_config_text()
+    assert text.splitlines() == [
+        "amqp_port: 443",
+        "display_name: null",
+        "engine:",
+        "  type: GlobusComputeEngine",
+        "  provider:",
+        "    type: LocalProvider",
+        "    init_blocks: 1",
+        "    max_blocks: 1",
+        "    min_blocks: 0",
+    ]
+    config = parse_config(text)
+    assert config.amqp_port == 443
+    assert config.display_name is None
+    assert isinstance(config.engine, GlobusComputeEngineConfig)
+    assert config.engine.provider.type == "LocalProvider"
+    assert dict(config.engine.provider.options) == {"init_blocks": 1, "max_blocks": 1, "min_blocks": 0}
+
+
+def test_display_name_with_yaml_special_characters_round_trips():
+    config = parse_config(default_config_text("My: laptop #1"))
+    assert config.display_name == "My: laptop #1"
+
+
+@pytest.mark.parametrize(
+    "text, engine_class",
+    [
+        ("engine: {type: ThreadPoolEngine, max_workers: 4}", ThreadPoolEngineConfig),
+        ("engine: {type: ProcessPoolEngine}", ProcessPoolEngineConfig),
+        ("engine: {type: GlobusComputeEngine}", GlobusComputeEngineConfig),
+    ],
+)
+def test_each_engine_type_loads(text, engine_class):
+    assert isinstance(parse_config(text).engine, engine_class)
+
+
+def test_full_globus_compute_engine_config_loads():
+    config = parse_config(textwrap.dedent("""\
+        display_name: Slurm cluster
+        amqp_port: 5671
+        heartbeat_period: 10
+        endpoint_setup: |
+          module load python
+        endpoint_teardown: echo bye
+        engine:
+          type: GlobusComputeEngine
+          max_workers_per_node: 8
+          max_retries_on_system_failure: 2
+          address: 127.0.0.1
+          worker_port_range: [50000, 50100]
+          job_status_kwargs: {strategy_period: 1, max_idletime: 30}
+          container_type: custom
+          container_cmd_options: bwrap --bind {EXECUTOR_RUNDIR} {EXECUTOR_RUNDIR} {EXECUTOR_LAUNCH_CMD}
+          provider:
+            type: SlurmProvider
+            partition: debug
+            account: abc123
+            walltime: "00:10:00"
+            nodes_per_block: 1
+            worker_init: source ~/venv/bin/activate
+            launcher: {type: SrunLauncher}
+        """))
+    engine = config.engine
+    assert engine.max_workers_per_node == 8
+    assert engine.worker_port_range == (50000, 50100)
+    assert engine.job_status_kwargs.strategy_period == 1.0
+    assert engine.provider.type == "SlurmProvider"
+    assert engine.provider.options["launcher"] == {"type": "SrunLauncher"}
+    assert config.endpoint_setup == "module load python\n"
+
+
+# Each bad config: the text, the key path reported, its line, and a phrase of the message.
+BAD_CONFIGS = [
+    ("engine: [unclosed", "(top level)", 1, "not valid YAML"),
+    ("engine:\n  type: ThreadPoolEngine\n   bad_indent: 1", "(top level)", 3, "not valid YAML"),
+    ("", "(top level)", None, "empty file"),
+    ("- just\n- a list", "(top level)", None, "got a list"),
+    ("display_name: x", "engine", 1, "is required"),
+    ("engine: {}", "engine.type", 1, "engine type is missing; accepted: GlobusComputeEngine"),
+    ("engine: {type: ThreadPool}", "engine.type", 1, "did you mean 'ThreadPoolEngine'"),
+    ("engine: ThreadPoolEngine", "engine", 1, "expected a mapping"),
+    ("engine: {type: ThreadPoolEngine}\nengin_setup: x", "engin_setup", 2, "unknown key"),
+    ("engine: {type: ThreadPoolEngine}\nendpoint_setpu: x", "endpoint_setpu", 2,
+     "did you mean 'endpoint_setup'"),
+    ("engine: {type: ThreadPoolEngine}\namqp_port: 8080", "amqp_port", 2,
+     "accepted values: 443, 5671, 5672"),
+    ("engine: {type: ThreadPoolEngine}\namqp_port: '5671'", "amqp_port", 2, "'5671' is not accepted"),
+    ("engine: {type: ThreadPoolEngine}\nheartbeat_period: 0", "heartbeat_period", 2,
+     "a positive integer"),
+    ("engine: {type: ThreadPoolEngine}\nheartbeat_period: ten", "heartbeat_period", 2,
+     "expected an integer, got a string"),
+    ("engine: {type: ThreadPoolEngine}\ndisplay_name: 12", "display_name", 2,
+     "expected a string, got an integer"),
+    ("engine: {type: ThreadPoolEngine}\nlocal_compute_services: yes please", "local_compute_services",
+     2, "expected a boolean"),
+    ("engine:\n  type: ThreadPoolEngine\n  max_workers: '4'", "engine.max_workers", 3,
+     "expected an integer, got a string"),
+    ("engine:\n  type: ThreadPoolEngine\n  max_workers: -1", "engine.max_workers", 3,
+     "a positive integer"),
+    ("engine:\n  type: ThreadPoolEngine\n  provider: {type: LocalProvider}", "engine.provider", 3,
+     "accepted keys: type, max_workers"),
+    ("engine:\n  type: ProcessPoolEngine\n  max_retries_on_system_failure: -2",
+     "engine.max_retries_on_system_failure", 3, "an integer >= 0"),
+    ("engine:\n  type: GlobusComputeEngine\n  container_type: podman", "engine.container_type", 3,
+     "accepted values: docker, apptainer, singularity, custom, None"),
+    ("engine:\n  type: GlobusComputeEngine\n  container_type: docker", "engine.container_uri", 1,
+     "needs container_uri"),
+    ("engine:\n  type: GlobusComputeEngine\n  container_type: custom\n"
+     "  container_cmd_options: bwrap {EXECUTOR_LAUNCH_CMD}", "engine.container_cmd_options", 4,
+     "missing {EXECUTOR_RUNDIR}"),
+    ("engine:\n  type: GlobusComputeEngine\n  worker_port_range: [9000, 8000]",
+     "engine.worker_port_range", 3, "low <= high"),
+    ("engine:\n  type: GlobusComputeEngine\n  provider:\n    type: SlurmProviderr",
+     "engine.provider.type", 4, "did you mean 'SlurmProvider'"),
+    ("engine:\n  type: GlobusComputeEngine\n  provider:\n    type: SlurmProvider\n    partiton: debug",
+     "engine.provider.partiton", 5, "did you mean 'partition'"),
+    ("engine:\n  type: GlobusComputeEngine\n  provider:\n    type: LocalProvider\n    max_blocks: many",
+     "engine.provider.max_blocks", 5, "expected a number, got a string"),
+    ("engine:\n  type: GlobusComputeEngine\n  provider:\n    type: SlurmProvider\n    exclusive: 3",
+     "engine.provider.exclusive", 5, "expected a boolean"),
+    ("engine:\n  type: GlobusComputeEngine\n  provider:\n    type: SlurmProvider\n"
+     "    launcher: {type: SrunLaunchr}", "engine.provider.launcher.type", 5,
+     "did you mean 'SrunLauncher'"),
+    ("engine:\n  type: GlobusComputeEngine\n  provider: LocalProvider", "engine.provider", 3,
+     "expected a mapping"),
+    ("engine:\n  type: GlobusComputeEngine\n  available_accelerators: [gpu0, 1]",
+     "engine.available_accelerators.1", 3, "expected a string, got an integer"),
+    ("engine:\n  type: GlobusComputeEngine\n  job_status_kwargs: {max_idle: 5}",
+     "engine.job_status_kwargs.max_idle", 3, "did you mean 'max_idletime'"),
+]
+
+
+@pytest.mark.parametrize("text, path, line, phrase", BAD_CONFIGS,
+                         ids=[f"{i:02d}-{c[1]}" for i, c in enumerate(BAD_CONFIGS)])
+def test_bad_config_names_file_path_line_and_fix(tmp_path, text, path, line, phrase):
+    config_file = tmp_path / "config.yaml"
+    config_file.write_text(text)
+    with pytest.raises(ConfigError) as caught:
+        load_config(config_file)
+    message = str(caught.value)
+    assert message.startswith(f"Invalid endpoint configuration in {config_file}:")
+    [problem] = [p for p in caught.value.problems if phrase in p.message]
+    assert str(problem).startswith(path)
+    assert problem.line == line
+    assert phrase in message
+    assert "Traceback" not in message
+
+
+def test_several_problems_are_reported_together():
+    with pytest.raises(ConfigError) as caught:
+        parse_config("amqp_port: 1\nheartbeat_period: -5\nengine: {type: ThreadPoolEngine}")
+    assert [".".join(map(str, p.path)) for p in caught.value.problems] == ["amqp_port", "heartbeat_period"]
+
+
+def test_unreadable_config_file_is_a_config_error(tmp_path):
+    with pytest.raises(ConfigError, match="cannot be read"):
+        load_config(tmp_path / "missing.yaml")

@@ -1,0 +1,1 @@
+"""The supervised children: task link, result link, engine, and task execution."""
