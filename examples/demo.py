@@ -14,7 +14,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-CLI = shutil.which("globus-compute-endpoint", path=str(Path(sys.executable).parent)) or "globus-compute-endpoint"
+BIN = Path(sys.executable).parent
+CLI = shutil.which("globus-compute-endpoint", path=str(BIN)) or "globus-compute-endpoint"
 
 
 def step(title: str, *argv: str, env: dict[str, str]) -> subprocess.CompletedProcess:

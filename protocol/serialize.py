@@ -94,7 +94,7 @@ def _load_combined(body: str) -> Any:
     """CombinedCode (10): ':'-joined id/payload pairs; the first that loads wins."""
     parts = body.split(":")
     errors = []
-    for ident, payload in zip(parts[0::2], parts[1::2]):
+    for ident, payload in zip(parts[0::2], parts[1::2], strict=False):
         strategy = STRATEGIES_BY_HEADER.get(ident)
         if strategy is None:
             raise SerializationError(f"CombinedCode names an unknown strategy {ident!r}")
