@@ -1,8 +1,53 @@
-"""The ``compute-service`` command."""
+"""The ``compute-service`` command: serve the API, and issue tokens."""
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import click
+
+DEFAULT_BROKER_URL = "amqp://guest:guest@127.0.0.1:5672/%2F"
+
+
+def default_data_dir() -> Path:
+    env = os.environ.get("COMPUTE_SERVICE_DATA_DIR")
+    if env:
+        return Path(env).expanduser()
+    return Path(os.environ.get("XDG_DATA_HOME", Path.home() / ".local" / "share")) / "compute-service"
+
+
+def data_dir_option(f):
+    return click.option(
+        "--data-dir", type=click.Path(file_okay=False, path_type=Path), default=default_data_dir,
+        show_default="~/.local/share/compute-service or $COMPUTE_SERVICE_DATA_DIR",
+        help="Where the SQLite database (and the embedded broker) live.",
+    )(f)
+
+
+def db_option(f):
+    return click.option("--db", "db_url", metavar="URL",
+                        help="SQLAlchemy URL, e.g. postgresql://user@host/db [default: SQLite in "
+                             "the data dir].")(f)
+
+
+def open_store(data_dir: Path, db_url: str | None):
+    from .store import SchemaError, Store
+
+    data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    url = db_url or f"sqlite:///{data_dir / 'service.db'}"
+    try:
+        return Store(url)
+    except SchemaError as exc:
+        raise click.ClickException(str(exc)) from None
+    except Exception as exc:  # a wrong URL or an unreachable database
+        raise click.ClickException(f"cannot open the database {_redact(url)}: {exc}") from None
+
+
+def _redact(url: str) -> str:
+    from ..protocol.urls import redact_url
+
+    return redact_url(url)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -11,9 +56,59 @@ def app() -> None:
 
 
 @app.command()
-def serve() -> None:
-    """Serve the Compute HTTP API (not available yet)."""
-    raise click.ClickException("'serve' is not available in this version of compute-endpoint yet.")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=5000, show_default=True, type=click.IntRange(1, 65535))
+@db_option
+@click.option("--broker", "broker_url", metavar="URL", default=DEFAULT_BROKER_URL, show_default=True,
+              help="AMQP URL of the RabbitMQ the service and its endpoints share.")
+@click.option("--public-broker-url", metavar="URL",
+              help="The broker URL handed to endpoints and SDKs, when it differs from --broker.")
+@data_dir_option
+@click.option("--log-level", default="info", show_default=True,
+              type=click.Choice(["debug", "info", "warning", "error"]))
+def serve(host: str, port: int, db_url: str | None, broker_url: str, public_broker_url: str | None,
+          data_dir: Path, log_level: str) -> None:
+    """Serve the Compute HTTP API."""
+    import logging
+
+    import uvicorn
+
+    from .app import ServiceSettings, create_app
+
+    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    store = open_store(data_dir, db_url)
+    _check_broker(broker_url)
+    settings = ServiceSettings(db_url=str(store.engine.url), broker_url=broker_url,
+                               public_broker_url=public_broker_url)
+    click.echo(f"compute-service: database {_redact(str(store.engine.url))}, broker "
+               f"{_redact(broker_url)}, serving http://{host}:{port}", err=True)
+    uvicorn.run(create_app(settings, store), host=host, port=port, log_level=log_level)
+
+
+def _check_broker(url: str) -> None:
+    import kombu
+
+    try:
+        with kombu.Connection(url, connect_timeout=5) as connection:
+            connection.ensure_connection(max_retries=1)
+    except Exception as exc:
+        raise click.ClickException(f"the message broker at {_redact(url)} does not answer: {exc}") from None
+
+
+@app.group()
+def token() -> None:
+    """Manage the bearer tokens that callers present."""
+
+
+@token.command("create")
+@click.option("--identity", required=True, help="Who the token speaks for (any name).")
+@data_dir_option
+@db_option
+def token_create(identity: str, data_dir: Path, db_url: str | None) -> None:
+    """Print a new token for IDENTITY (it is stored hashed; keep it, it is not shown again)."""
+    store = open_store(data_dir, db_url)
+    click.echo(store.create_token(identity))
 
 
 def main() -> None:

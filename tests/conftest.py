@@ -49,3 +49,134 @@ def cli_process(user_dir: Path):
                               timeout=timeout, env=env)
 
     return run
+
+
+# ---------------------------------------------------------------- real services
+
+RABBITMQ_URL = os.environ.get("TEST_RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672/%2F")
+POSTGRES_ADMIN_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def rabbitmq_url() -> str:
+    import kombu
+
+    try:
+        with kombu.Connection(RABBITMQ_URL, connect_timeout=5) as connection:
+            connection.ensure_connection(max_retries=1)
+    except Exception as exc:
+        pytest.fail(f"RabbitMQ does not answer at {RABBITMQ_URL} ({exc}); .ci/run starts it")
+    return RABBITMQ_URL
+
+
+@pytest.fixture
+def postgres_url():
+    """A fresh PostgreSQL database for one test, dropped afterwards."""
+    import uuid
+
+    import sqlalchemy as sa
+
+    name = f"cs_test_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as db:
+            db.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    except Exception as exc:
+        pytest.fail(f"PostgreSQL does not answer at {POSTGRES_ADMIN_URL} ({exc}); .ci/run starts it")
+    yield POSTGRES_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+    with admin.connect() as db:
+        db.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+class RunningService:
+    """A real `compute-service serve` subprocess."""
+
+    def __init__(self, data_dir: Path, db_url: str | None, broker_url: str, port: int):
+        self.data_dir, self.db_url, self.port = data_dir, db_url, port
+        self.url = f"http://127.0.0.1:{port}"
+        self.log = data_dir / "service.log"
+        db_args = ["--db", db_url] if db_url else []
+        self.process = subprocess.Popen(
+            [str(BIN_DIR / "compute-service"), "serve", "--port", str(port), "--data-dir", str(data_dir),
+             "--broker", broker_url, *db_args],
+            stdout=self.log.open("w"), stderr=subprocess.STDOUT,
+        )
+        self._wait_until_up()
+
+    def _wait_until_up(self, timeout: float = 30) -> None:
+        import time
+
+        import requests
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"compute-service exited: {self.log.read_text()}")
+            if self._listening():  # ours, not another process that holds the port
+                requests.get(f"{self.url}/v2/version", timeout=5).raise_for_status()
+                return
+            time.sleep(0.1)
+        raise RuntimeError(f"compute-service did not answer in {timeout} s: {self.log.read_text()}")
+
+    def _listening(self) -> bool:
+        import psutil
+
+        try:
+            connections = psutil.Process(self.process.pid).net_connections("tcp")
+        except psutil.NoSuchProcess:
+            return False
+        return any(c.status == psutil.CONN_LISTEN and c.laddr.port == self.port for c in connections)
+
+    def token(self, identity: str) -> str:
+        db_args = ["--db", self.db_url] if self.db_url else []
+        out = subprocess.run([str(BIN_DIR / "compute-service"), "token", "create", "--identity", identity,
+                              "--data-dir", str(self.data_dir), *db_args],
+                             check=True, capture_output=True, text=True)
+        return out.stdout.strip()
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+@pytest.fixture
+def broker_url(rabbitmq_url):
+    """A RabbitMQ vhost of this test's own, so parallel tests never share a queue."""
+    import uuid
+
+    vhost = f"test-{uuid.uuid4().hex[:12]}"
+    subprocess.run(["rabbitmqctl", "-q", "add_vhost", vhost], check=True, capture_output=True)
+    subprocess.run(["rabbitmqctl", "-q", "set_permissions", "-p", vhost, "guest", ".*", ".*", ".*"],
+                   check=True, capture_output=True)
+    yield rabbitmq_url.rsplit("/", 1)[0] + f"/{vhost}"
+    subprocess.run(["rabbitmqctl", "-q", "delete_vhost", vhost], capture_output=True)
+
+
+@pytest.fixture
+def start_service(tmp_path, broker_url):
+    """Start compute-service subprocesses; each is stopped at the end of the test."""
+    started: list[RunningService] = []
+
+    def start(db_url: str | None = None, port: int | None = None) -> RunningService:
+        data_dir = tmp_path / f"service{len(started)}"
+        data_dir.mkdir()
+        service = RunningService(data_dir, db_url, broker_url, port or free_port())
+        started.append(service)
+        return service
+
+    yield start
+    for service in started:
+        service.stop()

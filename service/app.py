@@ -1,0 +1,422 @@
+"""The Compute HTTP API that the endpoint and the official SDK speak.
+
+Every route but the version and the OpenAPI document needs ``Authorization: Bearer
+<token>`` with a token from ``compute-service token create``. Errors are JSON
+``{"error": "..."}`` naming what was wrong.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import uuid
+from contextlib import asynccontextmanager
+from typing import Annotated, Any
+
+import attrs
+from fastapi import Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from ..protocol import messages
+from ..protocol.serialize import SerializationError, unpack_buffers
+from .broker import TASK_GROUP_QUEUE_PREFIX, Broker, Delivery, OutgoingTask, ResultConsumer
+from .store import PENDING, Store
+
+log = logging.getLogger(__name__)
+
+API_VERSION = "1.0.0"
+MAX_BODY_BYTES = 10 * 1024 * 1024
+LOCK_SECONDS = 300
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+def not_found(kind: str, ident: object) -> ApiError:
+    return ApiError(404, f"{kind} {ident} not found")
+
+
+class ErrorBody(BaseModel):
+    error: str
+
+
+# ---------------------------------------------------------------- request bodies
+
+
+class _Body(BaseModel):
+    # Newer SDKs may send fields we do not use; ignore them rather than fail.
+    model_config = ConfigDict(extra="ignore")
+
+
+class EndpointRegistration(_Body):
+    endpoint_name: str = Field(min_length=1, max_length=256)
+    display_name: str | None = Field(default=None, max_length=256)
+    metadata: dict[str, Any] | None = None
+    multi_user: bool | None = None
+    public: bool | None = None
+    high_assurance: bool | None = None
+    allowed_functions: list[uuid.UUID] | None = None
+
+
+class FunctionRegistration(_Body):
+    function_name: str = Field(min_length=1, max_length=512)
+    function_code: str = Field(min_length=1)
+    description: str | None = None
+    meta: dict[str, Any] | None = None
+    public: bool | None = None
+
+
+class Submission(_Body):
+    tasks: dict[uuid.UUID, list[str]]
+    create_queue: bool = False
+    task_group_id: uuid.UUID | None = None
+    resource_specification: dict[str, Any] | None = None
+    user_endpoint_config: dict[str, Any] | None = None
+    user_runtime: dict[str, Any] | None = None
+    result_serializers: list[str] | None = None
+
+
+class BatchStatusRequest(_Body):
+    task_ids: list[uuid.UUID] = Field(max_length=10000)
+
+
+# ---------------------------------------------------------------- authentication
+
+bearer = HTTPBearer(auto_error=False, description="A token from `compute-service token create`")
+
+
+def caller_identity(request: Request,
+                    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> str:
+    if credentials is None:
+        raise ApiError(401, "missing 'Authorization: Bearer <token>' header")
+    who = request.app.state.store.identity_for_token(credentials.credentials)
+    if who is None:
+        raise ApiError(401, "invalid or revoked token")
+    return who
+
+
+Identity = Annotated[str, Depends(caller_identity)]
+
+
+# ---------------------------------------------------------------- the application
+
+
+@attrs.frozen
+class ServiceSettings:
+    db_url: str
+    broker_url: str
+    public_broker_url: str | None = None
+    heartbeat_grace_s: float = 60.0
+
+
+class _BodyTooLarge(Exception):
+    pass
+
+
+class BodyLimit:
+    """ASGI middleware: refuse bodies over the limit before anything parses them."""
+
+    def __init__(self, app, limit: int):
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        declared = dict(scope.get("headers") or []).get(b"content-length")
+        if declared and declared.isdigit() and int(declared) > self.limit:
+            return await self._refuse(send)
+        seen = 0
+
+        async def counted():
+            nonlocal seen
+            message = await receive()
+            seen += len(message.get("body", b""))
+            if seen > self.limit:
+                raise _BodyTooLarge()
+            return message
+        try:
+            await self.app(scope, counted, send)
+        except _BodyTooLarge:
+            await self._refuse(send)
+
+    async def _refuse(self, send):
+        body = json.dumps({"error": f"request body over the {self.limit} byte limit"}).encode()
+        await send({"type": "http.response.start", "status": 413,
+                    "headers": [(b"content-type", b"application/json")]})
+        await send({"type": "http.response.body", "body": body})
+
+
+def create_app(settings: ServiceSettings, store: Store | None = None) -> FastAPI:
+    store = store or Store(settings.db_url)
+    broker = Broker(settings.broker_url, settings.public_broker_url)
+    consumer = ResultConsumer(settings.broker_url, lambda batch: handle_deliveries(store, batch))
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI):
+        broker.declare_topology()
+        consumer.start()
+        yield
+        consumer.stop()
+        consumer.join(timeout=5)
+        broker.close()
+
+    error_responses: dict[int | str, dict[str, Any]] = {
+        code: {"model": ErrorBody} for code in (400, 401, 403, 404, 413, 422, 423, 503)
+    }
+    app = FastAPI(title="compute-service", version=API_VERSION, lifespan=lifespan,
+                  description=__doc__, responses=error_responses)
+    app.add_middleware(BodyLimit, limit=MAX_BODY_BYTES)
+    app.state.store = store
+    app.state.broker = broker
+    app.state.consumer = consumer
+
+    @app.exception_handler(ApiError)
+    async def api_error(_request: Request, exc: ApiError):
+        return JSONResponse({"error": exc.message}, status_code=exc.status)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(_request: Request, exc: RequestValidationError):
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
+        )
+        return JSONResponse({"error": f"invalid request: {problems}"}, status_code=422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_request: Request, exc: StarletteHTTPException):
+        return JSONResponse({"error": str(exc.detail)}, status_code=exc.status_code)
+
+
+    # ---------------------------------------------------------------- version
+
+    @app.get("/v2/version")
+    def version(service: str | None = None) -> dict:
+        info = {"api": API_VERSION, "min_sdk_version": "2.0.0", "min_ep_version": "2.0.0"}
+        return info if service == "all" else {"api": API_VERSION}
+
+    # ---------------------------------------------------------------- endpoints
+
+    def register(owner: str, endpoint_id: str, body: EndpointRegistration) -> dict:
+        existing = store.get_endpoint_row(endpoint_id)
+        if existing is not None and existing.owner != owner:
+            raise ApiError(403, f"endpoint {endpoint_id} is registered to another identity "
+                                f"({existing.owner}); it cannot be registered by {owner}")
+        if existing is not None and (existing.locked_until or 0) > time.time():
+            raise ApiError(423, f"endpoint {endpoint_id} is locked until "
+                                f"{time.ctime(existing.locked_until)}")
+        store.upsert_endpoint(owner, endpoint_id, body.endpoint_name, body.display_name,
+                              bool(body.public), body.metadata)
+        try:
+            broker.declare_endpoint(endpoint_id)
+        except Exception as exc:
+            raise ApiError(503, f"the message broker is unavailable: {exc}") from None
+        return broker.queue_info(endpoint_id)
+
+    @app.post("/v3/endpoints")
+    def register_endpoint(body: EndpointRegistration, owner: Identity) -> dict:
+        return register(owner, str(uuid.uuid4()), body)
+
+    @app.put("/v3/endpoints/{endpoint_id}")
+    def reregister_endpoint(endpoint_id: uuid.UUID, body: EndpointRegistration, owner: Identity) -> dict:
+        return register(owner, str(endpoint_id), body)
+
+    def owned_endpoint(owner: str, endpoint_id: uuid.UUID):
+        row = store.endpoint(owner, str(endpoint_id))
+        if row is None:
+            raise not_found("endpoint", endpoint_id)
+        return row
+
+    def describe_endpoint(row) -> dict:
+        return {"uuid": row.id, "name": row.name, "display_name": row.display_name,
+                "owner": row.owner, "public": row.public, "metadata": row.meta or {}}
+
+    @app.get("/v2/endpoints")
+    def list_endpoints(owner: Identity, role: str = "any") -> list[dict]:
+        return [describe_endpoint(row) for row in store.list_endpoints(owner)]
+
+    @app.get("/v2/endpoints/{endpoint_id}")
+    def get_endpoint(endpoint_id: uuid.UUID, owner: Identity) -> dict:
+        return describe_endpoint(owned_endpoint(owner, endpoint_id))
+
+    @app.get("/v2/endpoints/{endpoint_id}/status")
+    def endpoint_status(endpoint_id: uuid.UUID, owner: Identity) -> dict:
+        row = owned_endpoint(owner, endpoint_id)
+        report = row.report or {}
+        period = report.get("heartbeat_period") or 30
+        fresh = row.last_report is not None and (
+            time.time() - row.last_report < max(2 * period, settings.heartbeat_grace_s))
+        online = fresh and report.get("active", True) is not False
+        return {"status": "online" if online else "offline", "details": report}
+
+    @app.delete("/v2/endpoints/{endpoint_id}")
+    def delete_endpoint(endpoint_id: uuid.UUID, owner: Identity) -> dict:
+        owned_endpoint(owner, endpoint_id)
+        store.delete_endpoint(owner, str(endpoint_id))
+        try:
+            broker.delete_endpoint(str(endpoint_id))
+        except Exception as exc:  # the record is gone; a stale queue is harmless
+            log.warning("could not delete the task queue of %s: %s", endpoint_id, exc)
+        return {"result": 302}
+
+    @app.post("/v3/endpoints/{endpoint_id}/lock")
+    def lock_endpoint(endpoint_id: uuid.UUID, owner: Identity) -> dict:
+        owned_endpoint(owner, endpoint_id)
+        until = time.time() + LOCK_SECONDS
+        store.lock_endpoint(owner, str(endpoint_id), until)
+        return {"endpoint_id": str(endpoint_id), "lock_expiration": until}
+
+    @app.get("/v3/endpoints/{endpoint_id}/allowed_functions")
+    def allowed_functions(endpoint_id: uuid.UUID, owner: Identity) -> dict:
+        owned_endpoint(owner, endpoint_id)
+        return {"endpoint_id": str(endpoint_id), "functions": []}
+
+    # ---------------------------------------------------------------- functions
+
+    @app.post("/v3/functions")
+    def register_function(body: FunctionRegistration, owner: Identity) -> dict:
+        try:
+            buffers = unpack_buffers(body.function_code)
+        except SerializationError as exc:
+            raise ApiError(400, f"function_code is not a packed buffer: {exc}") from None
+        if len(buffers) != 1:
+            raise ApiError(400, f"function_code must pack exactly one serialized function, "
+                                f"got {len(buffers)}")
+        function_id = store.create_function(owner, body.function_name, body.function_code,
+                                            body.description, body.meta)
+        return {"function_uuid": function_id}
+
+    @app.get("/v2/functions/{function_id}")
+    def get_function(function_id: uuid.UUID, owner: Identity) -> dict:
+        row = store.functions_by_id(owner, [str(function_id)]).get(str(function_id))
+        if row is None:
+            raise not_found("function", function_id)
+        return {"function_uuid": row.id, "function_name": row.name, "function_code": row.code,
+                "description": row.description, "metadata": row.meta or {}}
+
+    @app.delete("/v2/functions/{function_id}")
+    def delete_function(function_id: uuid.UUID, owner: Identity) -> dict:
+        if not store.delete_function(owner, str(function_id)):
+            raise not_found("function", function_id)
+        return {"result": 302, "function_uuid": str(function_id)}
+
+    # ---------------------------------------------------------------- tasks
+
+    @app.post("/v3/endpoints/{endpoint_id}/submit")
+    def submit(endpoint_id: uuid.UUID, body: Submission, owner: Identity) -> dict:
+        owned_endpoint(owner, endpoint_id)
+        function_rows = store.functions_by_id(owner, [str(f) for f in body.tasks])
+        for function_id in body.tasks:
+            if str(function_id) not in function_rows:
+                raise not_found("function", function_id)
+        for function_id, payloads in body.tasks.items():
+            for index, payload in enumerate(payloads):
+                try:
+                    count = len(unpack_buffers(payload))
+                except SerializationError as exc:
+                    raise ApiError(400, f"tasks.{function_id}.{index}: {exc}") from None
+                if count != 2:
+                    raise ApiError(400, f"tasks.{function_id}.{index}: the payload must pack "
+                                        f"args and kwargs (2 buffers), got {count}")
+        task_group_id = store.ensure_task_group(
+            owner, str(body.task_group_id) if body.task_group_id else None)
+        if task_group_id is None:
+            raise not_found("task group", body.task_group_id)
+
+        spec = json.dumps(body.resource_specification)
+        outgoing, ids_by_function, function_of_task = [], {}, {}
+        for function_id, payloads in body.tasks.items():
+            code = function_rows[str(function_id)].code
+            ids = ids_by_function.setdefault(str(function_id), [])
+            for payload in payloads:
+                task_id = str(uuid.uuid4())
+                ids.append(task_id)
+                function_of_task[task_id] = str(function_id)
+                task = messages.Task(task_id=uuid.UUID(task_id), task_buffer=code + payload)
+                outgoing.append(OutgoingTask(task_id, str(function_id), messages.pack(task), spec,
+                                             body.result_serializers))
+        store.create_tasks(owner, str(endpoint_id), task_group_id, function_of_task)
+        try:
+            if body.create_queue:
+                broker.declare_task_group(task_group_id)
+            broker.publish_tasks(str(endpoint_id), outgoing)
+        except Exception as exc:
+            store.complete_tasks([{"id": t, "status": "failed", "completion_t": str(time.time()),
+                                   "exception": f"the task could not be queued: {exc}"}
+                                  for t in function_of_task])
+            raise ApiError(503, f"the message broker is unavailable: {exc}") from None
+        return {"request_id": str(uuid.uuid4()), "task_group_id": task_group_id,
+                "endpoint_id": str(endpoint_id), "tasks": ids_by_function}
+
+    @app.get("/v2/tasks/{task_id}")
+    def get_task(task_id: uuid.UUID, owner: Identity) -> dict:
+        row = store.tasks_by_id(owner, [str(task_id)]).get(str(task_id))
+        if row is None:
+            raise not_found("task", task_id)
+        return describe_task(row)
+
+    @app.post("/v2/batch_status")
+    def batch_status(body: BatchStatusRequest, owner: Identity) -> dict:
+        rows = store.tasks_by_id(owner, [str(t) for t in body.task_ids])
+        return {"response": "batch", "results": {tid: describe_task(row) for tid, row in rows.items()}}
+
+    @app.get("/v2/taskgroup/{task_group_id}")
+    def task_group(task_group_id: uuid.UUID, owner: Identity) -> dict:
+        ids = store.task_group_tasks(owner, str(task_group_id))
+        if ids is None:
+            raise not_found("task group", task_group_id)
+        return {"taskgroup_id": str(task_group_id), "tasks": [{"id": t} for t in ids]}
+
+    @app.get("/v2/get_amqp_result_connection_url")
+    def amqp_result_url(owner: Identity) -> dict:
+        return {"connection_url": broker.public_url, "queue_prefix": TASK_GROUP_QUEUE_PREFIX}
+
+    return app
+
+
+def describe_task(row) -> dict:
+    out: dict[str, Any] = {"task_id": row.id, "status": row.status, "task_group_id": row.task_group_id}
+    if row.status == "success":
+        out["result"] = row.result
+    elif row.status == "failed":
+        out["exception"] = row.exception
+    if row.status != PENDING:
+        out["completion_t"] = row.completion_t
+    if row.details:
+        out["details"] = row.details
+    return out
+
+
+def handle_deliveries(store: Store, batch: list[Delivery]) -> list[tuple[str, Delivery]]:
+    """Store results and status reports; return the results to forward to task group queues."""
+    outcomes, results = [], []
+    for delivery in batch:
+        try:
+            message = messages.unpack(delivery.body)
+        except messages.MessageError as exc:
+            log.warning("dropping an undecodable message from the %s queue: %s", delivery.queue, exc)
+            continue
+        if isinstance(message, messages.EPStatusReport):
+            store.record_status_report(str(message.endpoint_id), message.global_state)
+        elif isinstance(message, messages.Result):
+            failed = message.is_error
+            outcomes.append({
+                "id": str(message.task_id), "status": "failed" if failed else "success",
+                "result": None if failed else message.data,
+                "exception": message.data if failed else None,
+                "details": message.details, "completion_t": str(time.time()),
+            })
+            results.append((str(message.task_id), delivery))
+        else:
+            log.warning("ignoring a %s message on the %s queue", message.message_type, delivery.queue)
+    groups = store.complete_tasks(outcomes) if outcomes else {}
+    log.debug("batch of %d: %d results, %d matched tasks", len(batch), len(outcomes), len(groups))
+    return [(f"{TASK_GROUP_QUEUE_PREFIX}{groups[tid]}", d) for tid, d in results if tid in groups]

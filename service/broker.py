@@ -1,0 +1,217 @@
+"""The service's side of AMQP: topology, publishing tasks, and consuming results and heartbeats.
+
+Topology (as the hosted service has it; endpoints only declare passively):
+    exchange tasks (direct)      -> queue <endpoint_id>.tasks   (routing key = queue name)
+    exchange results (topic)     -> queue results               (*.results)
+    exchange heartbeats (topic)  -> queue heartbeats            (*.heartbeats)
+    default exchange             -> queue tg_<task_group_id>    (results for the SDK Executor)
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+
+import attrs
+import kombu
+from kombu.exceptions import OperationalError
+
+from ..protocol.urls import portable_vhost
+
+log = logging.getLogger(__name__)
+
+TASK_GROUP_QUEUE_PREFIX = "tg_"
+# A task group queue nobody reads for this long is removed by the broker.
+TASK_GROUP_QUEUE_EXPIRES_MS = 6 * 3600 * 1000
+
+tasks_exchange = kombu.Exchange("tasks", type="direct", durable=True)
+results_exchange = kombu.Exchange("results", type="topic", durable=True)
+heartbeats_exchange = kombu.Exchange("heartbeats", type="topic", durable=True)
+results_queue = kombu.Queue("results", results_exchange, routing_key="*.results", durable=True)
+heartbeats_queue = kombu.Queue("heartbeats", heartbeats_exchange, routing_key="*.heartbeats",
+                               durable=True, queue_arguments={"x-max-length": 10000})
+
+
+def task_queue(endpoint_id: str) -> kombu.Queue:
+    name = f"{endpoint_id}.tasks"
+    return kombu.Queue(name, tasks_exchange, routing_key=name, durable=True)
+
+
+def task_group_queue(task_group_id: str) -> kombu.Queue:
+    return kombu.Queue(f"{TASK_GROUP_QUEUE_PREFIX}{task_group_id}", exchange=kombu.Exchange(""),
+                       routing_key=f"{TASK_GROUP_QUEUE_PREFIX}{task_group_id}", durable=True,
+                       queue_arguments={"x-expires": TASK_GROUP_QUEUE_EXPIRES_MS})
+
+
+@attrs.frozen
+class OutgoingTask:
+    task_id: str
+    function_id: str
+    body: bytes
+    resource_specification: str  # JSON text, "null" when none: what the endpoint expects
+    result_serializers: list[str] | None
+
+
+class Broker:
+    """One publishing connection shared by the request threads (kombu connections are not
+    thread-safe, so a lock serialises them)."""
+
+    def __init__(self, url: str, public_url: str | None = None):
+        self.url = url
+        self.public_url = portable_vhost(public_url or url)
+        self._lock = threading.Lock()
+        self._connection = kombu.Connection(url, transport_options={"confirm_publish": True})
+        self._producer: kombu.Producer | None = None
+
+    def _channel_producer(self) -> kombu.Producer:
+        if self._producer is None:
+            self._connection.ensure_connection(max_retries=3)
+            self._producer = kombu.Producer(self._connection.channel())
+        return self._producer
+
+    def _run(self, action: Callable[[kombu.Producer], None]) -> None:
+        with self._lock:
+            try:
+                action(self._channel_producer())
+            except (OperationalError, OSError, ConnectionError):
+                # One retry on a fresh connection: the broker may have restarted.
+                self._reset()
+                action(self._channel_producer())
+
+    def _reset(self) -> None:
+        self._producer = None
+        try:
+            self._connection.close()
+        except Exception:  # already broken; a new one follows
+            pass
+        self._connection = kombu.Connection(self.url, transport_options={"confirm_publish": True})
+
+    def declare_topology(self) -> None:
+        def declare(producer: kombu.Producer) -> None:
+            for entity in (tasks_exchange, results_exchange, heartbeats_exchange, results_queue,
+                           heartbeats_queue):
+                entity.bind(producer.channel).declare()
+        self._run(declare)
+
+    def declare_endpoint(self, endpoint_id: str) -> None:
+        self._run(lambda p: task_queue(endpoint_id).bind(p.channel).declare())
+
+    def delete_endpoint(self, endpoint_id: str) -> None:
+        self._run(lambda p: task_queue(endpoint_id).bind(p.channel).delete())
+
+    def declare_task_group(self, task_group_id: str) -> None:
+        self._run(lambda p: task_group_queue(task_group_id).bind(p.channel).declare())
+
+    def publish_tasks(self, endpoint_id: str, outgoing: list[OutgoingTask]) -> None:
+        routing_key = f"{endpoint_id}.tasks"
+
+        def publish(producer: kombu.Producer) -> None:
+            for task in outgoing:
+                headers = {"task_uuid": task.task_id, "function_uuid": task.function_id,
+                           "resource_specification": task.resource_specification}
+                if task.result_serializers:
+                    headers["result_serializers"] = task.result_serializers
+                producer.publish(task.body, exchange=tasks_exchange, routing_key=routing_key,
+                                 headers=headers, delivery_mode=2, mandatory=True)
+        self._run(publish)
+
+    def queue_info(self, endpoint_id: str) -> dict:
+        """What registration hands the endpoint: where to read tasks and write results."""
+        def publish_kwargs(exchange: str, suffix: str) -> dict:
+            return {"exchange": exchange, "routing_key": f"{endpoint_id}.{suffix}",
+                    "mandatory": True, "properties": {"delivery_mode": 2}}
+        return {
+            "endpoint_id": endpoint_id,
+            "task_queue_info": {"connection_url": self.public_url, "exchange": "tasks",
+                                "queue": f"{endpoint_id}.tasks"},
+            "result_queue_info": {"connection_url": self.public_url, "exchange": "results",
+                                  "queue": "results",
+                                  "queue_publish_kwargs": publish_kwargs("results", "results")},
+            "heartbeat_queue_info": {"connection_url": self.public_url, "exchange": "heartbeats",
+                                     "queue": "heartbeats",
+                                     "queue_publish_kwargs": publish_kwargs("heartbeats", "heartbeats")},
+        }
+
+    def close(self) -> None:
+        with self._lock:
+            self._connection.release()
+
+
+@attrs.frozen
+class Delivery:
+    queue: str
+    body: bytes
+    properties: dict
+
+
+class ResultConsumer(threading.Thread):
+    """Reads results and heartbeats in batches and hands each batch to the handler.
+
+    Messages are acknowledged only after the handler returns, so a crash of the service
+    loses nothing: the broker delivers the batch again and the store ignores results it
+    already has.
+    """
+
+    BATCH = 500
+
+    def __init__(self, url: str, handle_batch: Callable[[list[Delivery]], list[tuple[str, Delivery]]]):
+        super().__init__(name="result-consumer", daemon=True)
+        self.url = url
+        self.handle_batch = handle_batch
+        self._stop_event = threading.Event()
+        self.ready = threading.Event()
+
+    def stop(self) -> None:
+        self._stop_event.set()
+
+    def run(self) -> None:
+        backoff = 0.5
+        while not self._stop_event.is_set():
+            try:
+                with kombu.Connection(self.url) as connection:
+                    self._consume(connection)
+                    backoff = 0.5
+            except Exception as exc:  # broker gone: keep trying until stopped
+                log.warning("result consumer lost the broker (%s); retrying in %.1f s", exc, backoff)
+                self._stop_event.wait(backoff)
+                backoff = min(backoff * 2, 10)
+
+    def _consume(self, connection: kombu.Connection) -> None:
+        pending: list[tuple[kombu.Message, Delivery]] = []
+
+        def on_message(body: bytes, message: kombu.Message) -> None:
+            queue = message.delivery_info.get("routing_key", "").rpartition(".")[2]
+            pending.append((message, Delivery(queue, message.body, dict(message.properties))))
+
+        channel = connection.channel()
+        channel.basic_qos(0, self.BATCH * 2, False)
+        forward = kombu.Producer(connection.channel())
+        with kombu.Consumer(channel, [results_queue, heartbeats_queue], callbacks=[on_message],
+                            accept=None, no_ack=False):
+            self.ready.set()
+            while not self._stop_event.is_set():
+                try:
+                    while len(pending) < self.BATCH:
+                        connection.drain_events(timeout=0.05 if not pending else 0.005)
+                except TimeoutError:
+                    pass
+                except OSError as exc:
+                    if "timed out" not in str(exc):
+                        raise
+                if pending:
+                    # Take the batch out first: publishing and acking can read frames and
+                    # so run on_message, which must add to the next batch, not this one.
+                    batch = pending.copy()
+                    pending.clear()
+                    self._flush(batch, forward)
+
+    def _flush(self, pending: list[tuple[kombu.Message, Delivery]], forward: kombu.Producer) -> None:
+        started = time.monotonic()
+        for routing_key, delivery in self.handle_batch([d for _, d in pending]):
+            forward.publish(delivery.body, exchange="", routing_key=routing_key,
+                            timestamp=delivery.properties.get("timestamp") or int(time.time()))
+        for message, _ in pending:
+            message.ack()
+        log.debug("handled %d deliveries in %.3f s", len(pending), time.monotonic() - started)
