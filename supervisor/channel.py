@@ -1,0 +1,84 @@
+"""The child's end of its pipe to the supervisor, and what every child does at boot."""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import signal
+import sys
+import threading
+import time
+from multiprocessing.connection import Connection, wait
+
+from .messages import Ping, Pong, Ready
+from .spec import ChildSpec, ExitCode
+
+_PR_SET_PDEATHSIG = 1
+
+
+class ParentChannel:
+    """Send to the supervisor; receive from it, answering pings on the way.
+
+    A child's main loop calls ``receive`` often: answering pings there (not from a
+    helper thread) is what lets the supervisor tell a hung loop from a busy one.
+    """
+
+    def __init__(self, conn: Connection):
+        self.conn = conn
+
+    def fileno(self) -> int:
+        return self.conn.fileno()
+
+    def ready(self) -> None:
+        self.conn.send(Ready(os.getpid()))
+
+    def send(self, message: object) -> None:
+        self.conn.send(message)
+
+    def receive(self, timeout: float = 0.0) -> list[object]:
+        """Every message waiting (or arriving within timeout), pings answered and left out.
+
+        Raises EOFError when the supervisor is gone.
+        """
+        messages = []
+        if not wait([self.conn], timeout):
+            return messages
+        while self.conn.poll():
+            message = self.conn.recv()
+            if isinstance(message, Ping):
+                self.conn.send(Pong(message.seq))
+            else:
+                messages.append(message)
+        return messages
+
+
+def _die_with_parent() -> None:
+    """Exit when the supervisor dies, even by SIGKILL: the kernel's parent-death signal,
+    and a watcher thread for the case where it does not apply."""
+    parent = os.getppid()
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError):
+        pass
+    if os.getppid() != parent:  # died before prctl took effect
+        os._exit(1)
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(5)  # a graceful exit should take less; past this, stop hard
+        os._exit(1)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+
+
+def bootstrap(spec: ChildSpec, conn: Connection, config: object) -> None:
+    """The first code of every child process (the multiprocessing target)."""
+    _die_with_parent()
+    try:
+        target = spec.resolve()
+    except Exception as exc:
+        print(f"{spec.name}: cannot load {spec.target}: {exc!r}", file=sys.stderr)
+        sys.exit(ExitCode.BOOT_FAILURE)
+    sys.exit(target(ParentChannel(conn), config) or 0)

@@ -1,0 +1,72 @@
+"""What the supervisor is told: child specs and the restart policy, as frozen data."""
+
+from __future__ import annotations
+
+import enum
+import importlib
+from collections.abc import Callable
+
+import attrs
+
+
+class Restart(enum.Enum):
+    """OTP restart types."""
+
+    PERMANENT = "permanent"  # always restarted
+    TRANSIENT = "transient"  # restarted only after an abnormal exit
+    TEMPORARY = "temporary"  # never restarted
+
+
+class ExitCode(enum.IntEnum):
+    """Exit codes with a meaning to the supervisor. A child exiting with one of the
+    'halt' codes cannot get better by restarting, so the whole tree stops."""
+
+    OK = 0
+    BOOT_FAILURE = 3  # the child could not start (missing module, bad environment)
+    CONFIG_ERROR = 78  # EX_CONFIG: the configuration is wrong
+    RESTART_INTENSITY = 75  # the supervisor's own: too many restarts, gave up
+
+
+HALT_CODES = frozenset({ExitCode.BOOT_FAILURE, ExitCode.CONFIG_ERROR})
+
+
+def _check_target(_instance: object, _attribute: attrs.Attribute, value: str) -> None:
+    module, sep, function = value.partition(":")
+    if not (module and sep and function):
+        raise ValueError(f"child target must be 'module:function', got {value!r}")
+
+
+@attrs.frozen
+class ChildSpec:
+    name: str
+    target: str = attrs.field(validator=_check_target)  # "package.module:function(conn, config)"
+    title: str = ""  # process title of the child; its name when empty
+    restart: Restart = Restart.PERMANENT
+    shutdown_timeout_s: float = 10.0  # after Stop, wait this long, then kill
+
+    def resolve(self) -> Callable:
+        module, _, function = self.target.partition(":")
+        return getattr(importlib.import_module(module), function)
+
+
+@attrs.frozen
+class RestartPolicy:
+    """OTP restart intensity with exponential backoff between quick crashes.
+
+    More than ``intensity`` restarts within ``period_s`` stops the whole tree. A crash
+    restarts the child at once; a child that crashes again before it has lived
+    ``healthy_after_s`` waits ``backoff_initial_s``, doubling up to ``backoff_max_s``.
+    """
+
+    intensity: int = 5
+    period_s: float = 60.0
+    healthy_after_s: float = 1.0
+    backoff_initial_s: float = 0.1
+    backoff_max_s: float = 5.0
+    ping_interval_s: float = 1.0
+    hung_after_s: float = 15.0  # no Pong for this long: the child is hung
+
+    def backoff(self, quick_crashes: int) -> float:
+        if quick_crashes <= 0:
+            return 0.0
+        return min(self.backoff_initial_s * 2 ** (quick_crashes - 1), self.backoff_max_s)

@@ -1,0 +1,270 @@
+"""The supervisor loop: start children, route their messages, restart them by policy.
+
+One thread, one loop, one wait: every child's pipe and process sentinel and the
+self-pipe of queued signals go into one ``multiprocessing.connection.wait``. The loop
+body reads top to bottom: handle signals, handle messages, reap exited children,
+check liveness, start children whose backoff is over, move the stop along.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import time
+from collections import deque
+from collections.abc import Iterable, Sequence
+from multiprocessing.connection import wait
+from typing import Protocol
+
+from setproctitle import setproctitle
+
+from .child import Child, describe_exit, spawn_context
+from .messages import Pong, Ready
+from .signals import SignalQueue
+from .spec import HALT_CODES, ChildSpec, ExitCode, Restart, RestartPolicy
+from .states import ChildState
+
+log = logging.getLogger(__name__)
+
+Routed = tuple[str, object]  # (name of the child to send to, message)
+
+
+class Dispatcher(Protocol):
+    """What the supervisor consults about the messages it carries. It returns the
+    messages to send on; it must never block, and it keeps what a child that is down
+    should get once it is back (``child_ready``)."""
+
+    def route(self, source: str, message: object) -> Iterable[Routed]: ...
+
+    def child_ready(self, name: str) -> Iterable[Routed]: ...
+
+    def child_exited(self, name: str) -> Iterable[Routed]: ...
+
+    def tick(self, now: float, tree: dict) -> Iterable[Routed]: ...
+
+    def tree_stopping(self) -> Iterable[Routed]: ...
+
+
+class Supervisor:
+    TICK_S = 0.25
+
+    def __init__(self, specs: Sequence[ChildSpec], policy: RestartPolicy, dispatcher: Dispatcher,
+                 child_config: object, title: str = ""):
+        context = spawn_context()
+        self.children = {s.name: Child(s, context, child_config) for s in specs}
+        self.order = [s.name for s in specs]
+        self.policy = policy
+        self.dispatcher = dispatcher
+        self.title = title
+        self.restart_times: deque[float] = deque()
+        self.booting: list[str] = []  # children still to start, each once the one before is ready
+        self.rolling: list[str] = []  # children still to restart for SIGHUP, in order
+        self.stop_reason: str | None = None
+        self.exit_code = ExitCode.OK
+        self.signals = SignalQueue()
+        self._next_tick = 0.0
+
+    # ------------------------------------------------------------------ the loop
+
+    def run(self) -> int:
+        if self.title:
+            setproctitle(self.title)
+        self.signals.install([signal.SIGTERM, signal.SIGQUIT, signal.SIGINT, signal.SIGHUP])
+        try:
+            self.booting = list(self.order)
+            self._boot_next()
+            while not self._all_stopped():
+                self._wait_and_handle()
+        finally:
+            self._kill_all()
+            self.signals.uninstall()
+        if self.stop_reason:
+            level = logging.INFO if self.exit_code == ExitCode.OK else logging.ERROR
+            log.log(level, "supervisor stopped: %s", self.stop_reason)
+        return int(self.exit_code)
+
+    def _wait_and_handle(self) -> None:
+        live = [c for c in self.children.values() if c.process is not None and c.conn is not None]
+        waitables = [self.signals.reader, *(c.conn for c in live), *(c.process.sentinel for c in live)]
+        ready = wait(waitables, timeout=self._next_timeout())
+        now = time.monotonic()
+        if self.signals.reader in ready:
+            self._handle_signals()
+        for child in live:
+            if child.conn in ready:
+                self._handle_messages(child)
+        for child in live:
+            if child.process.sentinel in ready:
+                self._reap(child, now)
+        self._check_liveness(now)
+        self._start_due(now)
+        self._advance_stop(now)
+        if now >= self._next_tick:
+            self._next_tick = now + self.TICK_S
+            self._send(self.dispatcher.tick(now, self.tree_status()))
+
+    def _next_timeout(self) -> float:
+        due = [c.restart_at for c in self.children.values() if c.state is ChildState.BACKOFF]
+        if not due:
+            return self.TICK_S
+        return max(0.0, min(self.TICK_S, min(due) - time.monotonic()))
+
+    # ------------------------------------------------------------------ signals
+
+    def _handle_signals(self) -> None:
+        for signum in self.signals.drain():
+            if signum in (signal.SIGTERM, signal.SIGQUIT, signal.SIGINT):
+                self.stop(f"received {signal.Signals(signum).name}")
+            elif signum == signal.SIGHUP and self.stop_reason is None:
+                log.info("SIGHUP: restarting children one by one")
+                self.rolling = list(self.order)
+                self._roll_next()
+
+    def _boot_next(self) -> None:
+        if self.booting and self.stop_reason is None:
+            self.children[self.booting.pop(0)].start()
+
+    def _roll_next(self) -> None:
+        while self.rolling:
+            child = self.children[self.rolling[0]]
+            if child.state in (ChildState.STARTING, ChildState.RUNNING):
+                child.request_stop("rolling restart", time.monotonic())
+                return
+            self.rolling.pop(0)  # not running: nothing to restart
+
+    # ------------------------------------------------------------------ messages
+
+    def _handle_messages(self, child: Child) -> None:
+        try:
+            while child.conn is not None and child.conn.poll():
+                self._handle_message(child, child.conn.recv())
+        except (EOFError, OSError):
+            pass  # the child is gone; its sentinel tells the rest
+
+    def _handle_message(self, child: Child, message: object) -> None:
+        if isinstance(message, Pong):
+            child.last_pong = time.monotonic()
+        elif isinstance(message, Ready):
+            child.last_pong = time.monotonic()
+            if child.state is ChildState.STARTING:
+                child.change_state(ChildState.RUNNING, f"ready in {time.monotonic() - child.started_at:.2f} s")
+                self._send(self.dispatcher.child_ready(child.name))
+                self._boot_next()
+                if self.rolling and self.rolling[0] == child.name:
+                    self.rolling.pop(0)
+                    self._roll_next()
+        else:
+            self._send(self.dispatcher.route(child.name, message))
+
+    def _send(self, routed: Iterable[Routed]) -> None:
+        for name, message in routed:
+            self.children[name].send(message)  # a child that is down is the dispatcher's to replay
+
+    # ------------------------------------------------------------------ exits
+
+    def _reap(self, child: Child, now: float) -> None:
+        code = child.reap()
+        requested = child.state is ChildState.STOPPING
+        uptime = now - child.started_at
+        self._send(self.dispatcher.child_exited(child.name))
+        if requested:
+            child.change_state(ChildState.STOPPED, describe_exit(code))
+            if self.stop_reason is None and child.spec.restart is not Restart.TEMPORARY:
+                child.start()  # a rolling restart
+            return
+        if self.stop_reason is not None:
+            child.change_state(ChildState.STOPPED, describe_exit(code))
+            return
+        log.log(logging.WARNING if code else logging.INFO, "%s (pid %s) %s after %.1f s",
+                child.name, child.pid, describe_exit(code), uptime)
+        if code in HALT_CODES:
+            child.change_state(ChildState.STOPPED, describe_exit(code))
+            self.stop(f"{child.name} {describe_exit(code)} ({ExitCode(code).name}); restarting "
+                      "cannot fix that", ExitCode(code))
+        elif child.spec.restart is Restart.TEMPORARY or (
+                child.spec.restart is Restart.TRANSIENT and code == 0):
+            child.change_state(ChildState.STOPPED, describe_exit(code))
+        else:
+            self._restart(child, now, uptime)
+
+    def _restart(self, child: Child, now: float, uptime: float) -> None:
+        self.restart_times.append(now)
+        while self.restart_times and now - self.restart_times[0] > self.policy.period_s:
+            self.restart_times.popleft()
+        if len(self.restart_times) > self.policy.intensity:
+            child.change_state(ChildState.STOPPED, "restart intensity exceeded")
+            self.stop(f"more than {self.policy.intensity} restarts within {self.policy.period_s:g} s "
+                      f"(last: {child.name}); giving up", ExitCode.RESTART_INTENSITY)
+            return
+        child.quick_crashes = child.quick_crashes + 1 if uptime < self.policy.healthy_after_s else 0
+        delay = self.policy.backoff(child.quick_crashes)
+        child.change_state(ChildState.BACKOFF, f"restart in {delay:.2f} s")
+        child.restart_at = now + delay
+
+    def _start_due(self, now: float) -> None:
+        if self.stop_reason is not None:
+            return
+        for child in self.children.values():
+            if child.state is ChildState.BACKOFF and now >= child.restart_at:
+                child.start()
+
+    # ------------------------------------------------------------------ liveness
+
+    def _check_liveness(self, now: float) -> None:
+        for child in self.children.values():
+            if child.state not in (ChildState.STARTING, ChildState.RUNNING):
+                continue
+            if now - child.last_pong > self.policy.hung_after_s:
+                log.error("%s (pid %s) has not answered for %.1f s: hung; killing it", child.name,
+                          child.pid, now - child.last_pong)
+                child.kill()
+            elif child.state is ChildState.RUNNING and now - child.last_ping_sent >= self.policy.ping_interval_s:
+                child.ping(now)
+
+    # ------------------------------------------------------------------ stopping
+
+    def stop(self, reason: str, exit_code: ExitCode = ExitCode.OK) -> None:
+        """Stop the whole tree: children in reverse start order, each graceful then killed."""
+        if self.stop_reason is not None:
+            return
+        self.stop_reason, self.exit_code = reason, exit_code
+        log.log(logging.INFO if exit_code == ExitCode.OK else logging.ERROR, "stopping: %s", reason)
+        self.rolling = []
+        self._send(self.dispatcher.tree_stopping())
+        for child in self.children.values():
+            if child.state is ChildState.BACKOFF:
+                child.change_state(ChildState.STOPPED, "tree stopping")
+
+    def _advance_stop(self, now: float) -> None:
+        if self.stop_reason is None:
+            return
+        for name in reversed(self.order):
+            child = self.children[name]
+            if child.state is ChildState.STOPPED:
+                continue
+            if child.state in (ChildState.STARTING, ChildState.RUNNING):
+                child.request_stop(self.stop_reason, now)
+            elif child.state is ChildState.STOPPING and now > child.stop_deadline:
+                log.warning("%s (pid %s) did not stop within %.0f s; killing it", child.name, child.pid,
+                            child.spec.shutdown_timeout_s)
+                child.kill()
+                child.stop_deadline = float("inf")
+            return  # one at a time: the next waits for this one to be gone
+
+    def _all_stopped(self) -> bool:
+        return self.stop_reason is not None and all(
+            c.state is ChildState.STOPPED for c in self.children.values())
+
+    def _kill_all(self) -> None:
+        for child in self.children.values():
+            child.kill()
+            if child.process is not None:
+                child.process.join(timeout=5)
+
+    # ------------------------------------------------------------------ reporting
+
+    def tree_status(self) -> dict:
+        return {
+            "children": {c.name: {"state": c.state.value, "pid": c.pid} for c in self.children.values()},
+            "restarts_in_window": len(self.restart_times),
+        }

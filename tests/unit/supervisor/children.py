@@ -1,0 +1,33 @@
+"""Child targets for the supervisor tests (imported by spawned processes)."""
+
+from __future__ import annotations
+
+import time
+from multiprocessing import current_process
+
+from setproctitle import setproctitle
+
+from compute_endpoint.supervisor.messages import Stop
+from compute_endpoint.supervisor.spec import ExitCode
+
+
+def echo(channel, config) -> int:
+    setproctitle(f"{config['title']} {current_process().name}")
+    channel.ready()
+    if config.get("send_from") == current_process().name:
+        channel.send(("echo", f"hello from {current_process().name}"))
+    while True:
+        for message in channel.receive(timeout=0.5):
+            if isinstance(message, Stop):
+                return 0
+            kind, value = message
+            if kind == "echo":
+                channel.send(("echoed", value))
+            elif kind == "hang":
+                time.sleep(3600)
+            elif kind == "exit":
+                return value
+
+
+def config_error(channel, config) -> int:
+    return ExitCode.CONFIG_ERROR

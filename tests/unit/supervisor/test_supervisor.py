@@ -1,0 +1,211 @@
+"""The supervisor tree with real processes, real signals and real pipes."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import psutil
+import pytest
+
+from compute_endpoint.supervisor.spec import ExitCode
+
+ROOT = Path(__file__).resolve().parents[3]
+
+
+class Tree:
+    """A test supervisor program in a subprocess; its children titled '<title> <name>'."""
+
+    def __init__(self, tmp_path: Path, children: list[dict], policy: dict | None = None,
+                 send_from: str | None = None):
+        self.title = f"test-tree-{uuid.uuid4().hex[:8]}"
+        self.events = tmp_path / "events.jsonl"
+        self.log = tmp_path / "supervisor.log"
+        setup = {"children": children, "policy": policy or {}, "events": str(self.events),
+                 "log": str(self.log), "title": self.title, "send_from": send_from}
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "tests.unit.supervisor.tree", json.dumps(setup)], cwd=ROOT)
+
+    def read_events(self) -> list[dict]:
+        if not self.events.exists():
+            return []
+        return [json.loads(line) for line in self.events.read_text().splitlines()]
+
+    def wait_for(self, predicate, timeout: float = 15, what: str = "condition"):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            value = predicate()
+            if value:
+                return value
+            time.sleep(0.01)
+        log = self.log.read_text() if self.log.exists() else ""
+        raise AssertionError(f"timed out waiting for {what}; events: {self.read_events()}; log: {log}")
+
+    def children(self) -> dict[str, int]:
+        """{name: pid} of the live children that have set their title."""
+        found = {}
+        try:
+            processes = psutil.Process(self.process.pid).children()
+        except psutil.NoSuchProcess:
+            return found
+        for process in processes:
+            try:
+                words = process.cmdline()[0].split()
+                if process.status() != psutil.STATUS_ZOMBIE and words[0] == self.title:
+                    found[words[1]] = process.pid
+            except (psutil.NoSuchProcess, IndexError):
+                continue
+        return found
+
+    def pid_of(self, name: str, other_than: int | None = None) -> int:
+        return self.wait_for(lambda: (pid := self.children().get(name)) and pid != other_than and pid,
+                             what=f"child {name}")
+
+    def ready_count(self, name: str) -> int:
+        return sum(1 for e in self.read_events() if e["event"] == "ready" and e["name"] == name)
+
+    def stop(self, signum: int = signal.SIGTERM) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(signum)
+        return self.process.wait(timeout=30)
+
+
+@pytest.fixture
+def make_tree(tmp_path):
+    trees = []
+
+    def make(children, policy=None, send_from=None):
+        tree = Tree(tmp_path, children, policy, send_from)
+        trees.append(tree)
+        return tree
+
+    yield make
+    for tree in trees:
+        leftovers = list(tree.children().values())
+        if tree.process.poll() is None:
+            tree.process.kill()
+            tree.process.wait()
+        for pid in leftovers:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+
+def all_ready(tree: Tree, names: str) -> None:
+    tree.wait_for(lambda: all(tree.ready_count(n) for n in names), what="all ready")
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGQUIT, signal.SIGINT])
+def test_children_start_in_order_and_stop_in_reverse_on_signal(make_tree, signum):
+    tree = make_tree([{"name": "a"}, {"name": "b"}, {"name": "c"}])
+    all_ready(tree, "abc")
+    assert [e["name"] for e in tree.read_events() if e["event"] == "ready"] == ["a", "b", "c"]
+    assert sorted(tree.children()) == ["a", "b", "c"]
+    assert psutil.Process(tree.process.pid).cmdline()[0] == tree.title
+
+    assert tree.stop(signum) == 0
+    exits = [e["name"] for e in tree.read_events() if e["event"] == "exited"]
+    assert exits == ["c", "b", "a"]
+    assert f"stopping: received {signal.Signals(signum).name}" in tree.log.read_text()
+
+
+def test_messages_are_routed_through_the_dispatcher(make_tree):
+    tree = make_tree([{"name": "a"}, {"name": "b"}], send_from="a")
+    answer = tree.wait_for(lambda: [e for e in tree.read_events() if e["event"] == "message"],
+                           what="b's answer")
+    assert answer == [{"event": "message", "source": "b", "kind": "echoed", "value": "hello from a"}]
+
+
+def test_killed_child_is_restarted_within_a_second_and_siblings_keep_running(make_tree):
+    tree = make_tree([{"name": "a"}, {"name": "b"}])
+    all_ready(tree, "ab")
+    sibling = tree.pid_of("a")
+    victim = tree.pid_of("b")
+    killed_at = time.monotonic()
+    os.kill(victim, signal.SIGKILL)
+    tree.pid_of("b", other_than=victim)
+    assert time.monotonic() - killed_at < 1.0
+    assert tree.children()["a"] == sibling
+    tree.wait_for(lambda: f"b (pid {victim}) killed by SIGKILL" in tree.log.read_text(),
+                  what="exit logged")
+
+
+def test_restart_intensity_exceeded_stops_the_tree_with_the_reason(make_tree):
+    tree = make_tree([{"name": "a"}, {"name": "b"}],
+                     policy={"intensity": 3, "period_s": 30, "backoff_initial_s": 0.01})
+    all_ready(tree, "ab")
+    pid = None
+    for _ in range(4):
+        pid = tree.pid_of("a", other_than=pid)
+        os.kill(pid, signal.SIGKILL)
+    assert tree.process.wait(timeout=20) == ExitCode.RESTART_INTENSITY
+    assert "more than 3 restarts within 30 s (last: a); giving up" in tree.log.read_text()
+    assert tree.children() == {}
+
+
+def test_quick_crashes_back_off_exponentially(make_tree):
+    tree = make_tree([{"name": "a"}], policy={"intensity": 10, "healthy_after_s": 30,
+                                             "backoff_initial_s": 0.3, "backoff_max_s": 5})
+    all_ready(tree, "a")
+    pid, gaps = None, []
+    for _ in range(3):
+        pid = tree.pid_of("a", other_than=pid)
+        killed = time.monotonic()
+        os.kill(pid, signal.SIGKILL)
+        tree.pid_of("a", other_than=pid)
+        gaps.append(time.monotonic() - killed)
+    # 1st quick crash waits 0.3 s, the 2nd 0.6 s, the 3rd 1.2 s
+    assert 0.3 <= gaps[0] < gaps[1] < gaps[2]
+    assert gaps[2] >= 1.2
+
+
+def test_halt_exit_code_stops_the_tree_without_restarting(make_tree):
+    tree = make_tree([{"name": "a"}, {"name": "bad", "target": "tests.unit.supervisor.children:config_error"}])
+    assert tree.process.wait(timeout=20) == ExitCode.CONFIG_ERROR
+    log = tree.log.read_text()
+    assert "bad" in log and "CONFIG_ERROR" in log and "restarting cannot fix that" in log
+    assert sum(1 for e in tree.read_events() if e["event"] == "exited" and e["name"] == "bad") == 1
+
+
+def test_hung_child_is_killed_and_replaced(make_tree, tmp_path):
+    tree = make_tree([{"name": "a"}, {"name": "b"}], policy={"ping_interval_s": 0.2, "hung_after_s": 1.0})
+    all_ready(tree, "ab")
+    hung = tree.pid_of("a")
+    os.kill(hung, signal.SIGSTOP)  # stopped: alive to the OS, but it answers nothing
+    tree.pid_of("a", other_than=hung)
+    assert "has not answered for" in tree.log.read_text()
+    assert not psutil.pid_exists(hung) or psutil.Process(hung).status() == psutil.STATUS_ZOMBIE
+
+
+def test_sighup_restarts_every_child_one_by_one(make_tree):
+    tree = make_tree([{"name": "a"}, {"name": "b"}, {"name": "c"}])
+    all_ready(tree, "abc")
+    before = tree.children()
+    tree.process.send_signal(signal.SIGHUP)
+    tree.wait_for(lambda: all(tree.ready_count(n) == 2 for n in "abc"), what="all restarted")
+    after = tree.children()
+    assert all(after[n] != before[n] for n in "abc")
+    events = [(e["event"], e["name"]) for e in tree.read_events() if e["event"] in ("ready", "exited")][3:]
+    assert events == [("exited", "a"), ("ready", "a"), ("exited", "b"), ("ready", "b"),
+                      ("exited", "c"), ("ready", "c")]
+    assert tree.process.poll() is None
+
+
+def test_children_die_with_a_killed_supervisor(make_tree):
+    tree = make_tree([{"name": "a"}, {"name": "b"}])
+    all_ready(tree, "ab")
+    pids = list(tree.children().values())
+    tree.process.kill()
+    tree.process.wait()
+    deadline = time.monotonic() + 5
+    while any(psutil.pid_exists(p) for p in pids) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not any(psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE
+                   for p in pids)

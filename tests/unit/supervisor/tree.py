@@ -1,0 +1,61 @@
+"""A supervisor program for the tests: `python -m tests.unit.supervisor.tree SETUP_JSON`.
+
+Its dispatcher routes ("echo", x) from any child to child "b", sends b's answers to
+the events file, and records ready/exited events there, one JSON line each.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+
+from compute_endpoint.supervisor.spec import ChildSpec, Restart, RestartPolicy
+from compute_endpoint.supervisor.supervisor import Supervisor
+
+
+class RecordingDispatcher:
+    def __init__(self, events_path: str):
+        self.events = open(events_path, "a", buffering=1)  # noqa: SIM115 - lives as long as the tree
+
+    def record(self, **event) -> None:
+        self.events.write(json.dumps(event) + "\n")
+
+    def route(self, source, message):
+        kind, value = message
+        if kind == "echo":
+            return [("b", message)]
+        self.record(event="message", source=source, kind=kind, value=value)
+        return []
+
+    def child_ready(self, name):
+        self.record(event="ready", name=name)
+        return []
+
+    def child_exited(self, name):
+        self.record(event="exited", name=name)
+        return []
+
+    def tick(self, now, tree):
+        return []
+
+    def tree_stopping(self):
+        self.record(event="stopping")
+        return []
+
+
+def main() -> int:
+    setup = json.loads(sys.argv[1])
+    logging.basicConfig(filename=setup["log"], level=logging.DEBUG,
+                        format="%(asctime)s supervisor %(levelname)s %(message)s")
+    specs = [ChildSpec(name=c["name"], target=c.get("target", "tests.unit.supervisor.children:echo"),
+                       restart=Restart(c.get("restart", "permanent")), shutdown_timeout_s=2)
+             for c in setup["children"]]
+    policy = RestartPolicy(**setup.get("policy", {}))
+    supervisor = Supervisor(specs, policy, RecordingDispatcher(setup["events"]),
+                            {"title": setup["title"], "send_from": setup.get("send_from")}, title=setup["title"])
+    return supervisor.run()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
