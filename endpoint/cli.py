@@ -110,7 +110,7 @@ def delete(obj: EndpointContext, name: str, yes: bool, force: bool) -> None:
     """Delete the endpoint directory NAME and everything in it."""
     import shutil
 
-    from .lifecycle import StopError, stop_process
+    from .lifecycle import LifecycleError, stop_process
     from .status import EndpointState, endpoint_status
 
     directory = obj.existing(name)
@@ -125,10 +125,105 @@ def delete(obj: EndpointContext, name: str, yes: bool, force: bool) -> None:
     if status.state is EndpointState.RUNNING:
         try:
             stop_process(status.pid, echo=click.echo)
-        except StopError as exc:
+        except LifecycleError as exc:
             raise click.ClickException(str(exc)) from None
     shutil.rmtree(directory.path)
     click.echo(f"Endpoint {name!r} deleted.")
+
+
+def _lifecycle_errors(run):
+    """Turn a failed start/stop step into a clear message and its exit code."""
+    from .config import ConfigError
+    from .credentials import CredentialsError
+    from .lifecycle import LifecycleError
+
+    try:
+        return run()
+    except LifecycleError as exc:
+        click.echo(f"Error: {exc}", err=True)
+        sys.exit(exc.exit_code)
+    except (ConfigError, CredentialsError) as exc:
+        click.echo(f"Error: {exc}", err=True)
+        sys.exit(78)
+
+
+@app.command()
+@name_argument
+@click.option("--foreground", is_flag=True, help="Stay attached to the terminal (for systemd and debugging).")
+@pass_context
+def start(obj: EndpointContext, name: str, foreground: bool) -> None:
+    """Register the endpoint NAME with the Compute service, then run it as a daemon."""
+    from .lifecycle import start as start_endpoint
+
+    directory = obj.existing(name)
+    sys.exit(_lifecycle_errors(lambda: start_endpoint(directory, click.echo, foreground, obj.debug)))
+
+
+@app.command()
+@name_argument
+@click.option("--timeout", default=30.0, show_default=True, help="Seconds to wait before killing what is left.")
+@pass_context
+def stop(obj: EndpointContext, name: str, timeout: float) -> None:
+    """Stop the running endpoint NAME (SIGTERM, then kill after the timeout)."""
+    from .lifecycle import stop as stop_endpoint
+
+    directory = obj.existing(name)
+    _lifecycle_errors(lambda: stop_endpoint(directory, click.echo, timeout))
+
+
+@app.command()
+@name_argument
+@pass_context
+def restart(obj: EndpointContext, name: str) -> None:
+    """Stop the endpoint NAME if it runs, then start it."""
+    from .lifecycle import start as start_endpoint
+    from .lifecycle import stop as stop_endpoint
+
+    directory = obj.existing(name)
+    _lifecycle_errors(lambda: stop_endpoint(directory, click.echo))
+    sys.exit(_lifecycle_errors(lambda: start_endpoint(directory, click.echo, False, obj.debug)))
+
+
+@app.command()
+@click.option("--service", "service", metavar="URL",
+              help="The Compute service [default: as start chooses it, from GLOBUS_SDK_SERVICE_URL_COMPUTE "
+                   "or GLOBUS_SDK_ENVIRONMENT].")
+@click.option("--token", help="A token from `compute-service token create` (asked for when not given).")
+@click.option("--force", is_flag=True, help="Replace a stored token.")
+@pass_context
+def login(obj: EndpointContext, service: str | None, token: str | None, force: bool) -> None:
+    """Store the token the endpoint presents to a local compute-service."""
+    from .credentials import TokenStore, is_hosted, service_url
+
+    url = (service or service_url()).rstrip("/")
+    if is_hosted(url):
+        raise click.ClickException("Globus Auth login to the hosted service is not available in this version "
+                                   "yet; use --service with a local compute-service URL.")
+    store = TokenStore(obj.base_dir)
+    if store.token_for(url) and not force:
+        click.echo(f"Already logged in to {url}; pass --force to replace the token.")
+        return
+    token = token or click.prompt(f"Token for {url}", hide_input=True)
+    store.store(url, token.strip())
+    click.echo(f"Logged in to {url}; the token is stored in {store.path}")
+
+
+@app.command()
+@click.option("--service", "service", metavar="URL", help="Forget only this service's token.")
+@click.option("--force", is_flag=True, help="Log out even while endpoints are running.")
+@pass_context
+def logout(obj: EndpointContext, service: str | None, force: bool) -> None:
+    """Forget stored tokens."""
+    from .credentials import TokenStore
+    from .directory import list_endpoint_dirs
+    from .status import EndpointState, endpoint_status
+
+    running = [d.name for d in list_endpoint_dirs(obj.base_dir)
+               if endpoint_status(d).state is EndpointState.RUNNING]
+    if running and not force:
+        raise click.ClickException(f"Endpoints are running ({', '.join(running)}); stop them first or pass --force.")
+    removed = TokenStore(obj.base_dir).forget(service.rstrip("/") if service else None)
+    click.echo("Logged out of " + ", ".join(removed) if removed else "No stored credentials.")
 
 
 def _not_available(command: str, issue: str):
@@ -140,11 +235,6 @@ def _not_available(command: str, issue: str):
 
 
 _PENDING_COMMANDS = {
-    "start": ("Register the endpoint NAME, then run it as a daemon.", "lifecycle"),
-    "stop": ("Stop the running endpoint NAME.", "lifecycle"),
-    "restart": ("Stop, then start the endpoint NAME.", "lifecycle"),
-    "login": ("Log in to the Compute service.", "identity"),
-    "logout": ("Forget the cached credentials.", "identity"),
     "whoami": ("Show the identity the endpoint runs as.", "identity"),
     "enable-on-boot": ("Install a systemd unit that starts NAME at boot.", "systemd"),
     "disable-on-boot": ("Print how to remove the systemd unit of NAME.", "systemd"),

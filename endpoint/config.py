@@ -159,6 +159,12 @@ class EndpointConfig:
     endpoint_teardown: str | None = None
     environment: str | None = None
     local_compute_services: bool = False
+    # The supervisor: more than max_restarts child restarts within restart_window_s
+    # stops the endpoint; a child silent for hung_child_timeout_s is replaced.
+    max_restarts: NonNegativeInt = 5
+    restart_window_s: PositiveFloat = 60.0
+    hung_child_timeout_s: PositiveFloat = 30.0
+    prefetch: NonNegativeInt = 0  # unacknowledged tasks the task link may hold; 0: automatic
 
 
 # ---------------------------------------------------------------- the converter

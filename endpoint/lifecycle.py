@@ -1,42 +1,264 @@
-"""Starting and stopping an endpoint's process tree from the CLI."""
+"""Starting and stopping an endpoint: the steps behind `start`, `stop` and `restart`.
+
+Each step says what it does, and a failure names the step and what to do about it.
+"""
 
 from __future__ import annotations
 
+import logging
+import os
 import signal
+import subprocess
+import traceback
 from collections.abc import Callable
+from pathlib import Path
 
 import psutil
 
-DEFAULT_STOP_TIMEOUT_S = 10.0
+from .directory import EndpointDirectory
+from .status import EndpointState, endpoint_status
+
+DEFAULT_STOP_TIMEOUT_S = 30.0
+START_PROGRESS_TIMEOUT_S = 120.0
+TAIL_LINES = 15
+
+Echo = Callable[[str], None]
+log = logging.getLogger(__name__)
 
 
-class StopError(Exception):
-    """The endpoint's processes could not be stopped; str() says which are left."""
+class LifecycleError(Exception):
+    """A start or stop step failed; str() says which and what to do. ``exit_code`` is for the CLI."""
+
+    def __init__(self, message: str, exit_code: int = 1):
+        super().__init__(message)
+        self.exit_code = exit_code
 
 
-def stop_process(pid: int, timeout_s: float = DEFAULT_STOP_TIMEOUT_S,
-                 echo: Callable[[str], None] = lambda _: None) -> None:
-    """SIGTERM pid and wait for it; then kill whatever of its tree is still alive.
+class StopError(LifecycleError):
+    pass
 
-    The tree is listed before the signal, because once the parent is gone its
-    children are reparented and can no longer be found through it.
+
+# ---------------------------------------------------------------- processes of a tree
+
+
+def tree_title(endpoint_id: object, name: str) -> str:
+    return f"Globus Compute Endpoint ({endpoint_id}, {name})"
+
+
+def leftover_processes(directory: EndpointDirectory) -> list[psutil.Process]:
+    """Live processes whose title says they belong to this endpoint (after an unclean stop)."""
+    endpoint_id = directory.read_endpoint_id()
+    if endpoint_id is None:
+        return []
+    prefix = tree_title(endpoint_id, directory.name)
+    found = []
+    for process in psutil.process_iter(["cmdline"]):
+        cmdline = process.info.get("cmdline") or []
+        if cmdline and cmdline[0].startswith(prefix) and process.pid != os.getpid():
+            found.append(process)
+    return found
+
+
+def stop_process(pid: int, timeout_s: float = DEFAULT_STOP_TIMEOUT_S, echo: Echo = lambda _: None) -> bool:
+    """SIGTERM pid and wait for it and its tree; kill whatever is left after timeout_s.
+
+    The tree is listed before the signal: once the parent is gone its children are
+    reparented and no longer found through it. Returns True if it stopped by itself.
     """
     try:
         root = psutil.Process(pid)
         tree = [root, *root.children(recursive=True)]
     except psutil.NoSuchProcess:
-        return
+        return True
     root.send_signal(signal.SIGTERM)
     _, alive = psutil.wait_procs(tree, timeout=timeout_s)
     if not alive:
-        return
+        return True
     echo(f"{len(alive)} process(es) still running after {timeout_s:g} s; killing "
          + ", ".join(str(p.pid) for p in alive))
-    for process in alive:
+    kill_all(alive)
+    return False
+
+
+def kill_all(processes: list[psutil.Process]) -> None:
+    for process in processes:
         try:
             process.kill()
         except psutil.NoSuchProcess:
             pass
-    _, still = psutil.wait_procs(alive, timeout=5)
+    _, still = psutil.wait_procs(processes, timeout=5)
     if still:
         raise StopError("could not kill pid(s) " + ", ".join(str(p.pid) for p in still))
+
+
+def run_hook(kind: str, script: str, log_file: Path, echo: Echo) -> None:
+    """Run endpoint_setup / endpoint_teardown in a shell, output appended to the log."""
+    echo(f"Running {kind} ...")
+    with open(log_file, "ab") as log_out:
+        log_out.write(f"----- {kind} -----\n".encode())
+        log_out.flush()
+        result = subprocess.run(["/bin/sh", "-c", script], stdout=log_out, stderr=subprocess.PIPE,
+                                stdin=subprocess.DEVNULL)
+        log_out.write(result.stderr)
+    if result.returncode != 0:
+        tail = "\n".join(result.stderr.decode(errors="replace").splitlines()[-TAIL_LINES:])
+        raise LifecycleError(f"{kind} failed with exit status {result.returncode}"
+                             + (f":\n{tail}" if tail else "") + f"\n(full output in {log_file})",
+                             exit_code=result.returncode)
+
+
+def log_tail(log_file: Path, lines: int = TAIL_LINES) -> str:
+    try:
+        return "\n".join(log_file.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+# ---------------------------------------------------------------- start
+
+
+def clean_up_unclean_stop(directory: EndpointDirectory, echo: Echo) -> None:
+    leftovers = leftover_processes(directory)
+    echo(f"Endpoint {directory.name} did not stop cleanly last time; cleaning up"
+         + (f" ({len(leftovers)} leftover process(es))" if leftovers else ""))
+    if leftovers:
+        kill_all(leftovers)
+    directory.remove_pid_file()
+
+
+def start(directory: EndpointDirectory, echo: Echo, foreground: bool = False, debug: bool = False) -> int:
+    """Start the endpoint; return the exit code for the CLI (after the run, in the foreground)."""
+    from ..protocol.urls import redact_url
+    from .config import load_config
+    from .credentials import TokenStore, is_hosted, service_url
+    from .registration import RegistrationError, register
+
+    status = endpoint_status(directory)
+    if status.state is EndpointState.RUNNING:
+        raise LifecycleError(f"Endpoint {directory.name} is already running (pid {status.pid}).")
+    if status.other_host:
+        raise LifecycleError(
+            f"Endpoint {directory.name} was started on host {status.other_host} (pid {status.pid}). Stop it "
+            f"there; if it does not run there any more, remove {directory.pid_file} and start again.")
+    if status.state is EndpointState.DISCONNECTED:
+        clean_up_unclean_stop(directory, echo)
+
+    config_text = directory.config_file.read_text()
+    config = load_config(directory.config_file)
+    directory.log_file.touch(mode=0o600)
+    if config.endpoint_setup:
+        run_hook("endpoint_setup", config.endpoint_setup, directory.log_file, echo)
+
+    url = service_url(config.environment, config.local_compute_services)
+    token = TokenStore(directory.base).token_for(url)
+    if token is None:
+        hint = ("Globus Auth login is not available in this version yet; point the endpoint at a local "
+                "compute-service (config local_compute_services: true, or GLOBUS_SDK_SERVICE_URL_COMPUTE)"
+                if is_hosted(url) else f"log in first: globus-compute-endpoint login --service {url}")
+        raise LifecycleError(f"No credentials for the Compute service at {url}; {hint}.", exit_code=77)
+    echo(f"Registering with the Compute service at {url} ...")
+    try:
+        registration = register(url, token, directory.name, directory.read_endpoint_id(),
+                                config.display_name, config_text)
+    except RegistrationError as exc:
+        raise LifecycleError(f"Registration failed: {exc}", exc.exit_code) from None
+    endpoint_id = registration["endpoint_id"]
+    directory.write_endpoint_id(_uuid(endpoint_id))
+
+    from .tree import worker_settings
+
+    settings = worker_settings(directory.name, directory.path, directory.log_file, config, config_text,
+                               registration, debug)
+    echo(f"Checking the broker at {redact_url(settings.task_queue_url)} ...")
+    _check_broker(settings.task_queue_url, settings.task_queue)
+    echo(f"Starting endpoint; registered ID: {endpoint_id}")
+
+    if foreground:
+        return _run(directory, settings, config, fd=None, echo=echo)
+    from .daemon import daemonize, read_progress
+
+    is_foreground, fd = daemonize(str(directory.log_file))
+    if is_foreground:
+        if read_progress(fd, echo, START_PROGRESS_TIMEOUT_S):
+            return 0
+        raise LifecycleError(f"Endpoint {directory.name} stopped while starting; the end of its log "
+                             f"({directory.log_file}):\n{log_tail(directory.log_file)}", exit_code=1)
+    code = 1
+    try:
+        code = _run(directory, settings, config, fd=fd, echo=None)
+    except BaseException:
+        traceback.print_exc()  # stderr is the log now
+    finally:
+        os._exit(code)
+
+
+def _uuid(value: str):
+    import uuid
+
+    return uuid.UUID(str(value))
+
+
+def _check_broker(url: str, queue: str) -> None:
+    import kombu
+
+    from ..protocol.urls import redact_url
+
+    try:
+        with kombu.Connection(url, connect_timeout=10) as connection:
+            connection.default_channel.queue_declare(queue=queue, passive=True)
+    except Exception as exc:
+        raise LifecycleError(f"Cannot use the broker at {redact_url(url)} ({exc}). Check that it runs and "
+                             "that this host can reach it (amqp_port in config.yaml).", exit_code=69) from None
+
+
+def _run(directory: EndpointDirectory, settings, config, fd: int | None, echo: Echo | None) -> int:
+    """The daemon (or --foreground) body: pid file, logging, the tree, teardown."""
+    from ..workers.logs import setup_logging
+    from .daemon import Progress, own_pid_record
+    from .tree import run_tree
+
+    directory.write_pid_record(own_pid_record())
+    setup_logging(str(directory.log_file), "supervisor", settings.debug, rotating=True)
+    code = run_tree(settings, config, Progress(fd, echo))
+    if config.endpoint_teardown:
+        try:
+            run_hook("endpoint_teardown", config.endpoint_teardown, directory.log_file, log.info)
+        except LifecycleError as exc:
+            log.error("%s", exc)
+    if code == 0:
+        directory.remove_pid_file()  # a clean stop: Stopped, not Disconnected
+    return code
+
+
+# ---------------------------------------------------------------- stop
+
+
+def stop(directory: EndpointDirectory, echo: Echo, timeout_s: float = DEFAULT_STOP_TIMEOUT_S) -> None:
+    status = endpoint_status(directory)
+    if status.other_host:
+        raise StopError(f"Endpoint {directory.name} runs on host {status.other_host} (pid {status.pid}); "
+                        "stop it there.")
+    if status.state is EndpointState.DISCONNECTED:
+        clean_up_unclean_stop(directory, echo)
+        echo(f"Endpoint <{directory.name}> is now stopped")
+        return
+    if status.state is not EndpointState.RUNNING:
+        echo(f"Endpoint <{directory.name}> is not running")
+        return
+    echo(f"Stopping endpoint {directory.name} (pid {status.pid}) ...")
+    stopped_by_itself = stop_process(status.pid, timeout_s, echo)
+    leftovers = leftover_processes(directory)
+    if leftovers:
+        echo(f"Killing {len(leftovers)} leftover process(es) of the endpoint")
+        kill_all(leftovers)
+    if not stopped_by_itself:
+        # The daemon was killed before its own teardown: run it here.
+        from .config import load_config
+
+        directory.remove_pid_file()
+        config = load_config(directory.config_file)
+        if config.endpoint_teardown:
+            run_hook("endpoint_teardown", config.endpoint_teardown, directory.log_file, echo)
+    directory.remove_pid_file()
+    echo(f"Endpoint <{directory.name}> is now stopped")
+

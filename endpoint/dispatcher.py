@@ -1,0 +1,232 @@
+"""The endpoint's dispatcher: the in-flight table that makes delivery exactly-once-visible.
+
+Every task the broker delivered is in the table from its delivery until its result is
+confirmed by the broker; only then is the delivery acknowledged. From that table:
+
+- a redelivery of a task already running or done is not run again (its new delivery
+  tag is acknowledged once the result is confirmed; at once if it already was);
+- a restarted engine gets the tasks the dead one held, up to
+  ``max_retries_on_system_failure`` times each, then an error result names the failure;
+- a restarted result link gets every result not yet confirmed.
+
+The supervisor calls it from its loop; it never blocks and does no I/O but building
+the status report.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import os
+import time
+import uuid
+from collections import OrderedDict
+from collections.abc import Iterable
+
+import attrs
+
+from ..protocol import messages
+from ..workers.execution import UNKNOWN_TASK_FAILURE, error_result
+from ..workers.messages import (
+    AckDeliveries,
+    EngineStatus,
+    PauseConsuming,
+    PublishResults,
+    PublishStatus,
+    ResultsConfirmed,
+    ResultsDone,
+    RunTasks,
+    TaskDelivery,
+    TaskResult,
+    TasksReceived,
+)
+
+log = logging.getLogger(__name__)
+
+TASK_LINK, RESULT_LINK, ENGINE = "task link", "result link", "engine"
+RECENTLY_CONFIRMED_MAX = 100_000
+
+Routed = tuple[str, object]
+
+
+class TaskState(enum.Enum):
+    QUEUED = "queued"  # received; waiting for an engine
+    RUNNING = "running"  # given to the engine
+    DONE = "done"  # result made; waiting for the broker's confirm
+
+
+@attrs.define
+class InFlight:
+    delivery: TaskDelivery  # the latest delivery of this task
+    state: TaskState = TaskState.QUEUED
+    attempts: int = 0  # engines that died while holding it
+    result: bytes | None = None
+    extra_deliveries: list[TaskDelivery] = attrs.field(factory=list)  # duplicates to ack with it
+
+
+class EndpointDispatcher:
+    def __init__(self, endpoint_id: str, max_retries_on_system_failure: int = 0,
+                 heartbeat_period_s: float = 30.0, ep_info: dict | None = None):
+        self.endpoint_id = endpoint_id
+        self.max_retries = max_retries_on_system_failure
+        self.heartbeat_period_s = heartbeat_period_s
+        self.ep_info = ep_info or {}
+        self.inflight: dict[str, InFlight] = {}
+        self.recently_confirmed: OrderedDict[str, None] = OrderedDict()
+        self.ready: set[str] = set()
+        self.engine_figures: dict = {}
+        self.tree: dict = {}
+        self.next_report = 0.0
+        self.counts = {"received": 0, "duplicates": 0, "completed": 0, "retried": 0, "failed_system": 0}
+        self.startup_listener = None  # callable(str) for start-up progress, set by the lifecycle
+
+    # ------------------------------------------------------------------ routing
+
+    def route(self, source: str, message: object) -> Iterable[Routed]:
+        if isinstance(message, TasksReceived):
+            return self._received(message.deliveries)
+        if isinstance(message, ResultsDone):
+            return self._done(message.results)
+        if isinstance(message, ResultsConfirmed):
+            return self._confirmed(message.task_ids)
+        if isinstance(message, EngineStatus):
+            self.engine_figures = message.figures
+            return []
+        log.warning("dispatcher: unexpected %s from %s", type(message).__name__, source)
+        return []
+
+    def _received(self, deliveries: Iterable[TaskDelivery]) -> list[Routed]:
+        to_run, acks = [], []
+        for delivery in deliveries:
+            entry = self.inflight.get(delivery.task_id)
+            if entry is not None:  # a redelivery of a task we hold: keep the newest tag
+                self.counts["duplicates"] += 1
+                if entry.delivery.generation == delivery.generation:
+                    entry.extra_deliveries.append(delivery)
+                else:
+                    entry.delivery = delivery
+            elif delivery.task_id in self.recently_confirmed:  # done and confirmed already
+                self.counts["duplicates"] += 1
+                acks.append(delivery)
+            else:
+                self.counts["received"] += 1
+                entry = self.inflight[delivery.task_id] = InFlight(delivery)
+                if ENGINE in self.ready:
+                    entry.state = TaskState.RUNNING
+                    to_run.append(delivery)
+        routed = self._acks(acks)
+        if to_run:
+            routed.append((ENGINE, RunTasks(tuple(to_run))))
+        return routed
+
+    def _done(self, results: Iterable[TaskResult]) -> list[Routed]:
+        publish = []
+        for result in results:
+            entry = self.inflight.get(result.task_id)
+            if entry is None or entry.state is TaskState.DONE:
+                continue  # a late result of a task already settled
+            entry.state, entry.result = TaskState.DONE, result.packed
+            publish.append(result)
+        if publish and RESULT_LINK in self.ready:
+            return [(RESULT_LINK, PublishResults(tuple(publish)))]
+        return []
+
+    def _confirmed(self, task_ids: Iterable[str]) -> list[Routed]:
+        acks = []
+        for task_id in task_ids:
+            entry = self.inflight.pop(task_id, None)
+            if entry is None:
+                continue
+            self.counts["completed"] += 1
+            acks.append(entry.delivery)
+            acks.extend(entry.extra_deliveries)
+            self.recently_confirmed[task_id] = None
+        while len(self.recently_confirmed) > RECENTLY_CONFIRMED_MAX:
+            self.recently_confirmed.popitem(last=False)
+        return self._acks(acks)
+
+    def _acks(self, deliveries: list[TaskDelivery]) -> list[Routed]:
+        by_generation: dict[str, list[int]] = {}
+        for delivery in deliveries:
+            by_generation.setdefault(delivery.generation, []).append(delivery.delivery_tag)
+        # Acks for a task link that is gone are dropped: the broker redelivers those
+        # tasks, and the redelivery is acknowledged from recently_confirmed.
+        return [(TASK_LINK, AckDeliveries(g, tuple(tags))) for g, tags in by_generation.items()]
+
+    # ------------------------------------------------------------------ children coming and going
+
+    def child_ready(self, name: str) -> Iterable[Routed]:
+        self.ready.add(name)
+        if self.startup_listener is not None:
+            self.startup_listener(f"{name} ready")
+        if name == ENGINE:
+            return self._resubmit()
+        if name == RESULT_LINK:
+            unconfirmed = [TaskResult(t, e.result) for t, e in self.inflight.items() if e.state is TaskState.DONE]
+            if unconfirmed:
+                log.info("sending %d unconfirmed results to the new result link", len(unconfirmed))
+                return [(RESULT_LINK, PublishResults(tuple(unconfirmed)))]
+        return []
+
+    def child_exited(self, name: str) -> Iterable[Routed]:
+        self.ready.discard(name)
+        if name == ENGINE:
+            for entry in self.inflight.values():
+                if entry.state is TaskState.RUNNING:
+                    entry.attempts += 1
+                    entry.state = TaskState.QUEUED
+        return []
+
+    def _resubmit(self) -> list[Routed]:
+        to_run, failed = [], []
+        for task_id, entry in self.inflight.items():
+            if entry.state is not TaskState.QUEUED:
+                continue
+            if entry.attempts > self.max_retries:
+                self.counts["failed_system"] += 1
+                text = (f"The engine process died while running this task ({entry.attempts} time(s); "
+                        f"max_retries_on_system_failure is {self.max_retries})")
+                failed.append(TaskResult(task_id, error_result(task_id, UNKNOWN_TASK_FAILURE, text,
+                                                               endpoint_id=self.endpoint_id)))
+            else:
+                if entry.attempts:
+                    self.counts["retried"] += 1
+                entry.state = TaskState.RUNNING
+                to_run.append(entry.delivery)
+        routed: list[Routed] = self._done(failed) if failed else []
+        if to_run:
+            log.info("giving %d tasks to the engine (%d retried)", len(to_run),
+                     sum(1 for d in to_run if self.inflight[d.task_id].attempts))
+            routed.append((ENGINE, RunTasks(tuple(to_run))))
+        return routed
+
+    # ------------------------------------------------------------------ status reports
+
+    def tick(self, now: float, tree: dict) -> Iterable[Routed]:
+        self.tree = tree
+        if now < self.next_report or RESULT_LINK not in self.ready:
+            return []
+        self.next_report = now + self.heartbeat_period_s
+        return [(RESULT_LINK, PublishStatus(self.status_report(active=True)))]
+
+    def tree_stopping(self) -> Iterable[Routed]:
+        return [(TASK_LINK, PauseConsuming()), (RESULT_LINK, PublishStatus(self.status_report(active=False)))]
+
+    def figures(self) -> dict:
+        states = {s.value: 0 for s in TaskState}
+        for entry in self.inflight.values():
+            states[entry.state.value] += 1
+        return {"in_flight": len(self.inflight), **states, **self.counts}
+
+    def status_report(self, active: bool) -> bytes:
+        global_state = {
+            **self.engine_figures,
+            "heartbeat_period": self.heartbeat_period_s,
+            "active": active,
+            "supervisor": {**self.tree, "tasks": self.figures()},
+            **self.ep_info,
+            "posix_pid": os.getpid(),
+            "report_time": time.time(),
+        }
+        return messages.pack(messages.EPStatusReport(endpoint_id=uuid.UUID(self.endpoint_id),
+                                                     global_state=global_state))

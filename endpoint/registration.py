@@ -1,0 +1,66 @@
+"""Registering the endpoint with the Compute service (POST, or PUT with the known id)."""
+
+from __future__ import annotations
+
+import getpass
+import platform
+import socket
+import uuid
+
+import requests
+
+from ..protocol.urls import redact_url
+from .version import __version__
+
+TIMEOUT_S = 30
+
+
+class RegistrationError(Exception):
+    """Registration failed; str() says why and what to do. ``exit_code`` follows sysexits."""
+
+    def __init__(self, message: str, exit_code: int):
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+def register(service_url: str, token: str, name: str, endpoint_id: uuid.UUID | None,
+             display_name: str | None, config_text: str) -> dict:
+    body = {"endpoint_name": name, "metadata": {
+        "endpoint_version": __version__, "python_version": platform.python_version(),
+        "hostname": socket.getfqdn(), "local_user": getpass.getuser(), "endpoint_config": config_text}}
+    if display_name:
+        body["display_name"] = display_name
+    headers = {"Authorization": f"Bearer {token}", "User-Agent": f"compute-endpoint/{__version__}"}
+    try:
+        if endpoint_id is None:
+            response = requests.post(f"{service_url}/v3/endpoints", json=body, headers=headers, timeout=TIMEOUT_S)
+        else:
+            response = requests.put(f"{service_url}/v3/endpoints/{endpoint_id}", json=body, headers=headers,
+                                    timeout=TIMEOUT_S)
+    except requests.RequestException as exc:
+        raise RegistrationError(f"cannot reach the Compute service at {service_url}: {exc}", 75) from None
+    if response.status_code == 401:
+        raise RegistrationError(f"the Compute service at {service_url} did not accept the stored token; "
+                                "log in again: globus-compute-endpoint login", 77)
+    if response.status_code >= 400:
+        try:
+            detail = response.json().get("error") or response.text
+        except ValueError:
+            detail = response.text[:500]
+        code = {409: 69, 423: 69, 404: 69, 403: 77, 400: 65, 422: 65}.get(response.status_code, 69)
+        raise RegistrationError(f"the Compute service refused the registration "
+                                f"({response.status_code}): {detail}", code)
+    try:
+        info = response.json()
+        for key in ("endpoint_id", "task_queue_info", "result_queue_info", "heartbeat_queue_info"):
+            info[key]  # noqa: B018 - presence check
+    except (ValueError, KeyError, TypeError) as exc:
+        raise RegistrationError(f"the Compute service answered the registration without {exc}", 76) from None
+    if endpoint_id is not None and str(info["endpoint_id"]) != str(endpoint_id):
+        raise RegistrationError(f"the service registered id {info['endpoint_id']}, not the requested "
+                                f"{endpoint_id}", 70)
+    return info
+
+
+def describe(info: dict) -> str:
+    return redact_url(info["task_queue_info"]["connection_url"])

@@ -1,0 +1,95 @@
+"""The endpoint's process tree: which children, in what order, under which policy."""
+
+from __future__ import annotations
+
+import getpass
+import logging
+import os
+import time
+from pathlib import Path
+
+import cattrs
+
+from ..protocol.urls import portable_vhost, with_port
+from ..supervisor.spec import ChildSpec, RestartPolicy
+from ..supervisor.supervisor import Supervisor
+from ..workers.settings import PublishTarget, WorkerSettings
+from .config import EndpointConfig
+from .daemon import Progress
+from .dispatcher import ENGINE, RESULT_LINK, TASK_LINK, EndpointDispatcher
+
+log = logging.getLogger(__name__)
+
+# Start order: the task link first (tasks wait in the dispatcher until the engine is
+# ready), the engine last. Stop order is the reverse: the engine finishes, the result
+# link publishes what is left, the task link acknowledges it and goes last.
+CHILD_TARGETS = {
+    TASK_LINK: "compute_endpoint.workers.task_link:main",
+    RESULT_LINK: "compute_endpoint.workers.result_link:main",
+    ENGINE: "compute_endpoint.workers.engine:main",
+}
+
+
+def _url(url: str, amqp_port: int | None) -> str:
+    url = portable_vhost(url)
+    return with_port(url, amqp_port) if amqp_port else url
+
+
+def _publish_target(info: dict, amqp_port: int | None) -> PublishTarget:
+    kwargs = info.get("queue_publish_kwargs") or {}
+    return PublishTarget(connection_url=_url(info["connection_url"], amqp_port),
+                         exchange=kwargs.get("exchange", info.get("exchange", "")),
+                         routing_key=kwargs.get("routing_key", info.get("queue", "")),
+                         mandatory=bool(kwargs.get("mandatory", True)),
+                         properties=dict(kwargs.get("properties") or {"delivery_mode": 2}))
+
+
+def worker_settings(name: str, directory_path: Path, log_file: Path, config: EndpointConfig,
+                    config_text: str, registration: dict, debug: bool) -> WorkerSettings:
+    task_info = registration["task_queue_info"]
+    engine = cattrs.Converter().unstructure(config.engine)
+    return WorkerSettings(
+        endpoint_id=str(registration["endpoint_id"]), endpoint_name=name, log_file=str(log_file), debug=debug,
+        task_queue_url=_url(task_info["connection_url"], config.amqp_port), task_queue=task_info["queue"],
+        results=_publish_target(registration["result_queue_info"], config.amqp_port),
+        heartbeats=_publish_target(registration["heartbeat_queue_info"], config.amqp_port),
+        engine=engine, heartbeat_period_s=float(config.heartbeat_period), prefetch=config.prefetch,
+        run_dir=str(directory_path), config_raw=config_text,
+    )
+
+
+def run_tree(settings: WorkerSettings, config: EndpointConfig, progress: Progress) -> int:
+    specs = [ChildSpec(name=role, target=target, title=settings.role_title(role),
+                       shutdown_timeout_s=30.0 if role == ENGINE else 10.0)
+             for role, target in CHILD_TARGETS.items()]
+    policy = RestartPolicy(intensity=config.max_restarts, period_s=config.restart_window_s,
+                           hung_after_s=config.hung_child_timeout_s)
+    dispatcher = EndpointDispatcher(settings.endpoint_id,
+                                    getattr(config.engine, "max_retries_on_system_failure", 0),
+                                    settings.heartbeat_period_s, ep_info=_ep_info(settings))
+    waiting = set(CHILD_TARGETS)
+
+    def on_startup(event: str) -> None:
+        role = event.removesuffix(" ready")
+        if role in waiting:
+            waiting.discard(role)
+            progress.say(f"  {role} ready")
+            if not waiting:
+                dispatcher.startup_listener = None
+                progress.running(f"Endpoint {settings.endpoint_name} is running (pid {os.getpid()}); "
+                                 f"log: {settings.log_file}")
+
+    dispatcher.startup_listener = on_startup
+    supervisor = Supervisor(specs, policy, dispatcher, settings, title=settings.title)
+    log.info("starting endpoint %s (%s)", settings.endpoint_name, settings.endpoint_id)
+    code = supervisor.run()
+    log.info("endpoint %s stopped with exit code %d; tasks: %s", settings.endpoint_name, code,
+             dispatcher.figures())
+    return code
+
+
+def _ep_info(settings: WorkerSettings) -> dict:
+    return {"posix_username": getpass.getuser(), "posix_uid": os.getuid(), "posix_gid": os.getgid(),
+            "posix_ppid": os.getppid(), "posix_sid": os.getsid(0), "start_unix": time.time(),
+            "config_raw": settings.config_raw}
+

@@ -1,0 +1,86 @@
+"""The engine process: takes RunTasks from the supervisor, runs them, sends ResultsDone."""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import signal
+import time
+from multiprocessing.connection import wait
+
+from setproctitle import setproctitle
+
+from ..supervisor.channel import ParentChannel
+from ..supervisor.messages import Stop
+from ..supervisor.spec import ExitCode
+from .engines import build_engine
+from .logs import setup_logging
+from .messages import EngineStatus, ResultsDone, RunTasks, TaskResult
+from .settings import WorkerSettings
+
+log = logging.getLogger(__name__)
+
+STATUS_EVERY_S = 5.0
+RESULT_BATCH = 512
+
+
+def main(channel: ParentChannel, settings: WorkerSettings) -> int:
+    setproctitle(settings.role_title("engine"))
+    setup_logging(settings.log_file, "engine", settings.debug)
+    wake_read, wake_write = os.pipe()
+    os.set_blocking(wake_write, False)
+    stopping = []
+    signal.signal(signal.SIGTERM, lambda *_: (stopping.append("SIGTERM"), _poke(wake_write)))
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the supervisor decides; ^C reaches the whole group
+    try:
+        engine = build_engine(settings.engine, settings.endpoint_id)
+    except Exception as exc:
+        log.error("cannot build the %s engine: %s", settings.engine.get("type"), exc)
+        return ExitCode.CONFIG_ERROR
+    finished: queue.SimpleQueue[TaskResult] = queue.SimpleQueue()
+
+    def done(result: TaskResult) -> None:
+        finished.put(result)
+        _poke(wake_write)
+
+    channel.ready()
+    log.info("%s ready with capacity %d", settings.engine["type"], engine.capacity)
+    channel.send(EngineStatus(engine.status()))
+    next_status = time.monotonic() + STATUS_EVERY_S
+    while not stopping:
+        ready = wait([channel.conn, wake_read], timeout=1.0)
+        if wake_read in ready:
+            os.read(wake_read, 65536)
+        for message in channel.receive(0):
+            if isinstance(message, RunTasks):
+                for task in message.tasks:
+                    engine.submit(task, done)
+            elif isinstance(message, Stop):
+                stopping.append(message.reason)
+        _send_finished(channel, finished)
+        if time.monotonic() >= next_status:
+            channel.send(EngineStatus(engine.status()))
+            next_status = time.monotonic() + STATUS_EVERY_S
+    log.info("stopping (%s): finishing running tasks", stopping[0])
+    engine.shutdown(cancel_pending=True)
+    _send_finished(channel, finished)
+    return 0
+
+
+def _send_finished(channel: ParentChannel, finished: queue.SimpleQueue) -> None:
+    batch = []
+    while not finished.empty():
+        batch.append(finished.get())
+        if len(batch) >= RESULT_BATCH:
+            channel.send(ResultsDone(tuple(batch)))
+            batch = []
+    if batch:
+        channel.send(ResultsDone(tuple(batch)))
+
+
+def _poke(fd: int) -> None:
+    try:
+        os.write(fd, b"!")
+    except BlockingIOError:
+        pass  # already awake

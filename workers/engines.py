@@ -1,0 +1,120 @@
+"""Engines: where tasks run. One small interface, one class per engine type.
+
+An engine takes tasks and calls ``done`` with each packed Result, from whatever thread
+it likes; the engine process wakes on it.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import logging
+import multiprocessing
+import os
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol
+
+from .execution import UNKNOWN_TASK_FAILURE, error_result, run_task
+from .messages import TaskDelivery, TaskResult
+
+log = logging.getLogger(__name__)
+
+Done = Callable[[TaskResult], None]
+
+
+class Engine(Protocol):
+    capacity: int
+
+    def submit(self, task: TaskDelivery, done: Done) -> None: ...
+
+    def status(self) -> dict: ...
+
+    def shutdown(self, cancel_pending: bool) -> None: ...
+
+
+class ResourceSpecificationError(ValueError):
+    pass
+
+
+def _check_no_resource_specification(engine: str, task: TaskDelivery) -> None:
+    spec = task.headers.get("resource_specification")
+    if spec not in (None, "", "null", "{}"):
+        raise ResourceSpecificationError(
+            f"{engine} does not support resource_specification (got {spec}); "
+            "use GlobusComputeEngine for per-task resources")
+
+
+class _PoolEngine:
+    """ThreadPoolEngine and ProcessPoolEngine: the standard library executors."""
+
+    name = "PoolEngine"
+
+    def __init__(self, executor: concurrent.futures.Executor, capacity: int, endpoint_id: str):
+        self.executor = executor
+        self.capacity = capacity
+        self.endpoint_id = endpoint_id
+        self.outstanding = 0
+
+    def submit(self, task: TaskDelivery, done: Done) -> None:
+        try:
+            _check_no_resource_specification(self.name, task)
+        except ResourceSpecificationError as exc:
+            done(TaskResult(task.task_id, error_result(task.task_id, UNKNOWN_TASK_FAILURE, str(exc),
+                                                       endpoint_id=self.endpoint_id)))
+            return
+        self.outstanding += 1
+        future = self.executor.submit(run_task, task.task_id, task.body,
+                                      task.headers.get("result_serializers"), self.endpoint_id)
+        future.add_done_callback(lambda f: self._finished(task.task_id, f, done))
+
+    def _finished(self, task_id: str, future: concurrent.futures.Future, done: Done) -> None:
+        self.outstanding -= 1
+        if future.cancelled():
+            return  # shutting down: the dispatcher still holds the task for the next engine
+        exc = future.exception()
+        if exc is None:
+            done(TaskResult(task_id, future.result()))
+        else:  # the worker died under the task (e.g. a pool process killed)
+            done(TaskResult(task_id, error_result(task_id, UNKNOWN_TASK_FAILURE,
+                                                  f"The worker running the task failed: {exc!r}",
+                                                  endpoint_id=self.endpoint_id)))
+
+    def status(self) -> dict:
+        return {"engine_type": self.name, "total_workers": self.capacity,
+                "outstanding_tasks": self.outstanding, "pending_tasks": max(0, self.outstanding - self.capacity),
+                "scaling_enabled": False, "total_cores": os.cpu_count()}
+
+    def shutdown(self, cancel_pending: bool) -> None:
+        self.executor.shutdown(wait=True, cancel_futures=cancel_pending)
+
+
+class ThreadPoolEngine(_PoolEngine):
+    name = "ThreadPoolEngine"
+
+    def __init__(self, endpoint_id: str, max_workers: int | None = None, **_: Any):
+        workers = max_workers or min(32, (os.cpu_count() or 1) + 4)
+        super().__init__(concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix="task"),
+                         workers, endpoint_id)
+
+
+class ProcessPoolEngine(_PoolEngine):
+    name = "ProcessPoolEngine"
+
+    def __init__(self, endpoint_id: str, max_workers: int | None = None, **_: Any):
+        workers = max_workers or os.cpu_count() or 1
+        # spawn: the engine process has threads, and forking a threaded process is unsafe
+        executor = concurrent.futures.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+        super().__init__(executor, workers, endpoint_id)
+
+
+ENGINES: dict[str, type] = {"ThreadPoolEngine": ThreadPoolEngine, "ProcessPoolEngine": ProcessPoolEngine}
+
+
+def build_engine(engine_config: Mapping[str, Any], endpoint_id: str) -> Engine:
+    options = dict(engine_config)
+    kind = options.pop("type")
+    options.pop("max_retries_on_system_failure", None)  # the dispatcher's business
+    if kind == "GlobusComputeEngine":
+        from .htex import GlobusComputeEngine  # heavy: Parsl
+
+        return GlobusComputeEngine(endpoint_id, **options)
+    return ENGINES[kind](endpoint_id, **options)

@@ -1,0 +1,110 @@
+"""Running one task where the work happens (a pool thread, a pool process, a Parsl worker).
+
+Light on purpose: the protocol package, dill and the standard library only, so it
+imports fast on compute nodes. Every outcome, including a function that cannot be
+unpacked, becomes a packed Result for the task's id: the endpoint never loses a task
+to bad input.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import time
+import traceback
+import uuid
+
+from ..protocol import messages
+from ..protocol.serialize import SerializationError, deserialize, serialize_from_list, unpack_buffers
+
+MAX_RESULT_BYTES = 10 * 1024 * 1024
+
+# The documented error codes the official endpoint uses.
+REMOTE_EXECUTION_ERROR = "RemoteExecutionError"
+MAX_RESULT_SIZE_EXCEEDED = "MaxResultSizeExceeded"
+COULD_NOT_EXECUTE = "CouldNotExecuteUserTaskError"
+UNKNOWN_TASK_FAILURE = "UNKNOWN_TASK_FAILURE"
+
+
+class MaxResultSizeExceeded(Exception):
+    def __init__(self, size: int, limit: int):
+        super().__init__(f"Task result of {size} bytes exceeds the {limit} byte limit")
+
+
+def _now_ns() -> int:
+    return time.time_ns()
+
+
+def environment_details(endpoint_id: str | None = None) -> dict:
+    try:
+        import dill
+
+        dill_version = dill.__version__
+    except ImportError:  # pragma: no cover - dill is a dependency
+        dill_version = None
+    return {"os": platform.system(), "python_version": platform.python_version(),
+            "dill_version": dill_version, "globus_compute_sdk_version": None,
+            "endpoint_id": endpoint_id}
+
+
+def error_result(task_id: str, code: str, text: str, user_message: str | None = None,
+                 endpoint_id: str | None = None) -> bytes:
+    return messages.pack(messages.Result(
+        task_id=uuid.UUID(task_id), data=text, details=environment_details(endpoint_id),
+        error_details=messages.ResultErrorDetails(code=code, user_message=user_message or text.strip()[-500:]),
+    ))
+
+
+def run_task(task_id: str, body: bytes, result_serializers: list[str] | None = None,
+             endpoint_id: str | None = None, max_result_bytes: int = MAX_RESULT_BYTES) -> bytes:
+    """Run one task from its message body; return the packed Result, whatever happens."""
+    started = _now_ns()
+    try:
+        task = messages.unpack(body)
+        if not isinstance(task, messages.Task):
+            raise messages.MessageError(f"expected a task message, got {task.message_type}")
+        function, args, kwargs = (deserialize(b) for b in unpack_buffers(task.task_buffer))
+    except (messages.MessageError, SerializationError, ValueError) as exc:
+        return error_result(task_id, COULD_NOT_EXECUTE, f"The task could not be unpacked: {exc}",
+                            endpoint_id=endpoint_id)
+    except Exception as exc:  # e.g. a module the function needs is missing here
+        return error_result(task_id, COULD_NOT_EXECUTE,
+                            "The task could not be deserialized:\n" + _format_exception(exc),
+                            endpoint_id=endpoint_id)
+
+    os.environ["GC_TASK_UUID"] = task_id
+    try:
+        value = function(*args, **kwargs)
+    except BaseException as exc:  # the user's exception, SystemExit included, is the result
+        if isinstance(exc, KeyboardInterrupt):
+            raise
+        return error_result(task_id, REMOTE_EXECUTION_ERROR, _format_exception(exc), repr(exc),
+                            endpoint_id=endpoint_id)
+    finally:
+        os.environ.pop("GC_TASK_UUID", None)
+    ended = _now_ns()
+
+    try:
+        data = serialize_from_list(value, result_serializers)
+    except Exception as exc:
+        return error_result(task_id, REMOTE_EXECUTION_ERROR,
+                            "The task's result could not be serialized:\n" + _format_exception(exc),
+                            endpoint_id=endpoint_id)
+    if len(data) > max_result_bytes:
+        exc = MaxResultSizeExceeded(len(data), max_result_bytes)
+        return error_result(task_id, MAX_RESULT_SIZE_EXCEEDED, _format_exception(exc), str(exc),
+                            endpoint_id=endpoint_id)
+    return messages.pack(messages.Result(
+        task_id=uuid.UUID(task_id), data=data, details=environment_details(endpoint_id),
+        task_statuses=[messages.TaskTransition(started, "execution-start", "worker"),
+                       messages.TaskTransition(ended, "execution-end", "worker")],
+    ))
+
+
+def _format_exception(exc: BaseException) -> str:
+    # Drop our own frames: the user wants the traceback of their function.
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_frame.f_code.co_filename == __file__:
+        tb = tb.tb_next
+    return "".join(traceback.format_exception(type(exc), exc, tb))
+

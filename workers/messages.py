@@ -1,0 +1,83 @@
+"""The endpoint's pipe messages, each carrying a batch so one pipe hop moves many tasks.
+
+Flow: task link -TasksReceived-> dispatcher -RunTasks-> engine -ResultsDone->
+dispatcher -PublishResults-> result link -ResultsConfirmed-> dispatcher
+-AckDeliveries-> task link. A delivery is acknowledged only once its result is
+confirmed by the broker.
+"""
+
+from __future__ import annotations
+
+import attrs
+
+
+@attrs.frozen
+class TaskDelivery:
+    """One task as the broker delivered it to the current task link."""
+
+    task_id: str
+    delivery_tag: int
+    generation: str  # which task link channel the tag belongs to
+    headers: dict
+    body: bytes
+    redelivered: bool = False
+
+
+@attrs.frozen
+class TaskResult:
+    task_id: str
+    packed: bytes  # a packed messagepack Result
+
+
+@attrs.frozen
+class TasksReceived:
+    deliveries: tuple[TaskDelivery, ...]
+
+
+@attrs.frozen
+class RejectDeliveries:
+    """Deliveries that can never run: reject without requeue."""
+
+    generation: str
+    delivery_tags: tuple[int, ...]
+
+
+@attrs.frozen
+class RunTasks:
+    tasks: tuple[TaskDelivery, ...]
+
+
+@attrs.frozen
+class ResultsDone:
+    results: tuple[TaskResult, ...]
+
+
+@attrs.frozen
+class PublishResults:
+    results: tuple[TaskResult, ...]
+
+
+@attrs.frozen
+class ResultsConfirmed:
+    task_ids: tuple[str, ...]
+
+
+@attrs.frozen
+class AckDeliveries:
+    generation: str
+    delivery_tags: tuple[int, ...]
+
+
+@attrs.frozen
+class PauseConsuming:
+    """Stop taking new tasks (the tree is stopping); keep acknowledging."""
+
+
+@attrs.frozen
+class EngineStatus:
+    figures: dict
+
+
+@attrs.frozen
+class PublishStatus:
+    packed: bytes  # a packed EPStatusReport

@@ -1,0 +1,170 @@
+"""The result link process: publishes results and status reports with publisher confirms.
+
+Results are published asynchronously, up to a bound of unconfirmed ones, and each is
+reported back (ResultsConfirmed) only when the broker has confirmed it. What is not
+confirmed when the connection drops is published again on the next connection; what
+this process holds when it dies, the supervisor's dispatcher holds too and sends again.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import time
+from collections import OrderedDict
+
+import amqp
+from setproctitle import setproctitle
+
+from ..protocol.urls import redact_url
+from ..supervisor.channel import ParentChannel
+from ..supervisor.messages import Stop
+from ..supervisor.spec import ExitCode
+from .amqp import FatalBrokerError, connect, drain, is_connection_error
+from .logs import setup_logging
+from .messages import PublishResults, PublishStatus, ResultsConfirmed
+from .settings import PublishTarget, WorkerSettings
+
+log = logging.getLogger(__name__)
+
+MAX_UNCONFIRMED = 2000
+FINAL_FLUSH_S = 5.0
+
+
+def main(channel: ParentChannel, settings: WorkerSettings) -> int:
+    setproctitle(settings.role_title("result link"))
+    setup_logging(settings.log_file, "result-link", settings.debug)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    link = ResultLink(channel, settings)
+    signal.signal(signal.SIGTERM, lambda *_: link.stop("SIGTERM"))
+    channel.ready()
+    try:
+        return link.run()
+    except FatalBrokerError as exc:
+        log.error("result link cannot continue: %s", exc)
+        return ExitCode.CONFIG_ERROR
+
+
+class ResultLink:
+    def __init__(self, channel: ParentChannel, settings: WorkerSettings):
+        self.parent = channel
+        self.settings = settings
+        self.stopping: str | None = None
+        self.to_publish: OrderedDict[str, bytes] = OrderedDict()  # task id -> packed Result
+        self.unconfirmed: dict[int, str] = {}  # publish sequence number -> task id
+        self.in_flight: dict[str, bytes] = {}  # task id -> packed Result, published, unconfirmed
+        self.statuses: list[bytes] = []  # packed status reports to publish
+        self.confirmed: list[str] = []
+        self.sequence = 0
+
+    def stop(self, reason: str) -> None:
+        self.stopping = self.stopping or reason
+
+    def run(self) -> int:
+        while True:
+            connection = connect(self.settings.results.connection_url, "result link", self.parent, self._handle)
+            if connection is None:
+                break
+            try:
+                self._publish_loop(connection)
+                break
+            except FatalBrokerError:
+                raise
+            except Exception as exc:
+                if not is_connection_error(exc):
+                    raise
+                log.warning("result link lost the broker: %s; reconnecting", exc)
+                self._requeue_unconfirmed()
+            finally:
+                connection.release()
+        if self.to_publish or self.in_flight:
+            log.warning("result link stopping with %d unconfirmed results; the dispatcher keeps them",
+                        len(self.to_publish) + len(self.in_flight))
+        log.info("result link stopped (%s)", self.stopping)
+        return 0
+
+    def _publish_loop(self, connection) -> None:
+        channel = connection.channel()
+        for target in (self.settings.results, self.settings.heartbeats):
+            try:
+                channel.exchange_declare(target.exchange, "topic", passive=True)
+            except amqp.exceptions.NotFound:
+                raise FatalBrokerError(f"the exchange {target.exchange!r} does not exist at "
+                                       f"{redact_url(target.connection_url)}") from None
+        channel.confirm_select()
+        channel.events["basic_ack"].add(self._on_ack)
+        channel.events["basic_nack"].add(self._on_nack)
+        self.sequence = 0
+        log.info("result link publishing to %s", redact_url(self.settings.results.connection_url))
+        flush_deadline = None
+        while True:
+            self._publish_pending(channel)
+            if self.to_publish or self.in_flight:
+                drain(connection, 0.0005)
+            for message in self.parent.receive(0.0 if (self.to_publish or self.in_flight) else 0.02):
+                self._handle(message)
+            self._report_confirmed()
+            connection.heartbeat_check()
+            if self.stopping:
+                # Publish what is already here (the final status report included), then go.
+                flush_deadline = flush_deadline or time.monotonic() + FINAL_FLUSH_S
+                if not (self.to_publish or self.in_flight or self.statuses) or time.monotonic() > flush_deadline:
+                    return
+
+    def _publish_pending(self, channel) -> None:
+        while self.statuses:
+            self._publish(channel, self.settings.heartbeats, self.statuses.pop(0))
+        while self.to_publish and len(self.in_flight) < MAX_UNCONFIRMED:
+            task_id, packed = self.to_publish.popitem(last=False)
+            self.sequence += 1
+            self.unconfirmed[self.sequence] = task_id
+            self.in_flight[task_id] = packed
+            self._publish(channel, self.settings.results, packed)
+
+    def _publish(self, channel, target: PublishTarget, body: bytes) -> None:
+        if target is self.settings.heartbeats:
+            self.sequence += 1  # confirms number every publish on the channel, reports too
+        channel.basic_publish(amqp.Message(body, **dict(target.properties)), exchange=target.exchange,
+                              routing_key=target.routing_key, mandatory=target.mandatory)
+
+    def _on_ack(self, delivery_tag: int, multiple: bool) -> None:
+        for sequence in self._settled(delivery_tag, multiple):
+            task_id = self.unconfirmed.pop(sequence, None)
+            if task_id is not None and self.in_flight.pop(task_id, None) is not None:
+                self.confirmed.append(task_id)
+
+    def _on_nack(self, delivery_tag: int, multiple: bool) -> None:
+        for sequence in self._settled(delivery_tag, multiple):
+            task_id = self.unconfirmed.pop(sequence, None)
+            if task_id is not None and task_id in self.in_flight:
+                log.warning("broker refused the result of task %s; publishing it again", task_id)
+                self.to_publish[task_id] = self.in_flight.pop(task_id)
+
+    def _settled(self, delivery_tag: int, multiple: bool) -> list[int]:
+        if not multiple:
+            return [delivery_tag]
+        return [s for s in self.unconfirmed if s <= delivery_tag]
+
+    def _requeue_unconfirmed(self) -> None:
+        for task_id, packed in self.in_flight.items():
+            self.to_publish[task_id] = packed
+        self.in_flight.clear()
+        self.unconfirmed.clear()
+
+    def _report_confirmed(self) -> None:
+        if self.confirmed:
+            self.parent.send(ResultsConfirmed(tuple(self.confirmed)))
+            self.confirmed = []
+
+    def _handle(self, message: object) -> bool:
+        if isinstance(message, PublishResults):
+            for result in message.results:
+                if result.task_id not in self.in_flight:
+                    self.to_publish[result.task_id] = result.packed
+        elif isinstance(message, PublishStatus):
+            self.statuses.append(message.packed)
+        elif isinstance(message, Stop):
+            self.stop(message.reason or "asked to stop")
+            return False
+        return True
+

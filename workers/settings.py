@@ -1,0 +1,43 @@
+"""What every child is given: the frozen, picklable settings of one endpoint run."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import attrs
+
+
+@attrs.frozen
+class PublishTarget:
+    """Where and how a link publishes (the registration's queue_publish_kwargs)."""
+
+    connection_url: str
+    exchange: str
+    routing_key: str
+    mandatory: bool = True
+    properties: Mapping[str, Any] = attrs.field(factory=lambda: {"delivery_mode": 2})
+
+
+@attrs.frozen
+class WorkerSettings:
+    endpoint_id: str
+    endpoint_name: str
+    log_file: str
+    debug: bool
+    task_queue_url: str
+    task_queue: str
+    results: PublishTarget
+    heartbeats: PublishTarget
+    engine: Mapping[str, Any]  # the engine block of config.yaml, as plain data
+    heartbeat_period_s: float = 30.0
+    prefetch: int = 0  # 0: sized from the engine's capacity
+    run_dir: str = ""
+    config_raw: str = ""
+
+    @property
+    def title(self) -> str:
+        return f"Globus Compute Endpoint ({self.endpoint_id}, {self.endpoint_name})"
+
+    def role_title(self, role: str) -> str:
+        return f"{self.title} {role}"

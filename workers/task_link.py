@@ -1,0 +1,140 @@
+"""The task link process: consumes the endpoint's task queue and hands tasks on in batches.
+
+It never acknowledges a task on its own: only when the supervisor says the task's
+result was confirmed by the broker (AckDeliveries). Should this process or its
+connection die, the broker gives the unacknowledged tasks to the next consumer.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+
+import amqp
+from setproctitle import setproctitle
+
+from ..supervisor.channel import ParentChannel
+from ..supervisor.messages import Stop
+from ..supervisor.spec import ExitCode
+from .amqp import FatalBrokerError, connect, drain, is_connection_error
+from .logs import setup_logging
+from .messages import AckDeliveries, PauseConsuming, RejectDeliveries, TaskDelivery, TasksReceived
+from .settings import WorkerSettings
+
+log = logging.getLogger(__name__)
+
+BATCH = 256
+DEFAULT_PREFETCH = 1024
+
+
+def main(channel: ParentChannel, settings: WorkerSettings) -> int:
+    setproctitle(settings.role_title("task link"))
+    setup_logging(settings.log_file, "task-link", settings.debug)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    link = TaskLink(channel, settings)
+    signal.signal(signal.SIGTERM, lambda *_: link.stop("SIGTERM"))
+    channel.ready()
+    try:
+        return link.run()
+    except FatalBrokerError as exc:
+        log.error("task link cannot continue: %s", exc)
+        return ExitCode.CONFIG_ERROR
+
+
+class TaskLink:
+    def __init__(self, channel: ParentChannel, settings: WorkerSettings):
+        self.parent = channel
+        self.settings = settings
+        self.prefetch = settings.prefetch or DEFAULT_PREFETCH
+        self.stopping: str | None = None
+        self.paused = False
+        self.connections = 0
+        self.generation = ""
+        self.batch: list[TaskDelivery] = []
+
+    def stop(self, reason: str) -> None:
+        self.stopping = self.stopping or reason
+
+    def run(self) -> int:
+        while not self.stopping:
+            connection = connect(self.settings.task_queue_url, "task link", self.parent, self._handle)
+            if connection is None:
+                break
+            try:
+                self._consume(connection)
+            except FatalBrokerError:
+                raise
+            except Exception as exc:
+                if not is_connection_error(exc):
+                    raise
+                log.warning("task link lost the broker: %s; reconnecting", exc)
+            finally:
+                connection.release()
+        log.info("task link stopped (%s)", self.stopping)
+        return 0
+
+    def _consume(self, connection) -> None:
+        self.connections += 1
+        # Delivery tags belong to one channel: the generation tells this channel's
+        # tags from those of a channel (or a process) that is gone.
+        self.generation = f"{os.getpid()}.{self.connections}"
+        channel = connection.channel()
+        channel.basic_qos(0, self.prefetch, False)
+        try:
+            channel.queue_declare(queue=self.settings.task_queue, passive=True)
+        except amqp.exceptions.NotFound:
+            raise FatalBrokerError(f"the task queue {self.settings.task_queue} does not exist; "
+                                   "is the endpoint registered with this service?") from None
+        consumer_tag = channel.basic_consume(self.settings.task_queue, callback=self._on_delivery,
+                                             no_ack=False, exclusive=True)
+        log.info("task link consuming %s (prefetch %d)", self.settings.task_queue, self.prefetch)
+        self.channel = channel
+        while not self.stopping:
+            if drain(connection, 0.02):
+                while len(self.batch) < BATCH and drain(connection, 0.0005):
+                    pass
+            self._forward()
+            for message in self.parent.receive(0):
+                if not self._handle(message):
+                    break
+            if self.paused and consumer_tag:
+                channel.basic_cancel(consumer_tag)
+                consumer_tag = None
+            connection.heartbeat_check()
+
+    def _on_delivery(self, message: amqp.Message) -> None:
+        headers = message.properties.get("application_headers") or {}
+        task_id = headers.get("task_uuid")
+        tag = message.delivery_info["delivery_tag"]
+        if not isinstance(task_id, str) or not task_id:
+            # No id: nothing to answer to. Reject without requeue (dead-lettered where the
+            # queue has a dead-letter exchange); logged once per delivery.
+            log.warning("rejecting a task message without a task_uuid header (headers: %s)", sorted(headers))
+            self.channel.basic_reject(tag, requeue=False)
+            return
+        self.batch.append(TaskDelivery(task_id=task_id, delivery_tag=tag, generation=self.generation,
+                                       headers=headers, body=bytes(message.body),
+                                       redelivered=bool(message.delivery_info.get("redelivered"))))
+
+    def _forward(self) -> None:
+        if self.batch:
+            self.parent.send(TasksReceived(tuple(self.batch)))
+            self.batch = []
+
+    def _handle(self, message: object) -> bool:
+        """Act on a supervisor message; False when it is time to stop."""
+        if isinstance(message, AckDeliveries):
+            if message.generation == self.generation:
+                for tag in message.delivery_tags:
+                    self.channel.basic_ack(tag)
+        elif isinstance(message, RejectDeliveries):
+            if message.generation == self.generation:
+                for tag in message.delivery_tags:
+                    self.channel.basic_reject(tag, requeue=False)
+        elif isinstance(message, PauseConsuming):
+            self.paused = True
+        elif isinstance(message, Stop):
+            self.stop(message.reason or "asked to stop")
+            return False
+        return True
