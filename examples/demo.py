@@ -1,44 +1,146 @@
-"""`make demo`: the main job end to end, as far as it is built.
+"""`make demo`: the whole system on this machine, end to end.
 
-Today that is the endpoint's local side: configure an endpoint in a scratch directory
-and list it. Starting it (service, supervisor tree, functions run) is not built yet,
-and this demo says so rather than pretend.
+1. start compute-service (the local Compute web service) on http://localhost:5000,
+   with RabbitMQ at 127.0.0.1:5672;
+2. issue a token, log the endpoint in, configure and start an endpoint;
+3. submit functions through the official globus-compute-sdk and print the results;
+4. show the endpoint's process tree; stop everything that was started.
+
+Everything lives in a scratch directory that is removed at the end.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 BIN = Path(sys.executable).parent
-CLI = shutil.which("globus-compute-endpoint", path=str(BIN)) or "globus-compute-endpoint"
+SERVICE_URL = "http://localhost:5000"  # where the SDK's `local` environment looks
+BROKER = ("127.0.0.1", 5672)
+
+DEMO_CONFIG = """\
+display_name: compute-endpoint demo
+engine:
+  type: ThreadPoolEngine
+  max_workers: 4
+"""
 
 
-def step(title: str, *argv: str, env: dict[str, str]) -> subprocess.CompletedProcess:
-    print(f"\n==> {title}\n$ {' '.join(['globus-compute-endpoint', *argv])}", flush=True)
-    result = subprocess.run([CLI, *argv], env=env, text=True, capture_output=True)
-    print(result.stdout + result.stderr, end="", flush=True)
+def say(text: str) -> None:
+    print(f"\n==> {text}", flush=True)
+
+
+def run(*argv: str, env: dict, check: bool = True, secret: str | None = None) -> subprocess.CompletedProcess:
+    shown = " ".join(argv)
+    print("$ " + (shown.replace(secret, "***") if secret else shown), flush=True)
+    result = subprocess.run([str(BIN / argv[0]), *argv[1:]], env=env, text=True, capture_output=True)
+    output = (result.stdout + result.stderr).rstrip()
+    print(output.replace(secret, "***") if secret else output, flush=True)
+    if check and result.returncode:
+        raise SystemExit(f"demo: '{' '.join(argv)}' failed with exit status {result.returncode}")
     return result
 
 
+def answers(host: str, port: int) -> bool:
+    try:
+        socket.create_connection((host, port), timeout=2).close()
+        return True
+    except OSError:
+        return False
+
+
+def wait_for_service(process: subprocess.Popen, log: Path) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise SystemExit(f"demo: compute-service exited:\n{log.read_text()}")
+        if answers("127.0.0.1", 5000):
+            return
+        time.sleep(0.1)
+    raise SystemExit("demo: compute-service did not answer within 30 s")
+
+
+def submit_functions(token: str, endpoint_id: str) -> None:
+    import globus_sdk
+    from globus_compute_sdk import Client, Executor
+
+    def platform_info():
+        import os
+        import platform
+
+        return f"{platform.node()} pid {os.getpid()} task {os.environ.get('GC_TASK_UUID')}"
+
+    def fails():
+        return 1 / 0
+
+    client = Client(local_compute_services=True, authorizer=globus_sdk.AccessTokenAuthorizer(token))
+    started = time.monotonic()
+    with Executor(endpoint_id=endpoint_id, client=client) as executor:
+        squares = [executor.submit(pow, i, 2) for i in range(10)]
+        info = executor.submit(platform_info)
+        failing = executor.submit(fails)
+        print("squares:", [f.result(timeout=60) for f in squares])
+        print("ran on:", info.result(timeout=60))
+        try:
+            failing.result(timeout=60)
+        except Exception as exc:
+            print("a failing function raised, as it should:", str(exc).strip().splitlines()[-1])
+    print(f"12 functions submitted and answered in {time.monotonic() - started:.2f} s")
+
+
 def main() -> int:
-    with tempfile.TemporaryDirectory(prefix="compute-endpoint-demo-") as base:
-        env = dict(os.environ, GLOBUS_COMPUTE_USER_DIR=base)
-        print(f"demo: endpoints live in {base} for this run")
-        step("version", "version", env=env)
-        if step("configure an endpoint", "configure", "demo_endpoint", env=env).returncode:
-            return 1
-        print(Path(base, "demo_endpoint", "config.yaml").read_text(), end="")
-        step("list endpoints", "list", env=env)
-        started = step("start it", "start", "demo_endpoint", env=env)
-        if started.returncode:
-            print("\ndemo: stopping here. The local service and the supervisor tree that run "
-                  "functions are not built yet; nothing was submitted and no result is shown.")
-            return 0
+    if not answers(*BROKER):
+        raise SystemExit("demo: RabbitMQ does not answer on 127.0.0.1:5672; start it (rabbitmq-server -detached) "
+                         "and run make demo again")
+    if answers("127.0.0.1", 5000):
+        raise SystemExit("demo: something already listens on port 5000, where the SDK's local environment "
+                         "looks for the service; stop it and run make demo again")
+    scratch = Path(tempfile.mkdtemp(prefix="compute-endpoint-demo-"))
+    env = dict(os.environ, GLOBUS_COMPUTE_USER_DIR=str(scratch / "endpoints"),
+               COMPUTE_SERVICE_DATA_DIR=str(scratch / "service"), GLOBUS_SDK_SERVICE_URL_COMPUTE=SERVICE_URL)
+    service = None
+    started_at = time.monotonic()
+    try:
+        say("1. start the local Compute service")
+        token = subprocess.run([str(BIN / "compute-service"), "token", "create", "--identity", "demo-user"],
+                               env=env, text=True, capture_output=True, check=True).stdout.strip()
+        print("issued a token for identity demo-user (compute-service token create)")
+        service_log = scratch / "service.log"
+        service = subprocess.Popen([str(BIN / "compute-service"), "serve", "--port", "5000"], env=env,
+                                   stdout=service_log.open("w"), stderr=subprocess.STDOUT)
+        wait_for_service(service, service_log)
+        print(f"compute-service is serving {SERVICE_URL} (log: {service_log})")
+
+        say("2. log in, configure and start an endpoint")
+        run("globus-compute-endpoint", "login", "--token", token, env=env, secret=token)
+        run("globus-compute-endpoint", "configure", "demo", env=env)
+        (scratch / "endpoints" / "demo" / "config.yaml").write_text(DEMO_CONFIG)
+        print("config.yaml:\n" + DEMO_CONFIG.rstrip())
+        run("globus-compute-endpoint", "start", "demo", env=env)
+        run("globus-compute-endpoint", "list", env=env)
+        endpoint_id = (scratch / "endpoints" / "demo" / "endpoint.json").read_text().split('"')[3]
+
+        say("3. submit functions through the official globus-compute-sdk")
+        submit_functions(token, endpoint_id)
+
+        say("4. the endpoint's process tree (ps x --forest)")
+        forest = subprocess.run(["ps", "x", "--forest", "-o", "pid,args"], text=True, capture_output=True).stdout
+        print("\n".join(line for line in forest.splitlines() if "Globus Compute Endpoint" in line))
+    finally:
+        say("5. stop everything")
+        run("globus-compute-endpoint", "stop", "demo", env=env, check=False)
+        if service is not None:
+            service.terminate()
+            service.wait(timeout=15)
+            print("compute-service stopped")
+        shutil.rmtree(scratch, ignore_errors=True)
+    print(f"\ndemo finished in {time.monotonic() - started_at:.1f} s")
     return 0
 
 
