@@ -48,6 +48,8 @@ def worker_settings(name: str, directory_path: Path, log_file: Path, config: End
                     config_text: str, registration: dict, debug: bool) -> WorkerSettings:
     task_info = registration["task_queue_info"]
     engine = cattrs.Converter().unstructure(config.engine)
+    if "provider" in engine:  # the provider's own options sit beside its type, as in config.yaml
+        engine["provider"] = {"type": config.engine.provider.type, **config.engine.provider.options}
     return WorkerSettings(
         endpoint_id=str(registration["endpoint_id"]), endpoint_name=name, log_file=str(log_file), debug=debug,
         task_queue_url=_url(task_info["connection_url"], config.amqp_port), task_queue=task_info["queue"],

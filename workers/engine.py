@@ -34,7 +34,7 @@ def main(channel: ParentChannel, settings: WorkerSettings) -> int:
     signal.signal(signal.SIGTERM, lambda *_: (stopping.append("SIGTERM"), _poke(wake_write)))
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the supervisor decides; ^C reaches the whole group
     try:
-        engine = build_engine(settings.engine, settings.endpoint_id)
+        engine = build_engine(settings.engine, settings.endpoint_id, settings.run_dir)
     except Exception as exc:
         log.error("cannot build the %s engine: %s", settings.engine.get("type"), exc)
         return ExitCode.CONFIG_ERROR

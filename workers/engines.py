@@ -109,12 +109,12 @@ class ProcessPoolEngine(_PoolEngine):
 ENGINES: dict[str, type] = {"ThreadPoolEngine": ThreadPoolEngine, "ProcessPoolEngine": ProcessPoolEngine}
 
 
-def build_engine(engine_config: Mapping[str, Any], endpoint_id: str) -> Engine:
+def build_engine(engine_config: Mapping[str, Any], endpoint_id: str, run_dir: str = ".") -> Engine:
     options = dict(engine_config)
     kind = options.pop("type")
     options.pop("max_retries_on_system_failure", None)  # the dispatcher's business
     if kind == "GlobusComputeEngine":
         from .htex import GlobusComputeEngine  # heavy: Parsl
 
-        return GlobusComputeEngine(endpoint_id, **options)
+        return GlobusComputeEngine(endpoint_id, run_dir=run_dir, **options)
     return ENGINES[kind](endpoint_id, **options)

@@ -1,0 +1,143 @@
+"""Each engine through the real endpoint, with functions serialized by the official SDK."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import pytest
+
+from tests.endpoint_harness import SERIALIZER, EndpointHarness
+
+pytestmark = pytest.mark.slow
+
+GCE_CONFIG = """\
+engine:
+  type: GlobusComputeEngine
+  max_workers_per_node: 2
+  max_retries_on_system_failure: {retries}
+  job_status_kwargs: {{strategy_period: 1, max_idletime: 5}}
+  provider:
+    type: LocalProvider
+    init_blocks: 1
+    min_blocks: 0
+    max_blocks: 1
+    worker_init: export MARKER=set-by-worker-init
+"""
+
+ENGINE_CONFIGS = {
+    "ThreadPoolEngine": "engine:\n  type: ThreadPoolEngine\n  max_workers: 2\n",
+    "ProcessPoolEngine": "engine:\n  type: ProcessPoolEngine\n  max_workers: 2\n",
+    "GlobusComputeEngine": GCE_CONFIG.format(retries=0),
+}
+
+
+def add(a, b):
+    return a + b
+
+
+def raises(message):
+    raise KeyError(message)
+
+
+def big(n):
+    return "x" * n
+
+
+def own_task_id():
+    import os
+
+    return os.environ["GC_TASK_UUID"]
+
+
+def marker():
+    import os
+
+    return os.environ.get("MARKER"), os.environ.get("WRAPPED_IN")
+
+
+def slow_square(x):
+    import time
+
+    time.sleep(0.5)
+    return x * x
+
+
+@pytest.fixture
+def make_endpoint(start_service, tmp_path):
+    harnesses = []
+
+    def make(config_text: str) -> EndpointHarness:
+        harness = EndpointHarness(start_service(), tmp_path / f"gc{len(harnesses)}", "ep", config_text)
+        harnesses.append(harness)
+        harness.start()
+        return harness
+
+    yield make
+    for harness in harnesses:
+        harness.cli("stop", harness.name, "--timeout", "10")
+        harness.kill_everything()
+
+
+@pytest.mark.parametrize("engine", list(ENGINE_CONFIGS))
+def test_engine_runs_sdk_functions_and_reports_errors(make_endpoint, engine):
+    endpoint = make_endpoint(ENGINE_CONFIGS[engine])
+    assert endpoint.run(add, [(i, 1) for i in range(20)]) == [i + 1 for i in range(20)]
+
+    ids = endpoint.submit(own_task_id, [()] * 3)
+    results = endpoint.results(ids)
+    assert [SERIALIZER.deserialize(results[t]["result"]) for t in ids] == ids
+
+    [failed] = endpoint.submit(raises, [("missing-key",)])
+    failure = endpoint.results([failed])[failed]
+    assert failure["status"] == "failed"
+    assert "KeyError: 'missing-key'" in failure["exception"]
+
+    within, over = endpoint.submit(big, [(1_000_000,), (11 * 1024 * 1024,)])
+    sized = endpoint.results([within, over])
+    assert SERIALIZER.deserialize(sized[within]["result"]) == "x" * 1_000_000
+    assert sized[over]["status"] == "failed" and "exceeds the" in sized[over]["exception"]
+
+
+def test_globus_compute_engine_runs_worker_init_under_the_interchange(make_endpoint):
+    endpoint = make_endpoint(GCE_CONFIG.format(retries=0))
+    assert endpoint.run(marker, [()]) == [("set-by-worker-init", None)]
+    engine = endpoint.children()["engine"]
+    import psutil
+
+    titles = [p.cmdline()[0] for p in psutil.Process(engine).children()]
+    assert "parsl: HTEX interchange" in titles
+
+
+def test_custom_container_wraps_the_worker_launch(make_endpoint, tmp_path):
+    wrapper = tmp_path / "wrapper.sh"
+    wrapper.write_text('#!/bin/sh\nexport WRAPPED_IN="$1"\nshift\nexec "$@"\n')
+    wrapper.chmod(0o755)
+    config = GCE_CONFIG.format(retries=0).replace(
+        "  max_workers_per_node: 2\n",
+        f"  max_workers_per_node: 2\n  container_type: custom\n"
+        f"  container_cmd_options: {wrapper} {{EXECUTOR_RUNDIR}} {{EXECUTOR_LAUNCH_CMD}}\n")
+    endpoint = make_endpoint(config)
+    [(marker_value, wrapped_in)] = endpoint.run(marker, [()])
+    assert marker_value == "set-by-worker-init"
+    assert wrapped_in == str(endpoint.directory / "engine")
+
+
+@pytest.mark.parametrize("retries, expect_success", [(2, True), (0, False)])
+def test_engine_killed_mid_run_retries_as_configured(make_endpoint, retries, expect_success):
+    config = f"engine:\n  type: ProcessPoolEngine\n  max_workers: 4\n  max_retries_on_system_failure: {retries}\n"
+    endpoint = make_endpoint(config)
+    ids = endpoint.submit(slow_square, [(i,) for i in range(8)])
+    time.sleep(0.3)  # the first tasks are running now
+    os.kill(endpoint.children()["engine"], signal.SIGKILL)
+    results = endpoint.results(ids, timeout=90)
+    statuses = [results[t]["status"] for t in ids]
+    if expect_success:
+        assert statuses == ["success"] * 8
+        assert [SERIALIZER.deserialize(results[t]["result"]) for t in ids] == [i * i for i in range(8)]
+    else:
+        failed = [results[t] for t in ids if results[t]["status"] == "failed"]
+        assert failed, statuses
+        assert all("engine process died while running this task" in f["exception"] for f in failed)
+    assert endpoint.status() == "Running"

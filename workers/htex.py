@@ -1,0 +1,161 @@
+"""GlobusComputeEngine: Parsl's HighThroughputExecutor (HTEX) with a provider from the config.
+
+Imported only when the config names this engine: Parsl is heavy. The interchange that
+HTEX starts shows as ``parsl: HTEX interchange`` under the engine process; worker pools
+run where the provider puts them (local processes, or batch jobs), and run
+``execution.run_task`` there.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+import sys
+from collections.abc import Mapping
+from concurrent.futures import Future
+from pathlib import Path
+from typing import Any
+
+from .engines import Done
+from .execution import UNKNOWN_TASK_FAILURE, error_result, run_task
+from .messages import TaskDelivery, TaskResult
+
+log = logging.getLogger(__name__)
+
+
+def build_parsl_object(module: str, spec: Mapping[str, Any]) -> Any:
+    """A Parsl provider or launcher from ``{type: Name, option: value, ...}``."""
+    options = dict(spec)
+    kind = options.pop("type")
+    if isinstance(options.get("launcher"), Mapping):
+        options["launcher"] = build_parsl_object("parsl.launchers", options["launcher"])
+    return getattr(importlib.import_module(module), kind)(**options)
+
+
+def container_launch_cmd(launch_cmd: str, run_dir: str, container_type: str | None, uri: str | None,
+                         options: str | None) -> str:
+    """Wrap the worker launch command in the configured container."""
+    options = options or ""
+    if container_type in (None, "None"):
+        return launch_cmd
+    if container_type == "docker":
+        return f"docker run {options} -v {run_dir}:{run_dir} -t {uri} {launch_cmd}"
+    if container_type in ("apptainer", "singularity"):
+        return f"{container_type} exec {options} {uri} {launch_cmd}"
+    if container_type == "custom":
+        return options.replace("{EXECUTOR_RUNDIR}", run_dir).replace("{EXECUTOR_LAUNCH_CMD}", launch_cmd)
+    raise ValueError(f"unknown container_type {container_type!r}")
+
+
+class GlobusComputeEngine:
+    name = "GlobusComputeEngine"
+
+    def __init__(self, endpoint_id: str, provider: Mapping[str, Any] | None = None, label: str | None = None,
+                 address: str | None = None, max_workers_per_node: int | None = None,
+                 cores_per_worker: float = 1.0, mem_per_worker: float | None = None,
+                 available_accelerators: list[str] | None = None, prefetch_capacity: int = 0,
+                 heartbeat_period: int = 30, heartbeat_threshold: int = 120,
+                 worker_port_range: tuple[int, int] | None = None,
+                 interchange_port_range: tuple[int, int] | None = None, worker_debug: bool = False,
+                 job_status_kwargs: Mapping[str, float] | None = None, container_type: str | None = None,
+                 container_uri: str | None = None, container_cmd_options: str | None = None,
+                 run_dir: str = ".", **_: Any):
+        from parsl.executors import HighThroughputExecutor
+        from parsl.jobs.job_status_poller import JobStatusPoller
+
+        self.endpoint_id = endpoint_id
+        # Worker pools are started by a shell that must find process_worker_pool.py
+        # and this package: put this interpreter's bin first on its PATH.
+        bin_dir = str(Path(sys.executable).parent)
+        os.environ["PATH"] = bin_dir + os.pathsep + os.environ.get("PATH", "")
+        provider_spec = dict(provider or {"type": "LocalProvider", "init_blocks": 1, "min_blocks": 0,
+                                          "max_blocks": 1})
+        self.provider = build_parsl_object("parsl.providers", provider_spec)
+        kwargs: dict[str, Any] = dict(
+            label=label or "GlobusComputeEngine", provider=self.provider, address=address or "127.0.0.1",
+            max_workers_per_node=max_workers_per_node, cores_per_worker=cores_per_worker,
+            mem_per_worker=mem_per_worker, available_accelerators=tuple(available_accelerators or ()),
+            prefetch_capacity=prefetch_capacity, heartbeat_period=heartbeat_period,
+            heartbeat_threshold=heartbeat_threshold, worker_debug=worker_debug, encrypted=False,
+        )
+        if worker_port_range:
+            kwargs["worker_port_range"] = tuple(worker_port_range)
+        if interchange_port_range:
+            kwargs["interchange_port_range"] = tuple(interchange_port_range)
+        self.htex = HighThroughputExecutor(**kwargs)
+        self.run_dir = str(Path(run_dir) / "engine")
+        os.makedirs(self.run_dir, mode=0o700, exist_ok=True)
+        self.htex.run_dir = self.run_dir
+        self.htex.provider.script_dir = os.path.join(self.run_dir, "submit_scripts")
+        os.makedirs(self.htex.provider.script_dir, mode=0o700, exist_ok=True)
+        self.htex.launch_cmd = container_launch_cmd(self.htex.launch_cmd, self.run_dir, container_type,
+                                                    container_uri, container_cmd_options)
+        self.htex.start()
+        status = dict(job_status_kwargs or {})
+        self.poller = JobStatusPoller(strategy="simple", max_idletime=float(status.get("max_idletime", 120.0)),
+                                      strategy_period=float(status.get("strategy_period", 5.0)))
+        self.poller.add_executors([self.htex])
+        self.outstanding = 0
+        self.min_blocks = getattr(self.provider, "min_blocks", 0)
+        self.max_blocks = getattr(self.provider, "max_blocks", 1)
+
+    @property
+    def capacity(self) -> int:
+        workers = self.htex.max_workers_per_node
+        per_node = workers if workers and workers != float("inf") else (os.cpu_count() or 1)
+        return int(per_node * max(1, self.max_blocks) * getattr(self.provider, "nodes_per_block", 1))
+
+    def submit(self, task: TaskDelivery, done: Done) -> None:
+        spec = _resource_specification(task.headers.get("resource_specification"))
+        self.outstanding += 1
+        try:
+            future = self.htex.submit(run_task, spec, task.task_id, task.body,
+                                      task.headers.get("result_serializers"), self.endpoint_id)
+        except Exception as exc:  # e.g. an unsupported resource_specification
+            self.outstanding -= 1
+            done(TaskResult(task.task_id, error_result(task.task_id, UNKNOWN_TASK_FAILURE,
+                                                       f"The engine refused the task: {exc}",
+                                                       endpoint_id=self.endpoint_id)))
+            return
+        future.add_done_callback(lambda f: self._finished(task.task_id, f, done))
+
+    def _finished(self, task_id: str, future: Future, done: Done) -> None:
+        self.outstanding -= 1
+        if future.cancelled():
+            return
+        exc = future.exception()
+        if exc is None:
+            done(TaskResult(task_id, future.result()))
+        else:  # the worker, its node or its block failed under the task
+            done(TaskResult(task_id, error_result(task_id, UNKNOWN_TASK_FAILURE,
+                                                  f"The worker running the task failed: {exc!r}",
+                                                  endpoint_id=self.endpoint_id)))
+
+    def status(self) -> dict:
+        blocks = len(self.htex.blocks_to_job_id) if hasattr(self.htex, "blocks_to_job_id") else None
+        try:
+            connected = self.htex.connected_workers
+        except Exception:  # the interchange may be busy or gone; figures are best effort
+            connected = None
+        return {"engine_type": self.name, "outstanding_tasks": self.outstanding, "total_workers": connected,
+                "scaling_enabled": True, "min_blocks": self.min_blocks, "max_blocks": self.max_blocks,
+                "max_workers_per_node": self.htex.max_workers_per_node, "blocks": blocks,
+                "nodes_per_block": getattr(self.provider, "nodes_per_block", 1)}
+
+    def shutdown(self, cancel_pending: bool) -> None:
+        try:
+            self.poller.close()
+        finally:
+            self.htex.shutdown()
+
+
+def _resource_specification(text: object) -> dict:
+    if text in (None, "", "null"):
+        return {}
+    if isinstance(text, dict):
+        return text
+    import json
+
+    value = json.loads(text)
+    return value if isinstance(value, dict) else {}
