@@ -20,8 +20,10 @@ $(STAMP): setup.cfg setup.py
 demo: $(STAMP)
 	$(BIN)/python examples/demo.py
 
+# Tests marked `exclusive` stop the shared RabbitMQ node, so they run alone, after the rest.
 test: $(STAMP)
-	$(BIN)/python -m pytest -n auto
+	$(BIN)/python -m pytest -n auto -m "not exclusive"
+	$(BIN)/python -m pytest -p no:xdist -m exclusive
 
 bench: $(STAMP)
 	$(BIN)/python -m bench

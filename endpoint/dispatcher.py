@@ -96,7 +96,7 @@ class EndpointDispatcher:
         return []
 
     def _received(self, deliveries: Iterable[TaskDelivery]) -> list[Routed]:
-        to_run, acks = [], []
+        to_run, acks, refused = [], [], []
         for delivery in deliveries:
             entry = self.inflight.get(delivery.task_id)
             if entry is not None:  # a redelivery of a task we hold: keep the newest tag
@@ -111,10 +111,14 @@ class EndpointDispatcher:
             else:
                 self.counts["received"] += 1
                 entry = self.inflight[delivery.task_id] = InFlight(delivery)
-                if ENGINE in self.ready:
+                if delivery.problem:  # cannot run: answer with an error, never give it to the engine
+                    refused.append(TaskResult(delivery.task_id, error_result(
+                        delivery.task_id, UNKNOWN_TASK_FAILURE, delivery.problem, endpoint_id=self.endpoint_id)))
+                    entry.state = TaskState.RUNNING
+                elif ENGINE in self.ready:
                     entry.state = TaskState.RUNNING
                     to_run.append(delivery)
-        routed = self._acks(acks)
+        routed = self._acks(acks) + self._done(refused)
         if to_run:
             routed.append((ENGINE, RunTasks(tuple(to_run))))
         return routed

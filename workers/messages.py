@@ -21,6 +21,7 @@ class TaskDelivery:
     headers: dict
     body: bytes
     redelivered: bool = False
+    problem: str | None = None  # why it cannot run (e.g. too large): answered with an error
 
 
 @attrs.frozen

@@ -9,9 +9,12 @@ this process holds when it dies, the supervisor's dispatcher holds too and sends
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import time
+import uuid
 from collections import OrderedDict
+from pathlib import Path
 
 import amqp
 from setproctitle import setproctitle
@@ -56,6 +59,11 @@ class ResultLink:
         self.statuses: list[bytes] = []  # packed status reports to publish
         self.confirmed: list[str] = []
         self.sequence = 0
+        self.spool = ResultSpool(Path(settings.run_dir) / "unacked_results")
+        for task_id, packed in self.spool.load():
+            self.to_publish[task_id] = packed
+        if self.to_publish:
+            log.info("result link found %d spooled results to publish", len(self.to_publish))
 
     def stop(self, reason: str) -> None:
         self.stopping = self.stopping or reason
@@ -75,11 +83,14 @@ class ResultLink:
                     raise
                 log.warning("result link lost the broker: %s; reconnecting", exc)
                 self._requeue_unconfirmed()
+                self.spool.save(self.to_publish)
             finally:
                 connection.release()
         if self.to_publish or self.in_flight:
-            log.warning("result link stopping with %d unconfirmed results; the dispatcher keeps them",
-                        len(self.to_publish) + len(self.in_flight))
+            self._requeue_unconfirmed()
+            self.spool.save(self.to_publish)
+            log.warning("result link stopping with %d unconfirmed results, spooled to %s",
+                        len(self.to_publish), self.spool.path)
         log.info("result link stopped (%s)", self.stopping)
         return 0
 
@@ -132,6 +143,7 @@ class ResultLink:
             task_id = self.unconfirmed.pop(sequence, None)
             if task_id is not None and self.in_flight.pop(task_id, None) is not None:
                 self.confirmed.append(task_id)
+                self.spool.discard(task_id)
 
     def _on_nack(self, delivery_tag: int, multiple: bool) -> None:
         for sequence in self._settled(delivery_tag, multiple):
@@ -168,3 +180,44 @@ class ResultLink:
             return False
         return True
 
+
+
+class ResultSpool:
+    """Results the broker has not confirmed, kept on disk while it cannot be reached: one
+    file per task id (0600) in a 0700 folder, read back by the next result link."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.files: set[str] = set()
+
+    def load(self) -> list[tuple[str, bytes]]:
+        if not self.path.is_dir():
+            return []
+        found = []
+        for file in self.path.iterdir():
+            try:
+                task_id = str(uuid.UUID(file.name))
+                found.append((task_id, file.read_bytes()))
+                self.files.add(task_id)
+            except (ValueError, OSError):
+                continue  # not ours (a temporary file, say)
+        return found
+
+    def save(self, results: dict[str, bytes]) -> None:
+        if not results:
+            return
+        self.path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        for task_id, packed in results.items():
+            if task_id in self.files:
+                continue
+            temporary = self.path / f".{task_id}.tmp"
+            fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "wb") as f:
+                f.write(packed)
+            os.replace(temporary, self.path / task_id)
+            self.files.add(task_id)
+
+    def discard(self, task_id: str) -> None:
+        if task_id in self.files:
+            self.files.discard(task_id)
+            (self.path / task_id).unlink(missing_ok=True)

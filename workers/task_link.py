@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import uuid
 
 import amqp
 from setproctitle import setproctitle
@@ -26,6 +27,7 @@ log = logging.getLogger(__name__)
 
 BATCH = 256
 DEFAULT_PREFETCH = 1024
+MAX_TASK_BYTES = 10 * 1024 * 1024
 
 
 def main(channel: ParentChannel, settings: WorkerSettings) -> int:
@@ -51,6 +53,7 @@ class TaskLink:
         self.paused = False
         self.connections = 0
         self.generation = ""
+        self.channel = None  # the consuming channel; None while (re)connecting
         self.batch: list[TaskDelivery] = []
 
     def stop(self, reason: str) -> None:
@@ -70,6 +73,8 @@ class TaskLink:
                     raise
                 log.warning("task link lost the broker: %s; reconnecting", exc)
             finally:
+                # Tags of this channel die with it: acks for them are dropped from now on.
+                self.channel, self.generation, self.batch = None, "", []
                 connection.release()
         log.info("task link stopped (%s)", self.stopping)
         return 0
@@ -104,17 +109,24 @@ class TaskLink:
             connection.heartbeat_check()
 
     def _on_delivery(self, message: amqp.Message) -> None:
-        headers = message.properties.get("application_headers") or {}
-        task_id = headers.get("task_uuid")
+        headers = message.properties.get("application_headers")
+        headers = headers if isinstance(headers, dict) else {}
         tag = message.delivery_info["delivery_tag"]
-        if not isinstance(task_id, str) or not task_id:
-            # No id: nothing to answer to. Reject without requeue (dead-lettered where the
-            # queue has a dead-letter exchange); logged once per delivery.
-            log.warning("rejecting a task message without a task_uuid header (headers: %s)", sorted(headers))
+        task_id = _canonical_uuid(headers.get("task_uuid"))
+        if task_id is None:
+            # No usable id: there is nothing to answer to. Reject without requeue
+            # (dead-lettered where the queue has a dead-letter exchange), log it once.
+            log.warning("rejecting a task message whose task_uuid header is %r (headers: %s)",
+                        headers.get("task_uuid"), sorted(headers)[:10])
             self.channel.basic_reject(tag, requeue=False)
             return
+        body = bytes(message.body)
+        problem = None
+        if len(body) > MAX_TASK_BYTES:
+            problem = f"The task message of {len(body)} bytes exceeds the {MAX_TASK_BYTES} byte limit"
+            body = b""
         self.batch.append(TaskDelivery(task_id=task_id, delivery_tag=tag, generation=self.generation,
-                                       headers=headers, body=bytes(message.body),
+                                       headers=headers, body=body, problem=problem,
                                        redelivered=bool(message.delivery_info.get("redelivered"))))
 
     def _forward(self) -> None:
@@ -125,11 +137,11 @@ class TaskLink:
     def _handle(self, message: object) -> bool:
         """Act on a supervisor message; False when it is time to stop."""
         if isinstance(message, AckDeliveries):
-            if message.generation == self.generation:
+            if self.channel is not None and message.generation == self.generation:
                 for tag in message.delivery_tags:
                     self.channel.basic_ack(tag)
         elif isinstance(message, RejectDeliveries):
-            if message.generation == self.generation:
+            if self.channel is not None and message.generation == self.generation:
                 for tag in message.delivery_tags:
                     self.channel.basic_reject(tag, requeue=False)
         elif isinstance(message, PauseConsuming):
@@ -138,3 +150,12 @@ class TaskLink:
             self.stop(message.reason or "asked to stop")
             return False
         return True
+
+
+def _canonical_uuid(value: object) -> str | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        return str(uuid.UUID(value))
+    except ValueError:
+        return None
