@@ -55,9 +55,26 @@ def worker_settings(name: str, directory_path: Path, log_file: Path, config: End
         task_queue_url=_url(task_info["connection_url"], config.amqp_port), task_queue=task_info["queue"],
         results=_publish_target(registration["result_queue_info"], config.amqp_port),
         heartbeats=_publish_target(registration["heartbeat_queue_info"], config.amqp_port),
-        engine=engine, heartbeat_period_s=float(config.heartbeat_period), prefetch=config.prefetch,
+        engine=engine, heartbeat_period_s=float(config.heartbeat_period),
+        prefetch=config.prefetch or prefetch_for(config.engine),
         run_dir=str(directory_path), config_raw=config_text,
     )
+
+
+PREFETCH_PER_WORKER = 16
+MIN_PREFETCH = 64
+
+
+def prefetch_for(engine) -> int:
+    """Unacknowledged tasks the task link may hold: enough to keep every worker busy and
+    batches full while results travel, bounded so a dead endpoint strands little."""
+    workers = getattr(engine, "max_workers", None)
+    if workers is None and hasattr(engine, "provider"):
+        per_node = engine.max_workers_per_node or os.cpu_count() or 1
+        options = engine.provider.options
+        workers = per_node * max(1, int(options.get("max_blocks", 1))) * int(options.get("nodes_per_block", 1))
+    workers = workers or os.cpu_count() or 1
+    return max(MIN_PREFETCH, workers * PREFETCH_PER_WORKER)
 
 
 def run_tree(settings: WorkerSettings, config: EndpointConfig, progress: Progress) -> int:

@@ -176,3 +176,20 @@ def test_several_problems_are_reported_together():
 def test_unreadable_config_file_is_a_config_error(tmp_path):
     with pytest.raises(ConfigError, match="cannot be read"):
         load_config(tmp_path / "missing.yaml")
+
+
+@pytest.mark.parametrize("text, prefetch", [
+    ("engine: {type: ThreadPoolEngine, max_workers: 4}", 64),
+    ("engine: {type: ProcessPoolEngine, max_workers: 16}", 256),
+    ("engine: {type: GlobusComputeEngine, max_workers_per_node: 8, provider: {type: LocalProvider, max_blocks: 2}}",
+     256),
+    ("engine: {type: ThreadPoolEngine, max_workers: 4}\nprefetch: 10", 10),
+])
+def test_task_prefetch_is_sized_from_the_engine_unless_configured(tmp_path, text, prefetch):
+    from compute_endpoint.endpoint.tree import worker_settings
+
+    registration = {"endpoint_id": "e", "task_queue_info": {"connection_url": "amqp://h/%2F", "queue": "e.tasks"},
+                     "result_queue_info": {"connection_url": "amqp://h/%2F", "queue_publish_kwargs": {}},
+                     "heartbeat_queue_info": {"connection_url": "amqp://h/%2F", "queue_publish_kwargs": {}}}
+    settings = worker_settings("ep", tmp_path, tmp_path / "log", parse_config(text), text, registration, False)
+    assert settings.prefetch == prefetch

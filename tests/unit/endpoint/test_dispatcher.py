@@ -1,0 +1,169 @@
+"""Every transition of the dispatcher's in-flight table, message by message."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from globus_compute_common import messagepack
+
+from compute_endpoint.endpoint.dispatcher import ENGINE, RESULT_LINK, TASK_LINK, EndpointDispatcher, TaskState
+from compute_endpoint.workers.messages import (
+    AckDeliveries,
+    EngineStatus,
+    PauseConsuming,
+    PublishResults,
+    PublishStatus,
+    ResultsConfirmed,
+    ResultsDone,
+    RunTasks,
+    TaskDelivery,
+    TaskResult,
+    TasksReceived,
+)
+
+ENDPOINT_ID = str(uuid.uuid4())
+
+
+def delivery(task_id: str, tag: int, generation: str = "g1", problem: str | None = None) -> TaskDelivery:
+    return TaskDelivery(task_id=task_id, delivery_tag=tag, generation=generation, headers={}, body=b"task",
+                        problem=problem)
+
+
+@pytest.fixture
+def dispatcher() -> EndpointDispatcher:
+    d = EndpointDispatcher(ENDPOINT_ID, max_retries_on_system_failure=1, heartbeat_period_s=30)
+    for child in (TASK_LINK, RESULT_LINK, ENGINE):
+        d.child_ready(child)
+    return d
+
+
+def ids(n: int) -> list[str]:
+    return [str(uuid.UUID(int=i + 1)) for i in range(n)]
+
+
+def test_received_tasks_go_to_the_engine_in_one_batch(dispatcher):
+    a, b = ids(2)
+    routed = list(dispatcher.route(TASK_LINK, TasksReceived((delivery(a, 1), delivery(b, 2)))))
+    assert routed == [(ENGINE, RunTasks((delivery(a, 1), delivery(b, 2))))]
+    assert {t: e.state for t, e in dispatcher.inflight.items()} == {a: TaskState.RUNNING, b: TaskState.RUNNING}
+
+
+def test_tasks_wait_for_an_engine_that_is_not_ready(dispatcher):
+    dispatcher.child_exited(ENGINE)
+    [a] = ids(1)
+    assert list(dispatcher.route(TASK_LINK, TasksReceived((delivery(a, 1),)))) == []
+    assert dispatcher.inflight[a].state is TaskState.QUEUED
+    assert list(dispatcher.child_ready(ENGINE)) == [(ENGINE, RunTasks((delivery(a, 1),)))]
+
+
+def test_result_is_published_then_acknowledged_only_once_confirmed(dispatcher):
+    [a] = ids(1)
+    dispatcher.route(TASK_LINK, TasksReceived((delivery(a, 7),)))
+    assert list(dispatcher.route(ENGINE, ResultsDone((TaskResult(a, b"r"),)))) == [
+        (RESULT_LINK, PublishResults((TaskResult(a, b"r"),)))]
+    assert dispatcher.inflight[a].state is TaskState.DONE
+    assert list(dispatcher.route(RESULT_LINK, ResultsConfirmed((a,)))) == [(TASK_LINK, AckDeliveries("g1", (7,)))]
+    assert a not in dispatcher.inflight
+    assert dispatcher.figures()["completed"] == 1
+
+
+def test_redelivery_of_a_running_task_is_not_run_again_and_its_new_tag_is_acked(dispatcher):
+    [a] = ids(1)
+    dispatcher.route(TASK_LINK, TasksReceived((delivery(a, 1, "g1"),)))
+    # the task link reconnected: the broker delivers the task again under a new channel
+    assert list(dispatcher.route(TASK_LINK, TasksReceived((delivery(a, 3, "g2"),)))) == []
+    dispatcher.route(ENGINE, ResultsDone((TaskResult(a, b"r"),)))
+    assert list(dispatcher.route(RESULT_LINK, ResultsConfirmed((a,)))) == [(TASK_LINK, AckDeliveries("g2", (3,)))]
+
+
+def test_redelivery_of_a_confirmed_task_is_acked_at_once(dispatcher):
+    [a] = ids(1)
+    dispatcher.route(TASK_LINK, TasksReceived((delivery(a, 1),)))
+    dispatcher.route(ENGINE, ResultsDone((TaskResult(a, b"r"),)))
+    dispatcher.route(RESULT_LINK, ResultsConfirmed((a,)))
+    assert list(dispatcher.route(TASK_LINK, TasksReceived((delivery(a, 9, "g2"),)))) == [
+        (TASK_LINK, AckDeliveries("g2", (9,)))]
+    assert dispatcher.figures()["duplicates"] == 1
+
+
+def test_duplicate_delivery_on_the_same_channel_is_acked_with_the_first(dispatcher):
+    [a] = ids(1)
+    dispatcher.route(TASK_LINK, TasksReceived((delivery(a, 1), delivery(a, 2))))
+    dispatcher.route(ENGINE, ResultsDone((TaskResult(a, b"r"),)))
+    assert list(dispatcher.route(RESULT_LINK, ResultsConfirmed((a,)))) == [(TASK_LINK, AckDeliveries("g1", (1, 2)))]
+
+
+def test_dead_engine_tasks_are_retried_then_failed_with_a_named_error(dispatcher):
+    a, b = ids(2)
+    dispatcher.route(TASK_LINK, TasksReceived((delivery(a, 1), delivery(b, 2))))
+    dispatcher.route(ENGINE, ResultsDone((TaskResult(b, b"done before the crash"),)))
+    dispatcher.child_exited(ENGINE)
+    assert dispatcher.inflight[a].state is TaskState.QUEUED and dispatcher.inflight[a].attempts == 1
+    assert dispatcher.inflight[b].state is TaskState.DONE  # a finished task is not run again
+    assert list(dispatcher.child_ready(ENGINE)) == [(ENGINE, RunTasks((delivery(a, 1),)))]
+    dispatcher.child_exited(ENGINE)  # dies again: max_retries_on_system_failure is 1
+    [(target, publish)] = dispatcher.child_ready(ENGINE)
+    assert target == RESULT_LINK
+    [failed] = publish.results
+    result = messagepack.unpack(failed.packed)
+    assert str(result.task_id) == a and result.is_error
+    assert "engine process died while running this task (2 time(s)" in result.data
+
+
+def test_restarted_result_link_gets_every_unconfirmed_result(dispatcher):
+    a, b, c = ids(3)
+    dispatcher.route(TASK_LINK, TasksReceived((delivery(a, 1), delivery(b, 2), delivery(c, 3))))
+    dispatcher.route(ENGINE, ResultsDone((TaskResult(a, b"ra"), TaskResult(b, b"rb"))))
+    dispatcher.route(RESULT_LINK, ResultsConfirmed((a,)))
+    dispatcher.child_exited(RESULT_LINK)
+    assert list(dispatcher.route(ENGINE, ResultsDone((TaskResult(c, b"rc"),)))) == []  # held while it is down
+    [(target, replay)] = dispatcher.child_ready(RESULT_LINK)
+    assert target == RESULT_LINK
+    assert sorted(r.task_id for r in replay.results) == sorted([b, c])
+
+
+def test_late_and_unknown_results_and_confirms_change_nothing(dispatcher):
+    [a] = ids(1)
+    dispatcher.route(TASK_LINK, TasksReceived((delivery(a, 1),)))
+    dispatcher.route(ENGINE, ResultsDone((TaskResult(a, b"first"),)))
+    assert list(dispatcher.route(ENGINE, ResultsDone((TaskResult(a, b"second"),)))) == []
+    assert dispatcher.inflight[a].result == b"first"
+    assert list(dispatcher.route(RESULT_LINK, ResultsConfirmed((str(uuid.uuid4()),)))) == []
+    assert list(dispatcher.route(ENGINE, ResultsDone((TaskResult(str(uuid.uuid4()), b"x"),)))) == []
+
+
+def test_a_task_that_cannot_run_is_answered_with_its_problem(dispatcher):
+    [a] = ids(1)
+    routed = list(dispatcher.route(TASK_LINK, TasksReceived((delivery(a, 1, problem="too large"),))))
+    [(target, publish)] = routed
+    assert target == RESULT_LINK
+    assert messagepack.unpack(publish.results[0].packed).data == "too large"
+    dispatcher.child_exited(ENGINE)
+    assert dispatcher.inflight[a].state is TaskState.DONE  # never handed to an engine
+
+
+def test_status_reports_follow_the_heartbeat_period_and_the_last_says_inactive(dispatcher):
+    dispatcher.route(ENGINE, EngineStatus({"engine_type": "ThreadPoolEngine", "total_workers": 4}))
+    [(target, first)] = dispatcher.tick(100.0, {"children": {}})
+    assert target == RESULT_LINK and isinstance(first, PublishStatus)
+    assert list(dispatcher.tick(110.0, {})) == []
+    assert len(list(dispatcher.tick(131.0, {}))) == 1
+    report = messagepack.unpack(first.packed)
+    assert str(report.endpoint_id) == ENDPOINT_ID
+    assert report.global_state["active"] is True and report.global_state["total_workers"] == 4
+    stopping = dict(dispatcher.tree_stopping())
+    assert isinstance(stopping[TASK_LINK], PauseConsuming)
+    assert messagepack.unpack(stopping[RESULT_LINK].packed).global_state["active"] is False
+
+
+def test_confirmed_memory_is_bounded(dispatcher, monkeypatch):
+    import compute_endpoint.endpoint.dispatcher as module
+
+    monkeypatch.setattr(module, "RECENTLY_CONFIRMED_MAX", 3)
+    for task_id in ids(5):
+        dispatcher.route(TASK_LINK, TasksReceived((delivery(task_id, 1),)))
+        dispatcher.route(ENGINE, ResultsDone((TaskResult(task_id, b"r"),)))
+        dispatcher.route(RESULT_LINK, ResultsConfirmed((task_id,)))
+    assert len(dispatcher.recently_confirmed) == 3
+    assert dispatcher.inflight == {}
