@@ -141,3 +141,19 @@ def test_engine_killed_mid_run_retries_as_configured(make_endpoint, retries, exp
         assert failed, statuses
         assert all("engine process died while running this task" in f["exception"] for f in failed)
     assert endpoint.status() == "Running"
+
+
+def test_pool_engines_reject_resource_specification_clearly(make_endpoint):
+    import requests
+
+    endpoint = make_endpoint(ENGINE_CONFIGS["ThreadPoolEngine"])
+    # through the service, as the SDK sends it with Executor(resource_specification=...)
+    function_id = endpoint.register_function(add)
+    payload = SERIALIZER.pack_buffers([SERIALIZER.serialize((1, 2)), SERIALIZER.serialize({})])
+    response = requests.post(f"{endpoint.service.url}/v3/endpoints/{endpoint.endpoint_id}/submit",
+                             headers=endpoint.headers, timeout=30,
+                             json={"tasks": {function_id: [payload]}, "resource_specification": {"num_nodes": 2}})
+    [task_id] = response.json()["tasks"][function_id]
+    result = endpoint.results([task_id])[task_id]
+    assert result["status"] == "failed"
+    assert "ThreadPoolEngine does not support resource_specification" in result["exception"]

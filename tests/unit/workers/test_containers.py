@@ -1,0 +1,33 @@
+"""The worker launch command each container type builds (Docker and Apptainer cannot run here)."""
+
+from __future__ import annotations
+
+import pytest
+
+from compute_endpoint.workers.htex import container_launch_cmd
+
+LAUNCH = "process_worker_pool.py --max_workers_per_node={max_workers_per_node} -a {addresses}"
+RUN_DIR = "/home/u/.globus_compute/ep/engine"
+
+
+@pytest.mark.parametrize("kind, uri, options, expected", [
+    (None, None, None, LAUNCH),
+    ("None", None, None, LAUNCH),
+    ("docker", "funcx/kube-endpoint:main-3.10", "-v /tmp:/tmp",
+     f"docker run -v /tmp:/tmp -v {RUN_DIR}:{RUN_DIR} -t funcx/kube-endpoint:main-3.10 {LAUNCH}"),
+    ("apptainer", "/images/worker.sif", "--bind /scratch",
+     f"apptainer exec --bind /scratch /images/worker.sif {LAUNCH}"),
+    ("singularity", "/images/worker.sif", None, f"singularity exec  /images/worker.sif {LAUNCH}"),
+    ("custom", None, "podman run -v {EXECUTOR_RUNDIR}:{EXECUTOR_RUNDIR} img {EXECUTOR_LAUNCH_CMD}",
+     f"podman run -v {RUN_DIR}:{RUN_DIR} img {LAUNCH}"),
+])
+def test_launch_command_per_container_type(kind, uri, options, expected):
+    built = container_launch_cmd(LAUNCH, RUN_DIR, kind, uri, options)
+    assert built == expected
+    # HTEX fills the worker's own placeholders afterwards: they must survive the wrapping
+    assert "{max_workers_per_node}" in built and "{addresses}" in built
+
+
+def test_unknown_container_type_is_refused():
+    with pytest.raises(ValueError, match="unknown container_type 'lxc'"):
+        container_launch_cmd(LAUNCH, RUN_DIR, "lxc", None, None)
