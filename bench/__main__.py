@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from . import cli_startup
+from . import cli_startup, engines
 
 
 def main() -> None:
     cli_startup.main()
+    engines.main()
 
 
 if __name__ == "__main__":
