@@ -1,18 +1,24 @@
-"""What both links share: connecting to the broker with jittered backoff while staying
-responsive to the supervisor, and telling fatal broker errors from passing ones."""
+"""What both links share: their process's start, connecting to the broker with jittered
+backoff while staying responsive to the supervisor, and telling fatal broker errors
+from passing ones."""
 
 from __future__ import annotations
 
 import logging
 import random
+import signal
 import time
 from collections.abc import Callable
 
 import amqp.exceptions
 import kombu
+from setproctitle import setproctitle
 
 from ..protocol.urls import redact_url
 from ..supervisor.channel import ParentChannel
+from ..supervisor.spec import ExitCode
+from .logs import setup_logging
+from .settings import WorkerSettings
 
 log = logging.getLogger(__name__)
 
@@ -72,3 +78,22 @@ def is_connection_error(exc: BaseException) -> bool:
     return isinstance(exc, (OSError, ConnectionError, amqp.exceptions.ConnectionError,
                             amqp.exceptions.RecoverableConnectionError, amqp.exceptions.ChannelError,
                             kombu.exceptions.OperationalError))
+
+
+def run_link(role: str, make_link: Callable, channel: ParentChannel, settings: WorkerSettings) -> int:
+    """The body of a link process's main: title and logging first, then the link's loop.
+
+    A broker that refuses the credentials cannot be fixed by restarting: that exits
+    with CONFIG_ERROR, which stops the tree with the reason in the log.
+    """
+    setproctitle(settings.role_title(role))
+    setup_logging(settings.log_file, role.replace(" ", "-"), settings.debug)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # ^C reaches the whole group; the supervisor decides
+    link = make_link(channel, settings)
+    signal.signal(signal.SIGTERM, lambda *_: link.stop("SIGTERM"))
+    channel.ready()
+    try:
+        return link.run()
+    except FatalBrokerError as exc:
+        log.error("%s cannot continue: %s", role, exc)
+        return ExitCode.CONFIG_ERROR

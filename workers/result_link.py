@@ -10,21 +10,17 @@ from __future__ import annotations
 
 import logging
 import os
-import signal
 import time
 import uuid
 from collections import OrderedDict
 from pathlib import Path
 
 import amqp
-from setproctitle import setproctitle
 
 from ..protocol.urls import redact_url
 from ..supervisor.channel import ParentChannel
 from ..supervisor.messages import Stop
-from ..supervisor.spec import ExitCode
-from .amqp import FatalBrokerError, connect, drain, is_connection_error
-from .logs import setup_logging
+from .amqp import FatalBrokerError, connect, drain, is_connection_error, run_link
 from .messages import PublishResults, PublishStatus, ResultsConfirmed
 from .settings import PublishTarget, WorkerSettings
 
@@ -35,17 +31,7 @@ FINAL_FLUSH_S = 5.0
 
 
 def main(channel: ParentChannel, settings: WorkerSettings) -> int:
-    setproctitle(settings.role_title("result link"))
-    setup_logging(settings.log_file, "result-link", settings.debug)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    link = ResultLink(channel, settings)
-    signal.signal(signal.SIGTERM, lambda *_: link.stop("SIGTERM"))
-    channel.ready()
-    try:
-        return link.run()
-    except FatalBrokerError as exc:
-        log.error("result link cannot continue: %s", exc)
-        return ExitCode.CONFIG_ERROR
+    return run_link("result link", ResultLink, channel, settings)
 
 
 class ResultLink:

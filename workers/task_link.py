@@ -9,17 +9,13 @@ from __future__ import annotations
 
 import logging
 import os
-import signal
 import uuid
 
 import amqp
-from setproctitle import setproctitle
 
 from ..supervisor.channel import ParentChannel
 from ..supervisor.messages import Stop
-from ..supervisor.spec import ExitCode
-from .amqp import FatalBrokerError, connect, drain, is_connection_error
-from .logs import setup_logging
+from .amqp import FatalBrokerError, connect, drain, is_connection_error, run_link
 from .messages import AckDeliveries, PauseConsuming, RejectDeliveries, TaskDelivery, TasksReceived
 from .settings import WorkerSettings
 
@@ -31,17 +27,7 @@ MAX_TASK_BYTES = 10 * 1024 * 1024
 
 
 def main(channel: ParentChannel, settings: WorkerSettings) -> int:
-    setproctitle(settings.role_title("task link"))
-    setup_logging(settings.log_file, "task-link", settings.debug)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    link = TaskLink(channel, settings)
-    signal.signal(signal.SIGTERM, lambda *_: link.stop("SIGTERM"))
-    channel.ready()
-    try:
-        return link.run()
-    except FatalBrokerError as exc:
-        log.error("task link cannot continue: %s", exc)
-        return ExitCode.CONFIG_ERROR
+    return run_link("task link", TaskLink, channel, settings)
 
 
 class TaskLink:
