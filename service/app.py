@@ -313,6 +313,8 @@ def create_app(settings: ServiceSettings, store: Store | None = None) -> FastAPI
     @app.post("/v3/endpoints/{endpoint_id}/submit")
     def submit(endpoint_id: uuid.UUID, body: Submission, owner: Identity) -> dict:
         owned_endpoint(owner, endpoint_id)
+        if not any(body.tasks.values()):
+            raise ApiError(400, "tasks has no task to submit: give {function_uuid: [payload, ...]}")
         function_rows = store.functions_by_id(owner, [str(f) for f in body.tasks])
         for function_id in body.tasks:
             if str(function_id) not in function_rows:

@@ -210,8 +210,9 @@ class Store:
         rows = [dict(id=task_id, owner=owner, endpoint_id=endpoint_id, function_id=function_id,
                      task_group_id=task_group_id, status=PENDING, created=now)
                 for task_id, function_id in function_of_task.items()]
-        with self.engine.begin() as db:
-            db.execute(tasks.insert(), rows)
+        if rows:
+            with self.engine.begin() as db:
+                db.execute(tasks.insert(), rows)
 
     def tasks_by_id(self, owner: str, task_ids: Iterable[str]) -> dict[str, Any]:
         with self.engine.connect() as db:

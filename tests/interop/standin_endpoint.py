@@ -18,6 +18,14 @@ class StandInEndpoint(threading.Thread):
         self.stopping = threading.Event()
         self.handled = 0
 
+    def __enter__(self) -> StandInEndpoint:
+        self.start()
+        return self
+
+    def __exit__(self, *_exc) -> None:
+        self.stopping.set()
+        self.join(timeout=10)
+
     def run(self) -> None:
         task_info = self.registration["task_queue_info"]
         result_info = self.registration["result_queue_info"]

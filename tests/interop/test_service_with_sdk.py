@@ -78,9 +78,7 @@ def wait_for_batch(client: Client, task_ids: list[str], timeout: float = 60) -> 
 def test_client_batch_of_100_and_executor_futures(service):
     token = service.token("alice")
     registration = register_endpoint(service, token)
-    endpoint = StandInEndpoint(registration)
-    endpoint.start()
-    try:
+    with StandInEndpoint(registration):
         client = sdk_client(token)
         function_id = client.register_function(square)
         batch = client.create_batch()
@@ -114,22 +112,13 @@ def test_client_batch_of_100_and_executor_futures(service):
                                json={"tasks": {function_id: []}}, headers=headers)
         assert submit.status_code == 404
         assert "not found" in submit.json()["error"]
-    finally:
-        endpoint.stopping.set()
-        endpoint.join(timeout=10)
 
 
 def test_executor_results_survive_many_concurrent_futures(service):
     token = service.token("bob")
     registration = register_endpoint(service, token)
-    endpoint = StandInEndpoint(registration)
-    endpoint.start()
-    try:
-        with new_executor(registration, sdk_client(token)) as executor:
-            futures = {executor.submit(square, i): i for i in range(200)}
-            done, not_done = concurrent.futures.wait(futures, timeout=90)
-            assert not not_done
-            assert all(f.result() == futures[f] ** 2 for f in done)
-    finally:
-        endpoint.stopping.set()
-        endpoint.join(timeout=10)
+    with StandInEndpoint(registration), new_executor(registration, sdk_client(token)) as executor:
+        futures = {executor.submit(square, i): i for i in range(200)}
+        done, not_done = concurrent.futures.wait(futures, timeout=90)
+        assert not not_done
+        assert all(f.result() == futures[f] ** 2 for f in done)

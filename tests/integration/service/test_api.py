@@ -121,19 +121,12 @@ def test_task_moves_from_waiting_to_success_or_failed(alice):
     ok_task, bad_task = submitted["tasks"][ok_fn][0], submitted["tasks"][bad_fn][0]
     assert alice("GET", f"/v2/tasks/{ok_task}").json()["status"] == "waiting-for-ep"
 
-    endpoint = StandInEndpoint(registration)
-    endpoint.start()
-    try:
+    with StandInEndpoint(registration):
         deadline = time.monotonic() + 30
-        while alice("GET", f"/v2/tasks/{bad_task}").json()["status"] == "waiting-for-ep":
-            assert time.monotonic() < deadline
-            time.sleep(0.1)
-        while alice("GET", f"/v2/tasks/{ok_task}").json()["status"] == "waiting-for-ep":
-            assert time.monotonic() < deadline
-            time.sleep(0.1)
-    finally:
-        endpoint.stopping.set()
-        endpoint.join(10)
+        for task in (bad_task, ok_task):
+            while alice("GET", f"/v2/tasks/{task}").json()["status"] == "waiting-for-ep":
+                assert time.monotonic() < deadline
+                time.sleep(0.1)
     ok = alice("GET", f"/v2/tasks/{ok_task}").json()
     assert ok["status"] == "success" and SERIALIZER.deserialize(ok["result"]) == 42
     assert float(ok["completion_t"]) > 0
@@ -197,6 +190,9 @@ def test_submit_checks_payloads_and_function_ownership(alice, mallory):
     function_id = register_function(alice, double)
     bad = alice("POST", f"/v3/endpoints/{endpoint_id}/submit", json={"tasks": {function_id: ["3\nabc"]}})
     assert bad.status_code == 400 and "2 buffers" in bad.json()["error"]
+    for empty in ({}, {function_id: []}):
+        nothing = alice("POST", f"/v3/endpoints/{endpoint_id}/submit", json={"tasks": empty})
+        assert nothing.status_code == 400 and "no task to submit" in nothing.json()["error"]
     theirs = register_function(mallory, double)
     foreign = alice("POST", f"/v3/endpoints/{endpoint_id}/submit", json={"tasks": {theirs: [payload(1)]}})
     assert foreign.status_code == 404 and f"function {theirs} not found" in foreign.json()["error"]
