@@ -100,11 +100,14 @@ def postgres_url():
 class RunningService:
     """A real `compute-service serve` subprocess."""
 
-    def __init__(self, data_dir: Path, db_url: str | None, broker_url: str, port: int):
+    def __init__(self, data_dir: Path, db_url: str | None, broker_url: str, port: int,
+                 public_broker_url: str | None = None):
         self.data_dir, self.db_url, self.port = data_dir, db_url, port
         self.url = f"http://127.0.0.1:{port}"
         self.log = data_dir / "service.log"
         db_args = ["--db", db_url] if db_url else []
+        if public_broker_url:
+            db_args += ["--public-broker-url", public_broker_url]
         self.process = subprocess.Popen(
             [str(BIN_DIR / "compute-service"), "serve", "--port", str(port), "--data-dir", str(data_dir),
              "--broker", broker_url, *db_args],
@@ -170,10 +173,11 @@ def start_service(tmp_path, broker_url):
     """Start compute-service subprocesses; each is stopped at the end of the test."""
     started: list[RunningService] = []
 
-    def start(db_url: str | None = None, port: int | None = None) -> RunningService:
+    def start(db_url: str | None = None, port: int | None = None,
+              public_broker_url: str | None = None) -> RunningService:
         data_dir = tmp_path / f"service{len(started)}"
         data_dir.mkdir()
-        service = RunningService(data_dir, db_url, broker_url, port or free_port())
+        service = RunningService(data_dir, db_url, broker_url, port or free_port(), public_broker_url)
         started.append(service)
         return service
 

@@ -191,3 +191,57 @@ def test_start_without_login_or_with_bad_config_says_what_to_do(make_endpoint):
     bad = endpoint.cli("start", endpoint.name)
     assert bad.returncode == 78
     assert "did you mean 'ThreadPoolEngine'" in bad.stderr
+
+
+def test_status_reports_say_online_then_inactive_after_stop(make_endpoint):
+    import requests
+
+    endpoint = make_endpoint()
+    endpoint.start()
+    url = f"{endpoint.service.url}/v2/endpoints/{endpoint.endpoint_id}/status"
+
+    def status():
+        return requests.get(url, headers=endpoint.headers, timeout=10).json()
+
+    deadline = time.monotonic() + 15
+    while status()["status"] != "online":
+        assert time.monotonic() < deadline, status()
+        time.sleep(0.2)
+    details = status()["details"]
+    assert details["engine_type"] == "ThreadPoolEngine" and details["active"] is True
+    assert set(details["supervisor"]["children"]) == set(ROLES)
+    endpoint.stop()
+    deadline = time.monotonic() + 15
+    while status()["status"] != "offline":
+        assert time.monotonic() < deadline, status()
+        time.sleep(0.2)
+    assert status()["details"]["active"] is False
+
+
+def test_broker_refusing_the_credentials_stops_the_endpoint_with_the_reason(start_service, broker_url, tmp_path):
+    """Credentials revoked while running: reconnecting cannot help, so the tree stops and says why."""
+    import subprocess
+    import uuid
+
+    vhost = broker_url.rsplit("/", 1)[1]
+    user, password = f"ep-{uuid.uuid4().hex[:8]}", uuid.uuid4().hex
+    subprocess.run(["rabbitmqctl", "-q", "add_user", user, password], check=True, capture_output=True)
+    try:
+        subprocess.run(["rabbitmqctl", "-q", "set_permissions", "-p", vhost, user, ".*", ".*", ".*"],
+                       check=True, capture_output=True)
+        service = start_service(public_broker_url=f"amqp://{user}:{password}@127.0.0.1:5672/{vhost}")
+        endpoint = EndpointHarness(service, tmp_path / "gc", "ep", THREAD_POOL_CONFIG)
+        endpoint.start()
+        supervisor = endpoint.supervisor()
+        subprocess.run(["rabbitmqctl", "-q", "change_password", user, "revoked"], check=True, capture_output=True)
+        subprocess.run(["rabbitmqctl", "-q", "close_all_connections", "--vhost", vhost, "test"], check=True,
+                       capture_output=True)
+        supervisor.wait(timeout=60)
+        log = endpoint.log()
+        assert "stopped with exit code 78" in log  # CONFIG_ERROR: restarting cannot fix it
+        assert "refused the credentials" in log and "restarting cannot fix that" in log
+        assert password not in log  # broker URLs are logged with the password redacted
+        assert endpoint.status() == "Disconnected"
+        assert endpoint.tree_processes() == []
+    finally:
+        subprocess.run(["rabbitmqctl", "-q", "delete_user", user], capture_output=True)
