@@ -226,6 +226,48 @@ def logout(obj: EndpointContext, service: str | None, force: bool) -> None:
     click.echo("Logged out of " + ", ".join(removed) if removed else "No stored credentials.")
 
 
+unit_dir_option = click.option(
+    "--unit-dir", type=click.Path(file_okay=False, path_type=Path),
+    help="Where the unit goes [default: /etc/systemd/system; ~/.config/systemd/user with --user].")
+user_option = click.option("--user", "user_unit", is_flag=True,
+                           help="A systemd user unit, for those without root (needs lingering to run logged out).")
+
+
+@app.command("enable-on-boot")
+@name_argument
+@user_option
+@unit_dir_option
+@pass_context
+def enable_on_boot(obj: EndpointContext, name: str, user_unit: bool, unit_dir: Path | None) -> None:
+    """Install a systemd unit that starts the endpoint NAME at boot."""
+    from .boot import BootError, default_unit_dir, enable_instructions, install
+    from .status import EndpointState, endpoint_status
+
+    directory = obj.existing(name)
+    status = endpoint_status(directory)
+    if status.state is EndpointState.RUNNING:
+        raise click.ClickException(f"Endpoint {name!r} is running (pid {status.pid}); stop it first, so that "
+                                   "systemd alone starts it.")
+    try:
+        install(name, obj.base_dir, unit_dir or default_unit_dir(user_unit), user_unit)
+    except (BootError, OSError) as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(enable_instructions(name, user_unit))
+
+
+@app.command("disable-on-boot")
+@name_argument
+@user_option
+@unit_dir_option
+@pass_context
+def disable_on_boot(obj: EndpointContext, name: str, user_unit: bool, unit_dir: Path | None) -> None:
+    """Print the commands that stop and remove the systemd unit of NAME."""
+    from .boot import default_unit_dir, disable_instructions
+
+    obj.directory(name)
+    click.echo(disable_instructions(name, unit_dir or default_unit_dir(user_unit), user_unit))
+
+
 def _not_available(command: str, issue: str):
     def callback(**_: object) -> None:
         raise click.ClickException(
@@ -236,8 +278,6 @@ def _not_available(command: str, issue: str):
 
 _PENDING_COMMANDS = {
     "whoami": ("Show the identity the endpoint runs as.", "identity"),
-    "enable-on-boot": ("Install a systemd unit that starts NAME at boot.", "systemd"),
-    "disable-on-boot": ("Print how to remove the systemd unit of NAME.", "systemd"),
 }
 
 for _command, (_help, _area) in _PENDING_COMMANDS.items():

@@ -16,7 +16,7 @@ import pytest
 from compute_endpoint.endpoint.directory import EndpointDirectory, PidRecord
 from compute_endpoint.endpoint.version import __version__
 
-PENDING = ["whoami", "enable-on-boot", "disable-on-boot"]
+PENDING = ["whoami"]
 
 
 def table_rows(output: str) -> list[list[str]]:
