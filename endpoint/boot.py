@@ -58,8 +58,6 @@ WantedBy={"default.target" if user else "multi-user.target"}
 
 
 def install(name: str, base_dir: Path, unit_dir: Path, user: bool) -> Path:
-    if not unit_dir.parent.is_dir() and not user:
-        raise BootError(f"this system has no {unit_dir.parent} directory: is systemd its init system?")
     if not user and not unit_dir.is_dir():
         raise BootError(f"this system has no {unit_dir} directory: is systemd its init system?")
     path = unit_dir / unit_name(name)

@@ -110,7 +110,8 @@ def delete(obj: EndpointContext, name: str, yes: bool, force: bool) -> None:
     """Delete the endpoint directory NAME and everything in it."""
     import shutil
 
-    from .lifecycle import LifecycleError, stop_process
+    from .lifecycle import LifecycleError
+    from .lifecycle import stop as stop_endpoint
     from .status import EndpointState, endpoint_status
 
     directory = obj.existing(name)
@@ -124,7 +125,7 @@ def delete(obj: EndpointContext, name: str, yes: bool, force: bool) -> None:
         click.confirm(f"Delete endpoint {name!r} and all of {directory.path}?", abort=True)
     if status.state is EndpointState.RUNNING:
         try:
-            stop_process(status.pid, echo=click.echo)
+            stop_endpoint(directory, click.echo)
         except LifecycleError as exc:
             raise click.ClickException(str(exc)) from None
     shutil.rmtree(directory.path)

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import psutil
 
+from ..workers.settings import tree_title
 from .directory import EndpointDirectory
 from .status import EndpointState, endpoint_status
 
@@ -39,10 +40,6 @@ class StopError(LifecycleError):
 
 
 # ---------------------------------------------------------------- processes of a tree
-
-
-def tree_title(endpoint_id: object, name: str) -> str:
-    return f"Globus Compute Endpoint ({endpoint_id}, {name})"
 
 
 def leftover_processes(directory: EndpointDirectory) -> list[psutil.Process]:
@@ -255,7 +252,6 @@ def stop(directory: EndpointDirectory, echo: Echo, timeout_s: float = DEFAULT_ST
         # The daemon was killed before its own teardown: run it here.
         from .config import load_config
 
-        directory.remove_pid_file()
         config = load_config(directory.config_file)
         if config.endpoint_teardown:
             run_hook("endpoint_teardown", config.endpoint_teardown, directory.log_file, echo)

@@ -68,13 +68,11 @@ class ResultLink:
                 if not is_connection_error(exc):
                     raise
                 log.warning("result link lost the broker: %s; reconnecting", exc)
-                self._requeue_unconfirmed()
-                self.spool.save(self.to_publish)
+                self._spool_unconfirmed()
             finally:
                 connection.release()
         if self.to_publish or self.in_flight:
-            self._requeue_unconfirmed()
-            self.spool.save(self.to_publish)
+            self._spool_unconfirmed()
             log.warning("result link stopping with %d unconfirmed results, spooled to %s",
                         len(self.to_publish), self.spool.path)
         log.info("result link stopped (%s)", self.stopping)
@@ -113,16 +111,15 @@ class ResultLink:
             self._publish(channel, self.settings.heartbeats, self.statuses.pop(0))
         while self.to_publish and len(self.in_flight) < MAX_UNCONFIRMED:
             task_id, packed = self.to_publish.popitem(last=False)
-            self.sequence += 1
-            self.unconfirmed[self.sequence] = task_id
             self.in_flight[task_id] = packed
-            self._publish(channel, self.settings.results, packed)
+            self.unconfirmed[self._publish(channel, self.settings.results, packed)] = task_id
 
-    def _publish(self, channel, target: PublishTarget, body: bytes) -> None:
-        if target is self.settings.heartbeats:
-            self.sequence += 1  # confirms number every publish on the channel, reports too
+    def _publish(self, channel, target: PublishTarget, body: bytes) -> int:
+        """Publish; return the sequence number the broker's confirm will carry."""
         channel.basic_publish(amqp.Message(body, **dict(target.properties)), exchange=target.exchange,
                               routing_key=target.routing_key, mandatory=target.mandatory)
+        self.sequence += 1  # confirms number every publish on the channel, status reports too
+        return self.sequence
 
     def _on_ack(self, delivery_tag: int, multiple: bool) -> None:
         for sequence in self._settled(delivery_tag, multiple):
@@ -143,11 +140,13 @@ class ResultLink:
             return [delivery_tag]
         return [s for s in self.unconfirmed if s <= delivery_tag]
 
-    def _requeue_unconfirmed(self) -> None:
+    def _spool_unconfirmed(self) -> None:
+        """Keep every unconfirmed result for the next connection, and on disk meanwhile."""
         for task_id, packed in self.in_flight.items():
             self.to_publish[task_id] = packed
         self.in_flight.clear()
         self.unconfirmed.clear()
+        self.spool.save(self.to_publish)
 
     def _report_confirmed(self) -> None:
         if self.confirmed:

@@ -19,6 +19,11 @@ class PublishTarget:
     properties: Mapping[str, Any] = attrs.field(factory=lambda: {"delivery_mode": 2})
 
 
+def tree_title(endpoint_id: object, name: str) -> str:
+    """The supervisor's process title, as the documentation shows it; children add their role."""
+    return f"Globus Compute Endpoint ({endpoint_id}, {name})"
+
+
 @attrs.frozen
 class WorkerSettings:
     endpoint_id: str
@@ -37,7 +42,7 @@ class WorkerSettings:
 
     @property
     def title(self) -> str:
-        return f"Globus Compute Endpoint ({self.endpoint_id}, {self.endpoint_name})"
+        return tree_title(self.endpoint_id, self.endpoint_name)
 
     def role_title(self, role: str) -> str:
         return f"{self.title} {role}"
