@@ -196,12 +196,14 @@ def _uuid(value: str):
 
 
 def _check_broker(url: str, queue: str) -> None:
-    import kombu
+    from ..protocol.urls import broker_connection, embedded_folder, is_embedded, redact_url
 
-    from ..protocol.urls import redact_url
-
+    if is_embedded(url) and not Path(embedded_folder(url)).is_dir():
+        raise LifecycleError(f"The service hands out the embedded broker in {embedded_folder(url)}, which is not "
+                             "on this machine: run the endpoint where the service runs, or serve with RabbitMQ.",
+                             exit_code=69)
     try:
-        with kombu.Connection(url, connect_timeout=10) as connection:
+        with broker_connection(url, connect_timeout=10) as connection:
             connection.default_channel.queue_declare(queue=queue, passive=True)
     except Exception as exc:
         raise LifecycleError(f"Cannot use the broker at {redact_url(url)} ({exc}). Check that it runs and "

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import cattrs
 
-from ..protocol.urls import portable_vhost, with_port
+from ..protocol.urls import is_embedded, portable_vhost, with_port
 from ..supervisor.spec import ChildSpec, RestartPolicy
 from ..supervisor.supervisor import Supervisor
 from ..workers.settings import PublishTarget, WorkerSettings
@@ -31,6 +31,8 @@ CHILD_TARGETS = {
 
 
 def _url(url: str, amqp_port: int | None) -> str:
+    if is_embedded(url):
+        return url  # a folder on this machine: no port, no vhost
     url = portable_vhost(url)
     return with_port(url, amqp_port) if amqp_port else url
 

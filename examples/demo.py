@@ -1,9 +1,11 @@
 """`make demo`: the whole system on this machine, end to end.
 
 1. start compute-service (the local Compute web service) on http://localhost:5000,
-   with RabbitMQ at 127.0.0.1:5672;
+   with RabbitMQ at 127.0.0.1:5672 where it answers, else with the embedded broker
+   (or with the embedded broker anyway: `demo.py --embedded`);
 2. issue a token, log the endpoint in, configure and start an endpoint;
-3. submit functions through the official globus-compute-sdk and print the results;
+3. submit functions through the official globus-compute-sdk and print the results: with
+   its Executor over RabbitMQ, or with its Client's polling over the embedded broker;
 4. show the endpoint's process tree; stop everything that was started.
 
 Everything lives in a scratch directory that is removed at the end.
@@ -66,23 +68,38 @@ def wait_for_service(process: subprocess.Popen, log: Path) -> None:
     raise SystemExit("demo: compute-service did not answer within 30 s")
 
 
-def submit_functions(token: str, endpoint_id: str) -> None:
+def platform_info():
+    import os
+    import platform
+
+    return f"{platform.node()} pid {os.getpid()} task {os.environ.get('GC_TASK_UUID')}"
+
+
+def fails():
+    return 1 / 0
+
+
+def square(x):
+    return x * x
+
+
+def sdk_client(token: str):
     import globus_sdk
-    from globus_compute_sdk import Client, Executor
+    from globus_compute_sdk import Client
+    from globus_compute_sdk.serialize import PureSourceDill
 
-    def platform_info():
-        import os
-        import platform
+    # The endpoint cannot import this script: send the functions' source.
+    return Client(local_compute_services=True, authorizer=globus_sdk.AccessTokenAuthorizer(token),
+                  code_serialization_strategy=PureSourceDill())
 
-        return f"{platform.node()} pid {os.getpid()} task {os.environ.get('GC_TASK_UUID')}"
 
-    def fails():
-        return 1 / 0
+def submit_with_executor(token: str, endpoint_id: str) -> None:
+    from globus_compute_sdk import Executor
 
-    client = Client(local_compute_services=True, authorizer=globus_sdk.AccessTokenAuthorizer(token))
+    client = sdk_client(token)
     started = time.monotonic()
     with Executor(endpoint_id=endpoint_id, client=client) as executor:
-        squares = [executor.submit(pow, i, 2) for i in range(10)]
+        squares = [executor.submit(square, i) for i in range(10)]
         info = executor.submit(platform_info)
         failing = executor.submit(fails)
         print("squares:", [f.result(timeout=60) for f in squares])
@@ -94,10 +111,48 @@ def submit_functions(token: str, endpoint_id: str) -> None:
     print(f"12 functions submitted and answered in {time.monotonic() - started:.2f} s")
 
 
-def main() -> int:
-    if not answers(*BROKER):
-        raise SystemExit("demo: RabbitMQ does not answer on 127.0.0.1:5672; start it (rabbitmq-server -detached) "
-                         "and run make demo again")
+def submit_with_client(token: str, endpoint_id: str) -> None:
+    """The embedded broker has no AMQP for the Executor: the Client submits and polls."""
+    from globus_compute_sdk.errors import TaskExecutionFailed
+
+    client = sdk_client(token)
+    started = time.monotonic()
+    batch = client.create_batch()
+    square_id = client.register_function(square)
+    for i in range(10):
+        batch.add(square_id, args=(i,))
+    batch.add(client.register_function(platform_info))
+    batch.add(client.register_function(fails))
+    task_ids = [t for ids in client.batch_run(endpoint_id, batch)["tasks"].values() for t in ids]
+    answered, failing = task_ids[:11], task_ids[11]
+    results = poll(lambda: done_or_none(client.get_batch_result(answered), len(answered)))
+    print("squares:", [results[t]["result"] for t in answered[:10]])
+    print("ran on:", results[answered[10]]["result"])
+    try:
+        poll(lambda: done_or_none({failing: client.get_task(failing)}, 1))
+        print("the failing function did not fail!")
+    except TaskExecutionFailed as exc:
+        print("a failing function raised, as it should:", str(exc).strip().splitlines()[-1])
+    print(f"12 functions submitted and answered in {time.monotonic() - started:.2f} s")
+
+
+def done_or_none(results: dict, expected: int) -> dict | None:
+    finished = [r for r in results.values() if not r["pending"]]
+    return results if len(finished) == expected else None
+
+
+def poll(fetch, timeout: float = 60):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = fetch()
+        if value is not None:
+            return value
+        time.sleep(0.2)
+    raise SystemExit(f"demo: no results within {timeout} s")
+
+
+def main(argv: list[str]) -> int:
+    embedded = "--embedded" in argv or not answers(*BROKER)
     if answers("127.0.0.1", 5000):
         raise SystemExit("demo: something already listens on port 5000, where the SDK's local environment "
                          "looks for the service; stop it and run make demo again")
@@ -112,10 +167,12 @@ def main() -> int:
                                env=env, text=True, capture_output=True, check=True).stdout.strip()
         print("issued a token for identity demo-user (compute-service token create)")
         service_log = scratch / "service.log"
-        service = subprocess.Popen([str(BIN / "compute-service"), "serve", "--port", "5000"], env=env,
+        broker = ["--broker", f"filesystem://{scratch / 'broker'}"] if embedded else []
+        service = subprocess.Popen([str(BIN / "compute-service"), "serve", "--port", "5000", *broker], env=env,
                                    stdout=service_log.open("w"), stderr=subprocess.STDOUT)
         wait_for_service(service, service_log)
-        print(f"compute-service is serving {SERVICE_URL} (log: {service_log})")
+        print(f"compute-service is serving {SERVICE_URL} (log: {service_log}), broker: "
+              + ("embedded, in " + str(scratch / "broker") if embedded else "RabbitMQ at 127.0.0.1:5672"))
 
         say("2. log in, configure and start an endpoint")
         run("globus-compute-endpoint", "login", "--token", token, env=env, secret=token)
@@ -126,11 +183,15 @@ def main() -> int:
         run("globus-compute-endpoint", "list", env=env)
         endpoint_id = (scratch / "endpoints" / "demo" / "endpoint.json").read_text().split('"')[3]
 
-        say("3. submit functions through the official globus-compute-sdk")
-        submit_functions(token, endpoint_id)
+        if embedded:
+            say("3. submit functions through the official globus-compute-sdk's Client (polling)")
+            submit_with_client(token, endpoint_id)
+        else:
+            say("3. submit functions through the official globus-compute-sdk's Executor")
+            submit_with_executor(token, endpoint_id)
 
         say("4. the endpoint's process tree (ps x --forest)")
-        forest = subprocess.run(["ps", "x", "--forest", "-o", "pid,args"], text=True, capture_output=True).stdout
+        forest = subprocess.run(["ps", "x", "--forest", "-ww", "-o", "pid,args"], text=True, capture_output=True).stdout
         print("\n".join(line for line in forest.splitlines() if "Globus Compute Endpoint" in line))
     finally:
         say("5. stop everything")
@@ -145,4 +206,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(sys.argv[1:]))

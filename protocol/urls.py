@@ -32,3 +32,36 @@ def portable_vhost(url: str) -> str:
     if parts.path == "//":
         return urlunsplit(parts._replace(path="/%2F"))
     return url
+
+
+# The embedded broker: kombu's filesystem transport in one folder, for a service and its
+# endpoints on one machine without RabbitMQ. Its URL names the folder.
+EMBEDDED_SCHEME = "filesystem"
+EMBEDDED_POLLING_INTERVAL_S = 0.01
+
+
+def embedded_url(folder) -> str:
+    return f"{EMBEDDED_SCHEME}://{folder}"
+
+
+def is_embedded(url: str) -> bool:
+    return urlsplit(url).scheme == EMBEDDED_SCHEME
+
+
+def embedded_folder(url: str) -> str:
+    return urlsplit(url).path
+
+
+def broker_connection(url: str, **options):
+    """A kombu connection to an AMQP URL, or to the embedded broker's filesystem:///folder."""
+    import kombu
+
+    if not is_embedded(url):
+        return kombu.Connection(url, **options)
+    folder = embedded_folder(url)
+    # Every folder explicit: kombu's default control folder is relative to the working directory.
+    transport_options = {"data_folder_in": folder, "data_folder_out": folder,
+                         "control_folder": f"{folder}/control",
+                         "polling_interval": EMBEDDED_POLLING_INTERVAL_S}
+    options.pop("transport_options", None)
+    return kombu.Connection(f"{EMBEDDED_SCHEME}://", transport_options=transport_options, **options)

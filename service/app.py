@@ -171,7 +171,7 @@ def create_app(settings: ServiceSettings, store: Store | None = None) -> FastAPI
         broker.close()
 
     error_responses: dict[int | str, dict[str, Any]] = {
-        code: {"model": ErrorBody} for code in (400, 401, 403, 404, 413, 422, 423, 503)
+        code: {"model": ErrorBody} for code in (400, 401, 403, 404, 413, 422, 423, 501, 503)
     }
     app = FastAPI(title="compute-service", version=API_VERSION, lifespan=lifespan,
                   description=__doc__, responses=error_responses)
@@ -379,6 +379,10 @@ def create_app(settings: ServiceSettings, store: Store | None = None) -> FastAPI
 
     @app.get("/v2/get_amqp_result_connection_url")
     def amqp_result_url(owner: Identity) -> dict:
+        if broker.embedded:
+            raise ApiError(501, "this service runs the embedded broker, which the SDK Executor cannot use: "
+                                "wait for results with Client.get_task / get_batch_result, or serve with RabbitMQ "
+                                "(compute-service serve --broker amqp://...)")
         return {"connection_url": broker.public_url, "queue_prefix": TASK_GROUP_QUEUE_PREFIX}
 
     return app

@@ -5,6 +5,11 @@ Topology (as the hosted service has it; endpoints only declare passively):
     exchange results (topic)     -> queue results               (*.results)
     exchange heartbeats (topic)  -> queue heartbeats            (*.heartbeats)
     default exchange             -> queue tg_<task_group_id>    (results for the SDK Executor)
+
+The embedded broker (kombu's filesystem transport) keeps exchange bindings per process,
+so there every message goes through the default exchange to its queue by name, and
+there are no task group queues: the SDK Executor needs AMQP, the SDK Client's polling
+works.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ import attrs
 import kombu
 from kombu.exceptions import OperationalError
 
-from ..protocol.urls import portable_vhost
+from ..protocol.urls import broker_connection, is_embedded, portable_vhost
 
 log = logging.getLogger(__name__)
 
@@ -61,9 +66,13 @@ class Broker:
     def __init__(self, url: str, public_url: str | None = None):
         self.url = url
         self.public_url = portable_vhost(public_url or url)
+        self.embedded = is_embedded(url)
         self._lock = threading.Lock()
-        self._connection = kombu.Connection(url, transport_options={"confirm_publish": True})
+        self._connection = self._connect()
         self._producer: kombu.Producer | None = None
+
+    def _connect(self) -> kombu.Connection:
+        return broker_connection(self.url, transport_options={"confirm_publish": True})
 
     def _channel_producer(self) -> kombu.Producer:
         if self._producer is None:
@@ -86,7 +95,7 @@ class Broker:
             self._connection.close()
         except Exception:  # already broken; a new one follows
             pass
-        self._connection = kombu.Connection(self.url, transport_options={"confirm_publish": True})
+        self._connection = self._connect()
 
     def declare_topology(self) -> None:
         def declare(producer: kombu.Producer) -> None:
@@ -102,10 +111,13 @@ class Broker:
         self._run(lambda p: task_queue(endpoint_id).bind(p.channel).delete())
 
     def declare_task_group(self, task_group_id: str) -> None:
+        if self.embedded:
+            return  # no task group queues: the Executor cannot use the embedded broker
         self._run(lambda p: task_group_queue(task_group_id).bind(p.channel).declare())
 
     def publish_tasks(self, endpoint_id: str, outgoing: list[OutgoingTask]) -> None:
         routing_key = f"{endpoint_id}.tasks"
+        exchange = "" if self.embedded else tasks_exchange
 
         def publish(producer: kombu.Producer) -> None:
             for task in outgoing:
@@ -113,25 +125,27 @@ class Broker:
                            "resource_specification": task.resource_specification}
                 if task.result_serializers:
                     headers["result_serializers"] = task.result_serializers
-                producer.publish(task.body, exchange=tasks_exchange, routing_key=routing_key,
+                producer.publish(task.body, exchange=exchange, routing_key=routing_key,
                                  headers=headers, delivery_mode=2, mandatory=True)
         self._run(publish)
 
     def queue_info(self, endpoint_id: str) -> dict:
         """What registration hands the endpoint: where to read tasks and write results."""
-        def publish_kwargs(exchange: str, suffix: str) -> dict:
-            return {"exchange": exchange, "routing_key": f"{endpoint_id}.{suffix}",
+        def exchange(name: str) -> str:
+            return "" if self.embedded else name
+
+        def publish_kwargs(name: str) -> dict:
+            routing_key = name if self.embedded else f"{endpoint_id}.{name}"
+            return {"exchange": exchange(name), "routing_key": routing_key,
                     "mandatory": True, "properties": {"delivery_mode": 2}}
         return {
             "endpoint_id": endpoint_id,
-            "task_queue_info": {"connection_url": self.public_url, "exchange": "tasks",
+            "task_queue_info": {"connection_url": self.public_url, "exchange": exchange("tasks"),
                                 "queue": f"{endpoint_id}.tasks"},
-            "result_queue_info": {"connection_url": self.public_url, "exchange": "results",
-                                  "queue": "results",
-                                  "queue_publish_kwargs": publish_kwargs("results", "results")},
-            "heartbeat_queue_info": {"connection_url": self.public_url, "exchange": "heartbeats",
-                                     "queue": "heartbeats",
-                                     "queue_publish_kwargs": publish_kwargs("heartbeats", "heartbeats")},
+            "result_queue_info": {"connection_url": self.public_url, "exchange": exchange("results"),
+                                  "queue": "results", "queue_publish_kwargs": publish_kwargs("results")},
+            "heartbeat_queue_info": {"connection_url": self.public_url, "exchange": exchange("heartbeats"),
+                                     "queue": "heartbeats", "queue_publish_kwargs": publish_kwargs("heartbeats")},
         }
 
     def close(self) -> None:
@@ -159,6 +173,7 @@ class ResultConsumer(threading.Thread):
     def __init__(self, url: str, handle_batch: Callable[[list[Delivery]], list[tuple[str, Delivery]]]):
         super().__init__(name="result-consumer", daemon=True)
         self.url = url
+        self.forwarding = not is_embedded(url)
         self.handle_batch = handle_batch
         self._stop_event = threading.Event()
         self.ready = threading.Event()
@@ -170,7 +185,7 @@ class ResultConsumer(threading.Thread):
         backoff = 0.5
         while not self._stop_event.is_set():
             try:
-                with kombu.Connection(self.url) as connection:
+                with broker_connection(self.url) as connection:
                     self._consume(connection)
                     backoff = 0.5
             except Exception as exc:  # broker gone: keep trying until stopped
@@ -209,7 +224,8 @@ class ResultConsumer(threading.Thread):
 
     def _flush(self, pending: list[tuple[kombu.Message, Delivery]], forward: kombu.Producer) -> None:
         started = time.monotonic()
-        for routing_key, delivery in self.handle_batch([d for _, d in pending]):
+        forwards = self.handle_batch([d for _, d in pending])
+        for routing_key, delivery in forwards if self.forwarding else ():
             forward.publish(delivery.body, exchange="", routing_key=routing_key,
                             timestamp=delivery.properties.get("timestamp") or int(time.time()))
         for message, _ in pending:

@@ -59,14 +59,16 @@ def app() -> None:
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=5000, show_default=True, type=click.IntRange(1, 65535))
 @db_option
-@click.option("--broker", "broker_url", metavar="URL", default=DEFAULT_BROKER_URL, show_default=True,
-              help="AMQP URL of the RabbitMQ the service and its endpoints share.")
+@click.option("--broker", "broker_url", metavar="URL",
+              help="AMQP URL of the RabbitMQ the service and its endpoints share, or filesystem:///DIR for "
+                   f"the embedded broker. [default: {DEFAULT_BROKER_URL} when it answers, else the embedded "
+                   "broker in the data dir]")
 @click.option("--public-broker-url", metavar="URL",
               help="The broker URL handed to endpoints and SDKs, when it differs from --broker.")
 @data_dir_option
 @click.option("--log-level", default="info", show_default=True,
               type=click.Choice(["debug", "info", "warning", "error"]))
-def serve(host: str, port: int, db_url: str | None, broker_url: str, public_broker_url: str | None,
+def serve(host: str, port: int, db_url: str | None, broker_url: str | None, public_broker_url: str | None,
           data_dir: Path, log_level: str) -> None:
     """Serve the Compute HTTP API."""
     import logging
@@ -78,7 +80,7 @@ def serve(host: str, port: int, db_url: str | None, broker_url: str, public_brok
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
     store = open_store(data_dir, db_url)
-    _check_broker(broker_url)
+    broker_url = choose_broker(broker_url, data_dir)
     settings = ServiceSettings(db_url=str(store.engine.url), broker_url=broker_url,
                                public_broker_url=public_broker_url)
     click.echo(f"compute-service: database {_redact(str(store.engine.url))}, broker "
@@ -86,14 +88,35 @@ def serve(host: str, port: int, db_url: str | None, broker_url: str, public_brok
     uvicorn.run(create_app(settings, store), host=host, port=port, log_level=log_level)
 
 
-def _check_broker(url: str) -> None:
-    import kombu
+def choose_broker(url: str | None, data_dir: Path) -> str:
+    """The broker asked for, which must answer; else RabbitMQ where it answers; else embedded."""
+    from ..protocol.urls import embedded_folder, embedded_url, is_embedded
+
+    if url is None:
+        problem = _broker_problem(DEFAULT_BROKER_URL)
+        if problem is None:
+            return DEFAULT_BROKER_URL
+        url = embedded_url((data_dir / "broker").resolve())
+        click.echo(f"compute-service: no broker answers at {_redact(DEFAULT_BROKER_URL)} ({problem}); using the "
+                   f"embedded broker in {embedded_folder(url)}: endpoints on this machine only, no SDK Executor "
+                   "(Client polling works), no delivery guarantee when an endpoint process is killed", err=True)
+    if is_embedded(url):
+        Path(embedded_folder(url), "control").mkdir(mode=0o700, parents=True, exist_ok=True)
+    problem = _broker_problem(url)
+    if problem is not None:
+        raise click.ClickException(f"the message broker at {_redact(url)} does not answer: {problem}")
+    return url
+
+
+def _broker_problem(url: str) -> str | None:
+    from ..protocol.urls import broker_connection
 
     try:
-        with kombu.Connection(url, connect_timeout=5) as connection:
+        with broker_connection(url, connect_timeout=5) as connection:
             connection.ensure_connection(max_retries=1)
     except Exception as exc:
-        raise click.ClickException(f"the message broker at {_redact(url)} does not answer: {exc}") from None
+        return str(exc) or type(exc).__name__
+    return None
 
 
 @app.group()

@@ -156,6 +156,18 @@ class RunningService:
 
 
 @pytest.fixture
+def sdk_port():
+    """Port 5000, where the official SDK's `local` environment looks, held by one test at a
+    time through a file lock that all xdist workers share."""
+    import tempfile
+
+    from filelock import FileLock
+
+    with FileLock(Path(tempfile.gettempdir()) / "compute-endpoint-tests-port-5000.lock", timeout=600):
+        yield 5000
+
+
+@pytest.fixture
 def broker_url(rabbitmq_url):
     """A RabbitMQ vhost of this test's own, so parallel tests never share a queue."""
     import uuid

@@ -14,7 +14,7 @@ import amqp.exceptions
 import kombu
 from setproctitle import setproctitle
 
-from ..protocol.urls import redact_url
+from ..protocol.urls import broker_connection, redact_url
 from ..supervisor.channel import ParentChannel
 from ..supervisor.spec import ExitCode
 from .logs import setup_logging
@@ -51,7 +51,7 @@ def connect(url: str, what: str, channel: ParentChannel,
     attempt = 0
     while True:
         attempt += 1
-        connection = kombu.Connection(url, heartbeat=AMQP_HEARTBEAT_S, connect_timeout=10)
+        connection = broker_connection(url, heartbeat=AMQP_HEARTBEAT_S, connect_timeout=10)
         try:
             connection.connect()
             if attempt > 1:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import amqp
 
-from ..protocol.urls import redact_url
+from ..protocol.urls import is_embedded, redact_url
 from ..supervisor.channel import ParentChannel
 from ..supervisor.messages import Stop
 from .amqp import FatalBrokerError, connect, drain, is_connection_error, run_link
@@ -45,6 +45,7 @@ class ResultLink:
         self.statuses: list[bytes] = []  # packed status reports to publish
         self.confirmed: list[str] = []
         self.sequence = 0
+        self.confirm_on_return = False
         self.spool = ResultSpool(Path(settings.run_dir) / "unacked_results")
         for task_id, packed in self.spool.load():
             self.to_publish[task_id] = packed
@@ -81,14 +82,19 @@ class ResultLink:
     def _publish_loop(self, connection) -> None:
         channel = connection.channel()
         for target in (self.settings.results, self.settings.heartbeats):
+            if not target.exchange:
+                continue  # the default exchange always exists
             try:
                 channel.exchange_declare(target.exchange, "topic", passive=True)
             except amqp.exceptions.NotFound:
                 raise FatalBrokerError(f"the exchange {target.exchange!r} does not exist at "
                                        f"{redact_url(target.connection_url)}") from None
-        channel.confirm_select()
-        channel.events["basic_ack"].add(self._on_ack)
-        channel.events["basic_nack"].add(self._on_nack)
+        # The embedded broker has no confirms: its publish returns once the message is on disk.
+        self.confirm_on_return = is_embedded(self.settings.results.connection_url)
+        if not self.confirm_on_return:
+            channel.confirm_select()
+            channel.events["basic_ack"].add(self._on_ack)
+            channel.events["basic_nack"].add(self._on_nack)
         self.sequence = 0
         log.info("result link publishing to %s", redact_url(self.settings.results.connection_url))
         flush_deadline = None
@@ -113,11 +119,14 @@ class ResultLink:
             task_id, packed = self.to_publish.popitem(last=False)
             self.in_flight[task_id] = packed
             self.unconfirmed[self._publish(channel, self.settings.results, packed)] = task_id
+        if self.confirm_on_return and self.unconfirmed:
+            self._on_ack(self.sequence, multiple=True)
 
     def _publish(self, channel, target: PublishTarget, body: bytes) -> int:
         """Publish; return the sequence number the broker's confirm will carry."""
-        channel.basic_publish(amqp.Message(body, **dict(target.properties)), exchange=target.exchange,
-                              routing_key=target.routing_key, mandatory=target.mandatory)
+        message = channel.prepare_message(body, properties=dict(target.properties))
+        channel.basic_publish(message, exchange=target.exchange, routing_key=target.routing_key,
+                              mandatory=target.mandatory)
         self.sequence += 1  # confirms number every publish on the channel, status reports too
         return self.sequence
 

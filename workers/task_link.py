@@ -77,8 +77,9 @@ class TaskLink:
         except amqp.exceptions.NotFound:
             raise FatalBrokerError(f"the task queue {self.settings.task_queue} does not exist; "
                                    "is the endpoint registered with this service?") from None
-        consumer_tag = channel.basic_consume(self.settings.task_queue, callback=self._on_delivery,
-                                             no_ack=False, exclusive=True)
+        consumer_tag = f"task-link-{self.generation}"
+        channel.basic_consume(queue=self.settings.task_queue, callback=self._on_delivery, no_ack=False,
+                              consumer_tag=consumer_tag, exclusive=True)
         log.info("task link consuming %s (prefetch %d)", self.settings.task_queue, self.prefetch)
         self.channel = channel
         while not self.stopping:
@@ -94,10 +95,10 @@ class TaskLink:
                 consumer_tag = None
             connection.heartbeat_check()
 
-    def _on_delivery(self, message: amqp.Message) -> None:
-        headers = message.properties.get("application_headers")
-        headers = headers if isinstance(headers, dict) else {}
-        tag = message.delivery_info["delivery_tag"]
+    def _on_delivery(self, message) -> None:
+        # py-amqp's and kombu's virtual messages share these attributes.
+        headers = message.headers if isinstance(message.headers, dict) else {}
+        tag = message.delivery_tag
         task_id = _canonical_uuid(headers.get("task_uuid"))
         if task_id is None:
             # No usable id: there is nothing to answer to. Reject without requeue

@@ -1,28 +1,23 @@
 """The official globus-compute-sdk 4.19 against our compute-service over real RabbitMQ.
 
 The SDK's `local` environment is fixed at http://localhost:5000, so these tests take
-turns on that port through a file lock shared by all xdist workers.
+turns on that port (the sdk_port fixture).
 """
 
 from __future__ import annotations
 
 import concurrent.futures
-import tempfile
 import uuid
-from pathlib import Path
 
 import globus_sdk
 import pytest
 import requests
-from filelock import FileLock
 from globus_compute_sdk import Client, Executor
 from globus_compute_sdk.errors import TaskExecutionFailed
 
 from .standin_endpoint import StandInEndpoint
 
 pytestmark = pytest.mark.slow
-SDK_PORT = 5000
-PORT_LOCK = Path(tempfile.gettempdir()) / "compute-endpoint-tests-port-5000.lock"
 
 
 def square(x):
@@ -31,12 +26,6 @@ def square(x):
 
 def fail(message):
     raise ValueError(message)
-
-
-@pytest.fixture
-def sdk_port():
-    with FileLock(PORT_LOCK, timeout=600):
-        yield SDK_PORT
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
