@@ -24,7 +24,9 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..protocol import messages
 from ..protocol.serialize import SerializationError, unpack_buffers
+from ..protocol.urls import is_embedded
 from .broker import TASK_GROUP_QUEUE_PREFIX, Broker, Delivery, OutgoingTask, ResultConsumer
+from .broker_users import BrokerUsers
 from .store import PENDING, Store
 
 log = logging.getLogger(__name__)
@@ -116,6 +118,7 @@ class ServiceSettings:
     broker_url: str
     public_broker_url: str | None = None
     heartbeat_grace_s: float = 60.0
+    endpoint_broker_users: bool = True  # where RabbitMQ's management API answers
 
 
 class _BodyTooLarge(Exception):
@@ -158,7 +161,11 @@ class BodyLimit:
 
 def create_app(settings: ServiceSettings, store: Store | None = None) -> FastAPI:
     store = store or Store(settings.db_url)
-    broker = Broker(settings.broker_url, settings.public_broker_url)
+    users = None
+    if settings.endpoint_broker_users and not is_embedded(settings.broker_url):
+        candidate = BrokerUsers(settings.broker_url)
+        users = candidate if candidate.available() else None
+    broker = Broker(settings.broker_url, settings.public_broker_url, users)
     consumer = ResultConsumer(settings.broker_url, lambda batch: handle_deliveries(store, batch))
 
     @asynccontextmanager
@@ -216,10 +223,10 @@ def create_app(settings: ServiceSettings, store: Store | None = None) -> FastAPI
         store.upsert_endpoint(owner, endpoint_id, body.endpoint_name, body.display_name,
                               bool(body.public), body.metadata)
         try:
-            broker.declare_endpoint(endpoint_id)
+            connection_url = broker.declare_endpoint(endpoint_id)
         except Exception as exc:
             raise ApiError(503, f"the message broker is unavailable: {exc}") from None
-        return broker.queue_info(endpoint_id)
+        return broker.queue_info(endpoint_id, connection_url)
 
     @app.post("/v3/endpoints")
     def register_endpoint(body: EndpointRegistration, owner: Identity) -> dict:

@@ -24,6 +24,7 @@ import kombu
 from kombu.exceptions import OperationalError
 
 from ..protocol.urls import broker_connection, is_embedded, portable_vhost
+from .broker_users import BrokerUsers
 
 log = logging.getLogger(__name__)
 
@@ -63,10 +64,11 @@ class Broker:
     """One publishing connection shared by the request threads (kombu connections are not
     thread-safe, so a lock serialises them)."""
 
-    def __init__(self, url: str, public_url: str | None = None):
+    def __init__(self, url: str, public_url: str | None = None, users: BrokerUsers | None = None):
         self.url = url
         self.public_url = portable_vhost(public_url or url)
         self.embedded = is_embedded(url)
+        self.users = users  # one broker user per endpoint, where the management API answers
         self._lock = threading.Lock()
         self._connection = self._connect()
         self._producer: kombu.Producer | None = None
@@ -104,11 +106,15 @@ class Broker:
                 entity.bind(producer.channel).declare()
         self._run(declare)
 
-    def declare_endpoint(self, endpoint_id: str) -> None:
+    def declare_endpoint(self, endpoint_id: str) -> str:
+        """Declare the endpoint's task queue; return the broker URL to hand it."""
         self._run(lambda p: task_queue(endpoint_id).bind(p.channel).declare())
+        return self.users.grant(endpoint_id, self.public_url) if self.users else self.public_url
 
     def delete_endpoint(self, endpoint_id: str) -> None:
         self._run(lambda p: task_queue(endpoint_id).bind(p.channel).delete())
+        if self.users:
+            self.users.revoke(endpoint_id)
 
     def declare_task_group(self, task_group_id: str) -> None:
         if self.embedded:
@@ -129,7 +135,7 @@ class Broker:
                                  headers=headers, delivery_mode=2, mandatory=True)
         self._run(publish)
 
-    def queue_info(self, endpoint_id: str) -> dict:
+    def queue_info(self, endpoint_id: str, connection_url: str) -> dict:
         """What registration hands the endpoint: where to read tasks and write results."""
         def exchange(name: str) -> str:
             return "" if self.embedded else name
@@ -140,11 +146,11 @@ class Broker:
                     "mandatory": True, "properties": {"delivery_mode": 2}}
         return {
             "endpoint_id": endpoint_id,
-            "task_queue_info": {"connection_url": self.public_url, "exchange": exchange("tasks"),
+            "task_queue_info": {"connection_url": connection_url, "exchange": exchange("tasks"),
                                 "queue": f"{endpoint_id}.tasks"},
-            "result_queue_info": {"connection_url": self.public_url, "exchange": exchange("results"),
+            "result_queue_info": {"connection_url": connection_url, "exchange": exchange("results"),
                                   "queue": "results", "queue_publish_kwargs": publish_kwargs("results")},
-            "heartbeat_queue_info": {"connection_url": self.public_url, "exchange": exchange("heartbeats"),
+            "heartbeat_queue_info": {"connection_url": connection_url, "exchange": exchange("heartbeats"),
                                      "queue": "heartbeats", "queue_publish_kwargs": publish_kwargs("heartbeats")},
         }
 

@@ -65,11 +65,14 @@ def app() -> None:
                    "broker in the data dir]")
 @click.option("--public-broker-url", metavar="URL",
               help="The broker URL handed to endpoints and SDKs, when it differs from --broker.")
+@click.option("--shared-broker-credentials", is_flag=True,
+              help="Hand every endpoint the service's own broker credentials, even where RabbitMQ's "
+                   "management API answers (by default each endpoint then gets a user of its own).")
 @data_dir_option
 @click.option("--log-level", default="info", show_default=True,
               type=click.Choice(["debug", "info", "warning", "error"]))
 def serve(host: str, port: int, db_url: str | None, broker_url: str | None, public_broker_url: str | None,
-          data_dir: Path, log_level: str) -> None:
+          shared_broker_credentials: bool, data_dir: Path, log_level: str) -> None:
     """Serve the Compute HTTP API."""
     import logging
 
@@ -82,7 +85,8 @@ def serve(host: str, port: int, db_url: str | None, broker_url: str | None, publ
     store = open_store(data_dir, db_url)
     broker_url = choose_broker(broker_url, data_dir)
     settings = ServiceSettings(db_url=str(store.engine.url), broker_url=broker_url,
-                               public_broker_url=public_broker_url)
+                               public_broker_url=public_broker_url,
+                               endpoint_broker_users=not shared_broker_credentials)
     click.echo(f"compute-service: database {_redact(str(store.engine.url))}, broker "
                f"{_redact(broker_url)}, serving http://{host}:{port}", err=True)
     uvicorn.run(create_app(settings, store), host=host, port=port, log_level=log_level)

@@ -101,7 +101,7 @@ class RunningService:
     """A real `compute-service serve` subprocess."""
 
     def __init__(self, data_dir: Path, db_url: str | None, broker_url: str, port: int,
-                 public_broker_url: str | None = None):
+                 public_broker_url: str | None = None, extra_args: list[str] = ()):
         self.data_dir, self.db_url, self.port = data_dir, db_url, port
         self.url = f"http://127.0.0.1:{port}"
         self.log = data_dir / "service.log"
@@ -110,7 +110,7 @@ class RunningService:
             db_args += ["--public-broker-url", public_broker_url]
         self.process = subprocess.Popen(
             [str(BIN_DIR / "compute-service"), "serve", "--port", str(port), "--data-dir", str(data_dir),
-             "--broker", broker_url, *db_args],
+             "--broker", broker_url, *db_args, *extra_args],
             stdout=self.log.open("w"), stderr=subprocess.STDOUT,
         )
         self._wait_until_up()
@@ -177,7 +177,26 @@ def broker_url(rabbitmq_url):
     subprocess.run(["rabbitmqctl", "-q", "set_permissions", "-p", vhost, "guest", ".*", ".*", ".*"],
                    check=True, capture_output=True)
     yield rabbitmq_url.rsplit("/", 1)[0] + f"/{vhost}"
+    # The per-endpoint broker users the service made in this vhost go with it.
+    listed = subprocess.run(["rabbitmqctl", "-q", "list_permissions", "-p", vhost, "--no-table-headers"],
+                            capture_output=True, text=True).stdout
+    for user in {line.split()[0] for line in listed.splitlines() if line.startswith("ep-")}:
+        subprocess.run(["rabbitmqctl", "-q", "delete_user", user], capture_output=True)
     subprocess.run(["rabbitmqctl", "-q", "delete_vhost", vhost], capture_output=True)
+
+
+@pytest.fixture
+def rabbitmq_management(rabbitmq_url) -> str:
+    """RabbitMQ's management API (.ci/run enables the plugin); skip where it does not answer."""
+    import requests
+
+    api = "http://127.0.0.1:15672/api"
+    try:
+        requests.get(f"{api}/whoami", auth=("guest", "guest"), timeout=5).raise_for_status()
+    except requests.RequestException as exc:
+        pytest.skip(f"RabbitMQ's management API does not answer ({exc}); "
+                    "enable it: rabbitmq-plugins enable rabbitmq_management")
+    return api
 
 
 @pytest.fixture

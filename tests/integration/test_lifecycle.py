@@ -9,6 +9,7 @@ import time
 
 import psutil
 import pytest
+import requests
 
 from tests.endpoint_harness import ROLES, THREAD_POOL_CONFIG, EndpointHarness
 
@@ -218,30 +219,29 @@ def test_status_reports_say_online_then_inactive_after_stop(make_endpoint):
     assert status()["details"]["active"] is False
 
 
-def test_broker_refusing_the_credentials_stops_the_endpoint_with_the_reason(start_service, broker_url, tmp_path):
+def test_broker_refusing_the_credentials_stops_the_endpoint_with_the_reason(start_service, broker_url, tmp_path,
+                                                                           rabbitmq_management):
     """Credentials revoked while running: reconnecting cannot help, so the tree stops and says why."""
     import subprocess
-    import uuid
+    from urllib.parse import urlsplit
 
     vhost = broker_url.rsplit("/", 1)[1]
-    user, password = f"ep-{uuid.uuid4().hex[:8]}", uuid.uuid4().hex
-    subprocess.run(["rabbitmqctl", "-q", "add_user", user, password], check=True, capture_output=True)
-    try:
-        subprocess.run(["rabbitmqctl", "-q", "set_permissions", "-p", vhost, user, ".*", ".*", ".*"],
-                       check=True, capture_output=True)
-        service = start_service(public_broker_url=f"amqp://{user}:{password}@127.0.0.1:5672/{vhost}")
-        endpoint = EndpointHarness(service, tmp_path / "gc", "ep", THREAD_POOL_CONFIG)
-        endpoint.start()
-        supervisor = endpoint.supervisor()
-        subprocess.run(["rabbitmqctl", "-q", "change_password", user, "revoked"], check=True, capture_output=True)
-        subprocess.run(["rabbitmqctl", "-q", "close_all_connections", "--vhost", vhost, "test"], check=True,
-                       capture_output=True)
-        supervisor.wait(timeout=60)
-        log = endpoint.log()
-        assert "stopped with exit code 78" in log  # CONFIG_ERROR: restarting cannot fix it
-        assert "refused the credentials" in log and "restarting cannot fix that" in log
-        assert password not in log  # broker URLs are logged with the password redacted
-        assert endpoint.status() == "Disconnected"
-        assert endpoint.tree_processes() == []
-    finally:
-        subprocess.run(["rabbitmqctl", "-q", "delete_user", user], capture_output=True)
+    service = start_service()  # the management API answers: the endpoint gets a broker user of its own
+    endpoint = EndpointHarness(service, tmp_path / "gc", "ep", THREAD_POOL_CONFIG)
+    endpoint.start()
+    handed = urlsplit(requests.put(f"{service.url}/v3/endpoints/{endpoint.endpoint_id}", headers=endpoint.headers,
+                                   json={"endpoint_name": "ep"}, timeout=10).json()["task_queue_info"]["connection_url"])
+    assert handed.username == f"ep-{endpoint.endpoint_id}"
+    # That re-registration gave the user a new password; the running links still hold the old one.
+    supervisor = endpoint.supervisor()
+    subprocess.run(["rabbitmqctl", "-q", "close_all_connections", "--vhost", vhost, "test"], check=True,
+                   capture_output=True)
+    supervisor.wait(timeout=60)
+    log = endpoint.log()
+    assert "stopped with exit code 78" in log  # CONFIG_ERROR: restarting cannot fix it
+    assert "refused the credentials" in log and "restarting cannot fix that" in log
+    assert handed.password not in log
+    # Broker URLs are logged with the password redacted: the user name is never followed by one.
+    assert f"{handed.username}:" not in log.replace(f"{handed.username}:***@", "")
+    assert endpoint.status() == "Disconnected"
+    assert endpoint.tree_processes() == []
