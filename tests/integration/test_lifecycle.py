@@ -229,8 +229,9 @@ def test_broker_refusing_the_credentials_stops_the_endpoint_with_the_reason(star
     service = start_service()  # the management API answers: the endpoint gets a broker user of its own
     endpoint = EndpointHarness(service, tmp_path / "gc", "ep", THREAD_POOL_CONFIG)
     endpoint.start()
-    handed = urlsplit(requests.put(f"{service.url}/v3/endpoints/{endpoint.endpoint_id}", headers=endpoint.headers,
-                                   json={"endpoint_name": "ep"}, timeout=10).json()["task_queue_info"]["connection_url"])
+    registration = requests.put(f"{service.url}/v3/endpoints/{endpoint.endpoint_id}", headers=endpoint.headers,
+                                json={"endpoint_name": "ep"}, timeout=10).json()
+    handed = urlsplit(registration["task_queue_info"]["connection_url"])
     assert handed.username == f"ep-{endpoint.endpoint_id}"
     # That re-registration gave the user a new password; the running links still hold the old one.
     supervisor = endpoint.supervisor()
