@@ -135,7 +135,6 @@ def delete(obj: EndpointContext, name: str, yes: bool, force: bool) -> None:
 def _lifecycle_errors(run):
     """Turn a failed start/stop step into a clear message and its exit code."""
     from .config import ConfigError
-    from .credentials import CredentialsError
     from .lifecycle import LifecycleError
 
     try:
@@ -143,7 +142,7 @@ def _lifecycle_errors(run):
     except LifecycleError as exc:
         click.echo(f"Error: {exc}", err=True)
         sys.exit(exc.exit_code)
-    except (ConfigError, CredentialsError) as exc:
+    except ConfigError as exc:
         click.echo(f"Error: {exc}", err=True)
         sys.exit(78)
 
@@ -185,37 +184,55 @@ def restart(obj: EndpointContext, name: str) -> None:
     sys.exit(_lifecycle_errors(lambda: start_endpoint(directory, click.echo, False, obj.debug)))
 
 
+service_option = click.option(
+    "--service", "service", metavar="URL",
+    help="The Compute service [default: as start chooses it, from GLOBUS_SDK_SERVICE_URL_COMPUTE or "
+         "GLOBUS_SDK_ENVIRONMENT; production otherwise].")
+
+
+def _credentials(obj: EndpointContext, service: str | None):
+    from .auth import AuthError, Credentials
+    from .credentials import environment_name, service_url
+
+    try:
+        return Credentials(obj.base_dir, (service or service_url()).rstrip("/"), environment_name())
+    except AuthError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def _auth_errors(action):
+    from .auth import AuthError
+
+    try:
+        return action()
+    except AuthError as exc:
+        click.echo(f"Error: {exc}", err=True)
+        sys.exit(exc.exit_code)
+
+
 @app.command()
-@click.option("--service", "service", metavar="URL",
-              help="The Compute service [default: as start chooses it, from GLOBUS_SDK_SERVICE_URL_COMPUTE "
-                   "or GLOBUS_SDK_ENVIRONMENT].")
-@click.option("--token", help="A token from `compute-service token create` (asked for when not given).")
-@click.option("--force", is_flag=True, help="Replace a stored token.")
+@service_option
+@click.option("--token", help="For a local compute-service: a token from `compute-service token create` "
+                              "(asked for when not given).")
+@click.option("--browser/--no-browser", default=False, show_default=True,
+              help="For Globus Auth: also open the login link in a web browser.")
+@click.option("--force", is_flag=True, help="Log in again even when credentials are stored.")
 @pass_context
-def login(obj: EndpointContext, service: str | None, token: str | None, force: bool) -> None:
-    """Store the token the endpoint presents to a local compute-service."""
-    from .credentials import TokenStore, is_hosted, service_url
+def login(obj: EndpointContext, service: str | None, token: str | None, browser: bool, force: bool) -> None:
+    """Log in to the Compute service: Globus Auth for the hosted service (a link and a code),
+    a compute-service token for a local one."""
+    from .login import login_step
 
-    url = (service or service_url()).rstrip("/")
-    if is_hosted(url):
-        raise click.ClickException("Globus Auth login to the hosted service is not available in this version "
-                                   "yet; use --service with a local compute-service URL.")
-    store = TokenStore(obj.base_dir)
-    if store.token_for(url) and not force:
-        click.echo(f"Already logged in to {url}; pass --force to replace the token.")
-        return
-    token = token or click.prompt(f"Token for {url}", hide_input=True)
-    store.store(url, token.strip())
-    click.echo(f"Logged in to {url}; the token is stored in {store.path}")
+    credentials = _credentials(obj, service)
+    _auth_errors(lambda: login_step(credentials, token, browser, force))
 
 
 @app.command()
-@click.option("--service", "service", metavar="URL", help="Forget only this service's token.")
+@service_option
 @click.option("--force", is_flag=True, help="Log out even while endpoints are running.")
 @pass_context
 def logout(obj: EndpointContext, service: str | None, force: bool) -> None:
-    """Forget stored tokens."""
-    from .credentials import TokenStore
+    """Forget (and revoke, for Globus Auth) the stored credentials for the Compute service."""
     from .directory import list_endpoint_dirs
     from .status import EndpointState, endpoint_status
 
@@ -223,8 +240,22 @@ def logout(obj: EndpointContext, service: str | None, force: bool) -> None:
                if endpoint_status(d).state is EndpointState.RUNNING]
     if running and not force:
         raise click.ClickException(f"Endpoints are running ({', '.join(running)}); stop them first or pass --force.")
-    removed = TokenStore(obj.base_dir).forget(service.rstrip("/") if service else None)
-    click.echo("Logged out of " + ", ".join(removed) if removed else "No stored credentials.")
+    credentials = _credentials(obj, service)
+    if _auth_errors(credentials.logout):
+        click.echo(f"Logged out of {credentials.service_url}.")
+    else:
+        click.echo(f"No stored credentials for {credentials.service_url}.")
+
+
+@app.command()
+@service_option
+@pass_context
+def whoami(obj: EndpointContext, service: str | None) -> None:
+    """Show the identity the endpoint runs as."""
+    credentials = _credentials(obj, service)
+    identity = _auth_errors(credentials.identity)
+    kind = "client identity" if credentials.client else "user"
+    click.echo(f"Logged in to {credentials.service_url} as {kind} {identity.username} (id {identity.id})")
 
 
 unit_dir_option = click.option(
@@ -267,27 +298,6 @@ def disable_on_boot(obj: EndpointContext, name: str, user_unit: bool, unit_dir: 
 
     obj.directory(name)
     click.echo(disable_instructions(name, unit_dir or default_unit_dir(user_unit), user_unit))
-
-
-def _not_available(command: str, issue: str):
-    def callback(**_: object) -> None:
-        raise click.ClickException(
-            f"'{command}' is not available in this version of compute-endpoint yet ({issue})."
-        )
-    return callback
-
-
-_PENDING_COMMANDS = {
-    "whoami": ("Show the identity the endpoint runs as.", "identity"),
-}
-
-for _command, (_help, _area) in _PENDING_COMMANDS.items():
-    app.command(_command, help=_help + " (not available yet)",
-                context_settings={"ignore_unknown_options": True})(
-        click.argument("args", nargs=-1, type=click.UNPROCESSED)(
-            _not_available(_command, f"the {_area} part is still being built")
-        )
-    )
 
 
 def main() -> None:

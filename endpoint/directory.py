@@ -3,7 +3,9 @@
     <base>/                  ~/.globus_compute, $GLOBUS_COMPUTE_USER_DIR or --config-dir
     <base>/<name>/           one endpoint (0700)
         config.yaml          the user's configuration
-        endpoint.json        {"endpoint_id": "<uuid>"} once registered (0600)
+        endpoint.json        {"endpoint_id": "<uuid>", "identity": {"id", "username"}} once
+                             registered (0600): the identity that registered it is the only
+                             one that may run it
         daemon.pid           {"pid", "hostname", "start_time"} while running (0600)
         endpoint.log         the log of every process of the tree
 """
@@ -147,8 +149,33 @@ class EndpointDirectory:
         except (OSError, ValueError, KeyError, TypeError):
             return None
 
-    def write_endpoint_id(self, endpoint_id: uuid.UUID) -> None:
-        write_private_file(self.endpoint_json, json.dumps({"endpoint_id": str(endpoint_id)}))
+    def read_owner(self) -> dict | None:
+        """The identity that registered the endpoint ({"id", "username"}), when recorded."""
+        try:
+            owner = json.loads(self.endpoint_json.read_text()).get("identity")
+        except (OSError, ValueError, AttributeError):
+            return None
+        return owner if isinstance(owner, dict) and owner.get("id") else None
+
+    def write_endpoint_id(self, endpoint_id: uuid.UUID, owner: dict | None = None) -> None:
+        record = {"endpoint_id": str(endpoint_id)}
+        if owner:
+            record["identity"] = owner
+        write_private_file(self.endpoint_json, json.dumps(record))
+
+    def loose_permissions(self) -> list[str]:
+        """Files and folders of this endpoint (and the credentials beside it) that others may read."""
+        found = []
+        checked = ((self.base, DIR_MODE), (self.path, DIR_MODE), (self.base / "storage.db", SECRET_FILE_MODE),
+                   (self.config_file, SECRET_FILE_MODE), (self.endpoint_json, SECRET_FILE_MODE))
+        for path, limit in checked:
+            try:
+                mode = path.stat().st_mode & 0o777
+            except OSError:
+                continue
+            if mode & 0o077:
+                found.append(f"{path} is readable by group or others (mode {mode:04o}; chmod {limit:04o} {path})")
+        return found
 
     def read_pid_record(self) -> PidRecord | None:
         """The pid file's record; None when absent. A garbled file reads as pid 0 (never alive)."""

@@ -126,8 +126,9 @@ def clean_up_unclean_stop(directory: EndpointDirectory, echo: Echo) -> None:
 def start(directory: EndpointDirectory, echo: Echo, foreground: bool = False, debug: bool = False) -> int:
     """Start the endpoint; return the exit code for the CLI (after the run, in the foreground)."""
     from ..protocol.urls import redact_url
+    from .auth import AuthError, Credentials
     from .config import load_config
-    from .credentials import TokenStore, is_hosted, service_url
+    from .credentials import environment_name, service_url
     from .registration import RegistrationError, register
 
     status = endpoint_status(directory)
@@ -146,21 +147,29 @@ def start(directory: EndpointDirectory, echo: Echo, foreground: bool = False, de
     if config.endpoint_setup:
         run_hook("endpoint_setup", config.endpoint_setup, directory.log_file, echo)
 
+    for warning in directory.loose_permissions():
+        echo(f"Warning: {warning}")
     url = service_url(config.environment, config.local_compute_services)
-    token = TokenStore(directory.base).token_for(url)
-    if token is None:
-        hint = ("Globus Auth login is not available in this version yet; point the endpoint at a local "
-                "compute-service (config local_compute_services: true, or GLOBUS_SDK_SERVICE_URL_COMPUTE)"
-                if is_hosted(url) else f"log in first: globus-compute-endpoint login --service {url}")
-        raise LifecycleError(f"No credentials for the Compute service at {url}; {hint}.", exit_code=77)
-    echo(f"Registering with the Compute service at {url} ...")
+    try:
+        credentials = Credentials(directory.base, url, environment_name(config.environment,
+                                                                         config.local_compute_services))
+        token, identity = _credentials_for_start(credentials, echo)
+    except AuthError as exc:
+        raise LifecycleError(str(exc), exit_code=exc.exit_code) from None
+    owner = directory.read_owner()
+    if owner and owner["id"] != identity.id:
+        raise LifecycleError(
+            f"Endpoint {directory.name} was registered by {owner.get('username')} ({owner['id']}); it cannot be "
+            f"run by {identity}, who is logged in now. Log in as {owner.get('username')}, or configure a new "
+            "endpoint for this identity.", exit_code=77)
+    echo(f"Registering with the Compute service at {url} as {identity} ...")
     try:
         registration = register(url, token, directory.name, directory.read_endpoint_id(),
                                 config.display_name, config_text)
     except RegistrationError as exc:
         raise LifecycleError(f"Registration failed: {exc}", exc.exit_code) from None
     endpoint_id = registration["endpoint_id"]
-    directory.write_endpoint_id(_uuid(endpoint_id))
+    directory.write_endpoint_id(_uuid(endpoint_id), owner or {"id": identity.id, "username": identity.username})
 
     from .tree import worker_settings
 
@@ -187,6 +196,25 @@ def start(directory: EndpointDirectory, echo: Echo, foreground: bool = False, de
         traceback.print_exc()  # stderr is the log now
     finally:
         os._exit(code)
+
+
+def _credentials_for_start(credentials, echo: Echo):
+    """The token and who it speaks for; with no credentials, log in first where a person can
+    answer (a terminal), else say how to log in."""
+    import sys
+
+    from .auth import NotLoggedIn
+
+    try:
+        return credentials.compute_token(), credentials.identity()
+    except NotLoggedIn:
+        if not sys.stdin.isatty():
+            raise
+    from .login import login_step
+
+    echo("No stored credentials; logging in first.")
+    login_step(credentials)
+    return credentials.compute_token(), credentials.identity()
 
 
 def _uuid(value: str):

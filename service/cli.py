@@ -59,11 +59,11 @@ def app() -> None:
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=5000, show_default=True, type=click.IntRange(1, 65535))
 @db_option
-@click.option("--broker", "broker_url", metavar="URL",
+@click.option("--broker", "broker_url", metavar="URL", envvar="COMPUTE_SERVICE_BROKER_URL",
               help="AMQP URL of the RabbitMQ the service and its endpoints share, or filesystem:///DIR for "
                    f"the embedded broker. [default: {DEFAULT_BROKER_URL} when it answers, else the embedded "
                    "broker in the data dir]")
-@click.option("--public-broker-url", metavar="URL",
+@click.option("--public-broker-url", metavar="URL", envvar="COMPUTE_SERVICE_PUBLIC_BROKER_URL",
               help="The broker URL handed to endpoints and SDKs, when it differs from --broker.")
 @click.option("--shared-broker-credentials", is_flag=True,
               help="Hand every endpoint the service's own broker credentials, even where RabbitMQ's "
@@ -81,6 +81,7 @@ def serve(host: str, port: int, db_url: str | None, broker_url: str | None, publ
     from .app import ServiceSettings, create_app
 
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    _hide_secrets_from_ps()
 
     store = open_store(data_dir, db_url)
     broker_url = choose_broker(broker_url, data_dir)
@@ -90,6 +91,23 @@ def serve(host: str, port: int, db_url: str | None, broker_url: str | None, publ
     click.echo(f"compute-service: database {_redact(str(store.engine.url))}, broker "
                f"{_redact(broker_url)}, serving http://{host}:{port}", err=True)
     uvicorn.run(create_app(settings, store), host=host, port=port, log_level=log_level)
+
+
+def _hide_secrets_from_ps() -> None:
+    """Broker URLs given as arguments carry passwords: show ps a title without them.
+    ($COMPUTE_SERVICE_BROKER_URL and $COMPUTE_SERVICE_PUBLIC_BROKER_URL keep them out of
+    the command line in the first place.)"""
+    import sys
+
+    from setproctitle import setproctitle
+
+    from ..protocol.urls import redact_url
+
+    def shown(arg: str) -> str:
+        option, equals, value = arg.partition("=")
+        return f"{option}={redact_url(value)}" if equals and option.startswith("--") else redact_url(arg)
+
+    setproctitle(" ".join(["compute-service", *(shown(arg) for arg in sys.argv[1:])]))
 
 
 def choose_broker(url: str | None, data_dir: Path) -> str:
@@ -136,6 +154,22 @@ def token_create(identity: str, data_dir: Path, db_url: str | None) -> None:
     """Print a new token for IDENTITY (it is stored hashed; keep it, it is not shown again)."""
     store = open_store(data_dir, db_url)
     click.echo(store.create_token(identity))
+
+
+@app.group()
+def client() -> None:
+    """Manage client identities (GLOBUS_COMPUTE_CLIENT_ID / GLOBUS_COMPUTE_CLIENT_SECRET)."""
+
+
+@client.command("create")
+@click.option("--identity", required=True, help="Who the client speaks for (any name).")
+@data_dir_option
+@db_option
+def client_create(identity: str, data_dir: Path, db_url: str | None) -> None:
+    """Print a new client id and secret for IDENTITY (the secret is stored hashed; keep it)."""
+    store = open_store(data_dir, db_url)
+    client_id, secret = store.create_client(identity)
+    click.echo(f"GLOBUS_COMPUTE_CLIENT_ID={client_id}\nGLOBUS_COMPUTE_CLIENT_SECRET={secret}")
 
 
 def main() -> None:

@@ -15,7 +15,8 @@ from typing import Any
 
 import sqlalchemy as sa
 
-SCHEMA_VERSION = 1
+# 1: first release. 2: client identities (clients), expiring tokens (tokens.expires).
+SCHEMA_VERSION = 2
 
 metadata = sa.MetaData()
 
@@ -28,6 +29,15 @@ tokens = sa.Table(
     "tokens", metadata,
     sa.Column("token_sha256", sa.String(64), primary_key=True),
     sa.Column("identity", sa.String(256), nullable=False, index=True),
+    sa.Column("created", sa.Float, nullable=False),
+    sa.Column("expires", sa.Float),  # None: until revoked
+)
+
+clients = sa.Table(
+    "clients", metadata,
+    sa.Column("id", sa.String(36), primary_key=True),
+    sa.Column("secret_sha256", sa.String(64), nullable=False),
+    sa.Column("identity", sa.String(256), nullable=False),
     sa.Column("created", sa.Float, nullable=False),
 )
 
@@ -106,22 +116,43 @@ class Store:
             elif found > SCHEMA_VERSION:
                 raise SchemaError(f"database schema version {found} is newer than this service "
                                   f"understands ({SCHEMA_VERSION}); upgrade compute-service")
+            elif found < SCHEMA_VERSION:
+                if found < 2:  # create_all made the clients table; tokens needs its new column
+                    db.execute(sa.text("ALTER TABLE tokens ADD COLUMN expires FLOAT"))
+                db.execute(schema_version.update().values(version=SCHEMA_VERSION))
 
     # ------------------------------------------------------------------ identities
 
-    def create_token(self, identity: str) -> str:
+    def create_token(self, identity: str, lifetime_s: float | None = None) -> str:
         token = secrets.token_urlsafe(32)
+        now = time.time()
         with self.engine.begin() as db:
-            db.execute(tokens.insert().values(token_sha256=hash_token(token), identity=identity,
-                                              created=time.time()))
+            db.execute(tokens.insert().values(token_sha256=hash_token(token), identity=identity, created=now,
+                                              expires=now + lifetime_s if lifetime_s else None))
         return token
 
     def identity_for_token(self, token: str) -> str | None:
         with self.engine.connect() as db:
-            row = db.execute(sa.select(tokens.c.token_sha256, tokens.c.identity)
+            row = db.execute(sa.select(tokens.c.token_sha256, tokens.c.identity, tokens.c.expires)
                              .where(tokens.c.token_sha256 == hash_token(token))).first()
         # The lookup is by hash; compare the digest again in constant time all the same.
         if row and secrets.compare_digest(row.token_sha256, hash_token(token)):
+            if row.expires is None or row.expires > time.time():
+                return row.identity
+        return None
+
+    def create_client(self, identity: str) -> tuple[str, str]:
+        """A client identity: (client id, secret); the secret is stored hashed."""
+        client_id, secret = str(uuid.uuid4()), secrets.token_urlsafe(32)
+        with self.engine.begin() as db:
+            db.execute(clients.insert().values(id=client_id, secret_sha256=hash_token(secret), identity=identity,
+                                               created=time.time()))
+        return client_id, secret
+
+    def identity_for_client(self, client_id: str, secret: str) -> str | None:
+        with self.engine.connect() as db:
+            row = db.execute(sa.select(clients).where(clients.c.id == client_id)).first()
+        if row and secrets.compare_digest(row.secret_sha256, hash_token(secret)):
             return row.identity
         return None
 
