@@ -12,6 +12,7 @@ import sqlalchemy as sa
 from globus_compute_sdk.serialize import ComputeSerializer
 
 from compute_endpoint.protocol import messages
+from compute_endpoint.service.store import SCHEMA_VERSION, Store, hash_token
 from tests.interop.standin_endpoint import StandInEndpoint
 
 SERIALIZER = ComputeSerializer()
@@ -215,4 +216,26 @@ def test_tokens_are_stored_hashed_and_schema_version_recorded(service):
     engine.dispose()
     assert all(token not in row[0] for row in stored)
     assert ("carol" in {row[1] for row in stored})
-    assert version == 1
+    assert version == SCHEMA_VERSION
+
+
+def test_a_version_1_database_is_migrated_and_keeps_its_tokens(tmp_path):
+    """Version 1 had no client identities and no token expiry."""
+    url = f"sqlite:///{tmp_path / 'v1.db'}"
+    engine = sa.create_engine(url)
+    with engine.begin() as db:
+        db.execute(sa.text("CREATE TABLE schema_version (version INTEGER NOT NULL)"))
+        db.execute(sa.text("INSERT INTO schema_version VALUES (1)"))
+        db.execute(sa.text("CREATE TABLE tokens (token_sha256 VARCHAR(64) PRIMARY KEY, "
+                           "identity VARCHAR(256) NOT NULL, created FLOAT NOT NULL)"))
+        db.execute(sa.text("INSERT INTO tokens VALUES (:h, 'olduser', 0)"), {"h": hash_token("old-token")})
+    engine.dispose()
+    store = Store(url)
+    assert store.identity_for_token("old-token") == "olduser"
+    client_id, secret = store.create_client("robot")
+    assert store.identity_for_client(client_id, secret) == "robot"
+    assert store.identity_for_client(client_id, "wrong") is None
+    expired = store.create_token("robot", lifetime_s=-1)
+    assert store.identity_for_token(expired) is None
+    with store.engine.connect() as db:
+        assert db.execute(sa.text("SELECT version FROM schema_version")).scalar() == SCHEMA_VERSION
