@@ -66,7 +66,7 @@ class InFlight:
 
 class EndpointDispatcher:
     def __init__(self, endpoint_id: str, max_retries_on_system_failure: int = 0,
-                 heartbeat_period_s: float = 30.0, ep_info: dict | None = None):
+                 heartbeat_period_s: float = 30.0, ep_info: dict | None = None, engine_type: str | None = None):
         self.endpoint_id = endpoint_id
         self.max_retries = max_retries_on_system_failure
         self.heartbeat_period_s = heartbeat_period_s
@@ -74,7 +74,8 @@ class EndpointDispatcher:
         self.inflight: dict[str, InFlight] = {}
         self.recently_confirmed: OrderedDict[str, None] = OrderedDict()
         self.ready: set[str] = set()
-        self.engine_figures: dict = {}
+        # Until the engine reports its figures, reports still say which engine it is.
+        self.engine_figures: dict = {"engine_type": engine_type} if engine_type else {}
         self.tree: dict = {}
         self.next_report = 0.0
         self.counts = {"received": 0, "duplicates": 0, "completed": 0, "retried": 0, "failed_system": 0}

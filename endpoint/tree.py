@@ -87,7 +87,8 @@ def run_tree(settings: WorkerSettings, config: EndpointConfig, progress: Progres
                            hung_after_s=config.hung_child_timeout_s)
     dispatcher = EndpointDispatcher(settings.endpoint_id,
                                     getattr(config.engine, "max_retries_on_system_failure", 0),
-                                    settings.heartbeat_period_s, ep_info=_ep_info(settings))
+                                    settings.heartbeat_period_s, ep_info=_ep_info(settings),
+                                    engine_type=config.engine.type)
     waiting = set(CHILD_TARGETS)
 
     def on_startup(event: str) -> None:

@@ -16,8 +16,6 @@ import pytest
 from compute_endpoint.endpoint.directory import EndpointDirectory, PidRecord
 from compute_endpoint.endpoint.version import __version__
 
-PENDING = ["whoami"]
-
 
 def table_rows(output: str) -> list[list[str]]:
     """The cells of a texttable drawing, header included."""
@@ -162,11 +160,3 @@ def test_delete_force_stops_the_process_then_deletes(cli, user_dir, running_endp
     assert not psutil.pid_exists(running_endpoint.pid) or running_endpoint.poll() is not None
     assert time.monotonic() - started < 5  # SIGTERM sufficed: no wait for the kill timeout
     assert not (user_dir / "ep").exists()
-
-
-@pytest.mark.parametrize("command", PENDING)
-def test_commands_not_built_yet_say_so_and_fail(cli_process, command):
-    result = cli_process(command, "ep")
-    assert result.returncode == 1
-    assert f"'{command}' is not available" in result.stderr
-    assert command in cli_process("--help").stdout
