@@ -13,10 +13,16 @@ import amqp
 
 def main(url: str, queue: str, routing_key: str) -> None:
     parts = url.split("/")
-    connection = amqp.Connection(host=parts[2].rpartition("@")[2], userid="guest", password="guest",
-                                 virtual_host=parts[3], confirm_publish=True)
-    connection.connect()
-    consumer, producer = connection.channel(), connection.channel()
+
+    def connect(**options) -> amqp.Connection:
+        connection = amqp.Connection(host=parts[2].rpartition("@")[2], userid="guest", password="guest",
+                                     virtual_host=parts[3], **options)
+        connection.connect()
+        return connection
+
+    # Two connections: waiting for a confirm must not run the consumer's callback again.
+    connection, publishing = connect(), connect(confirm_publish=True)
+    consumer, producer = connection.channel(), publishing.channel()
     consumer.basic_qos(0, 256, False)
 
     def echo(message: amqp.Message) -> None:

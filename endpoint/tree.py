@@ -63,20 +63,23 @@ def worker_settings(name: str, directory_path: Path, log_file: Path, config: End
     )
 
 
-PREFETCH_PER_WORKER = 16
-MIN_PREFETCH = 64
+# A task is acknowledged only once its result is confirmed, so the prefetch window must
+# cover every task on that round trip: at a few thousand tasks/s and tens of ms, thousands.
+PREFETCH_PER_WORKER = 256
+MIN_PREFETCH = 2048
+MAX_PREFETCH = 16384
 
 
 def prefetch_for(engine) -> int:
-    """Unacknowledged tasks the task link may hold: enough to keep every worker busy and
-    batches full while results travel, bounded so a dead endpoint strands little."""
+    """Unacknowledged tasks the task link may hold: enough to keep every worker busy while
+    results travel and acknowledgements come back; bounded, since each may be 10 MiB."""
     workers = getattr(engine, "max_workers", None)
     if workers is None and hasattr(engine, "provider"):
         per_node = engine.max_workers_per_node or os.cpu_count() or 1
         options = engine.provider.options
         workers = per_node * max(1, int(options.get("max_blocks", 1))) * int(options.get("nodes_per_block", 1))
     workers = workers or os.cpu_count() or 1
-    return max(MIN_PREFETCH, workers * PREFETCH_PER_WORKER)
+    return min(MAX_PREFETCH, max(MIN_PREFETCH, workers * PREFETCH_PER_WORKER))
 
 
 def run_tree(settings: WorkerSettings, config: EndpointConfig, progress: Progress) -> int:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+import queue
 import signal
+import threading
 import time
 from multiprocessing.connection import Connection
 from multiprocessing.context import SpawnContext, SpawnProcess
@@ -32,6 +34,7 @@ class Child:
         self.ping_seq = 0
         self.last_ping_sent = 0.0
         self.last_pong = 0.0
+        self.outbox: Outbox | None = None
 
     @property
     def name(self) -> str:
@@ -57,18 +60,15 @@ class Child:
         self.process.start()
         child_end.close()
         self.conn = parent_end
+        self.outbox = Outbox(parent_end, self.spec.name)
         self.started_at = self.last_pong = time.monotonic()
         self.change_state(ChildState.STARTING)
 
     def send(self, message: object) -> bool:
-        """Send if the child can take it; False when it is not there to take it."""
-        if self.conn is None or self.state not in (ChildState.STARTING, ChildState.RUNNING):
+        """Queue for the child if it can take it; False when it is not there to take it."""
+        if self.outbox is None or self.state not in (ChildState.STARTING, ChildState.RUNNING):
             return False
-        try:
-            self.conn.send(message)
-            return True
-        except (BrokenPipeError, ConnectionResetError, OSError):
-            return False
+        return self.outbox.put(message)
 
     def ping(self, now: float) -> None:
         self.ping_seq += 1
@@ -93,10 +93,50 @@ class Child:
         assert self.process is not None
         self.process.join()
         code = self.process.exitcode
+        if self.outbox is not None:
+            self.outbox.close()
+            self.outbox = None
         if self.conn is not None:
             self.conn.close()
             self.conn = None
         return code if code is not None else -1
+
+
+class Outbox:
+    """Messages for one child, written by a thread of their own.
+
+    The supervisor must never block on a child's pipe: a child that is itself blocked
+    writing to the supervisor (a full pipe each way) would otherwise deadlock the tree.
+    One writer per child keeps each child's messages in order."""
+
+    _CLOSE = object()
+
+    def __init__(self, conn: Connection, name: str):
+        self.conn = conn
+        self.pending: queue.SimpleQueue = queue.SimpleQueue()
+        self.broken = False
+        self.thread = threading.Thread(target=self._write, name=f"outbox-{name}", daemon=True)
+        self.thread.start()
+
+    def put(self, message: object) -> bool:
+        if self.broken:
+            return False
+        self.pending.put(message)
+        return True
+
+    def _write(self) -> None:
+        while (message := self.pending.get()) is not self._CLOSE:
+            try:
+                self.conn.send(message)
+            except (BrokenPipeError, ConnectionResetError, OSError, ValueError):
+                self.broken = True  # the child is gone; reaping it follows
+                return
+
+    def close(self) -> None:
+        """After the child exited: whatever is still queued has nobody to read it."""
+        self.broken = True
+        self.pending.put(self._CLOSE)
+        self.thread.join(timeout=1.0)
 
 
 def describe_exit(code: int) -> str:

@@ -6,6 +6,7 @@ import logging
 import os
 import queue
 import signal
+import threading
 import time
 from multiprocessing.connection import wait
 
@@ -40,9 +41,13 @@ def main(channel: ParentChannel, settings: WorkerSettings) -> int:
         return ExitCode.CONFIG_ERROR
     finished: queue.SimpleQueue[TaskResult] = queue.SimpleQueue()
 
+    awake = threading.Event()  # set: a wake-up is on its way; finishing tasks need not send another
+
     def done(result: TaskResult) -> None:
         finished.put(result)
-        _poke(wake_write)
+        if not awake.is_set():
+            awake.set()
+            _poke(wake_write)
 
     channel.ready()
     log.info("%s ready with capacity %d", settings.engine["type"], engine.capacity)
@@ -52,6 +57,7 @@ def main(channel: ParentChannel, settings: WorkerSettings) -> int:
         ready = wait([channel.conn, wake_read], timeout=1.0)
         if wake_read in ready:
             os.read(wake_read, 65536)
+            awake.clear()  # after emptying the pipe, before draining: a result put after this pokes again
         for message in channel.receive(0):
             if isinstance(message, RunTasks):
                 for task in message.tasks:

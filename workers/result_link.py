@@ -147,7 +147,12 @@ class ResultLink:
     def _settled(self, delivery_tag: int, multiple: bool) -> list[int]:
         if not multiple:
             return [delivery_tag]
-        return [s for s in self.unconfirmed if s <= delivery_tag]
+        settled = []
+        for sequence in self.unconfirmed:  # in publish order: stop at the first one after the tag
+            if sequence > delivery_tag:
+                break
+            settled.append(sequence)
+        return settled
 
     def _spool_unconfirmed(self) -> None:
         """Keep every unconfirmed result for the next connection, and on disk meanwhile."""

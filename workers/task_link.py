@@ -7,6 +7,7 @@ connection die, the broker gives the unacknowledged tasks to the next consumer.
 
 from __future__ import annotations
 
+import collections
 import logging
 import os
 import uuid
@@ -41,6 +42,7 @@ class TaskLink:
         self.generation = ""
         self.channel = None  # the consuming channel; None while (re)connecting
         self.batch: list[TaskDelivery] = []
+        self.acks = AckWindow()
 
     def stop(self, reason: str) -> None:
         self.stopping = self.stopping or reason
@@ -60,7 +62,7 @@ class TaskLink:
                 log.warning("task link lost the broker: %s; reconnecting", exc)
             finally:
                 # Tags of this channel die with it: acks for them are dropped from now on.
-                self.channel, self.generation, self.batch = None, "", []
+                self.channel, self.generation, self.batch, self.acks = None, "", [], AckWindow()
                 connection.release()
         log.info("task link stopped (%s)", self.stopping)
         return 0
@@ -112,6 +114,7 @@ class TaskLink:
         if len(body) > MAX_TASK_BYTES:
             problem = f"The task message of {len(body)} bytes exceeds the {MAX_TASK_BYTES} byte limit"
             body = b""
+        self.acks.delivered(tag)
         self.batch.append(TaskDelivery(task_id=task_id, delivery_tag=tag, generation=self.generation,
                                        headers=headers, body=body, problem=problem,
                                        redelivered=bool(message.delivery_info.get("redelivered"))))
@@ -121,22 +124,68 @@ class TaskLink:
             self.parent.send(TasksReceived(tuple(self.batch)))
             self.batch = []
 
+    def _acknowledge(self, tags) -> None:
+        upto, singles = self.acks.settle(tags)
+        if upto is not None:
+            self.channel.basic_ack(upto, multiple=True)
+        for tag in singles:
+            self.channel.basic_ack(tag)
+
     def _handle(self, message: object) -> bool:
         """Act on a supervisor message; False when it is time to stop."""
         if isinstance(message, AckDeliveries):
             if self.channel is not None and message.generation == self.generation:
-                for tag in message.delivery_tags:
-                    self.channel.basic_ack(tag)
+                self._acknowledge(message.delivery_tags)
         elif isinstance(message, RejectDeliveries):
             if self.channel is not None and message.generation == self.generation:
                 for tag in message.delivery_tags:
                     self.channel.basic_reject(tag, requeue=False)
+                self.acks.done_elsewhere(message.delivery_tags)
+                self._acknowledge(())  # tags settled behind the rejected ones may go now
         elif isinstance(message, PauseConsuming):
             self.paused = True
         elif isinstance(message, Stop):
             self.stop(message.reason or "asked to stop")
             return False
         return True
+
+
+class AckWindow:
+    """Acknowledges in few frames: settled tags at the front of the delivery order go in one
+    ``multiple`` ack; tags settled behind a task still running wait for it, unless too many
+    wait, then they go one by one (each ack is a frame and a write: thousands a second)."""
+
+    MAX_WAITING = 256
+
+    def __init__(self):
+        self.order: collections.deque[int] = collections.deque()  # delivered, in delivery order
+        self.settled: set[int] = set()  # may be acked, not yet
+        self.gone: set[int] = set()  # acked one by one, or rejected
+
+    def delivered(self, tag: int) -> None:
+        self.order.append(tag)
+
+    def settle(self, tags) -> tuple[int | None, list[int]]:
+        """(highest tag to ack with multiple=True, or None; tags to ack one by one)."""
+        self.settled.update(tags)
+        upto = None
+        while self.order and (self.order[0] in self.settled or self.order[0] in self.gone):
+            tag = self.order.popleft()
+            if tag in self.settled:
+                self.settled.discard(tag)
+                upto = tag  # every outstanding tag up to here is settled
+            else:
+                self.gone.discard(tag)
+        singles = []
+        if len(self.settled) > self.MAX_WAITING:
+            singles = sorted(self.settled)
+            self.gone.update(singles)
+            self.settled.clear()
+        return upto, singles
+
+    def done_elsewhere(self, tags) -> None:
+        """Tags answered otherwise (rejected): not to be covered by a multiple ack."""
+        self.gone.update(tags)
 
 
 def _canonical_uuid(value: object) -> str | None:

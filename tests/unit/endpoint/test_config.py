@@ -179,10 +179,11 @@ def test_unreadable_config_file_is_a_config_error(tmp_path):
 
 
 @pytest.mark.parametrize("text, prefetch", [
-    ("engine: {type: ThreadPoolEngine, max_workers: 4}", 64),
-    ("engine: {type: ProcessPoolEngine, max_workers: 16}", 256),
+    ("engine: {type: ThreadPoolEngine, max_workers: 4}", 2048),
+    ("engine: {type: ProcessPoolEngine, max_workers: 16}", 4096),
     ("engine: {type: GlobusComputeEngine, max_workers_per_node: 8, provider: {type: LocalProvider, max_blocks: 2}}",
-     256),
+     4096),
+    ("engine: {type: ProcessPoolEngine, max_workers: 1000}", 16384),
     ("engine: {type: ThreadPoolEngine, max_workers: 4}\nprefetch: 10", 10),
 ])
 def test_task_prefetch_is_sized_from_the_engine_unless_configured(tmp_path, text, prefetch):

@@ -31,3 +31,24 @@ def echo(channel, config) -> int:
 
 def config_error(channel, config) -> int:
     return ExitCode.CONFIG_ERROR
+
+
+def flood(channel, config) -> int:
+    """Writes many big messages without reading, as a busy engine does: the supervisor's
+    answers pile up meanwhile. Reports how many came back."""
+    setproctitle(f"{config['title']} {current_process().name}")
+    channel.ready()
+    count, payload = 200, b"x" * 256 * 1024
+    for _ in range(count):
+        channel.send(("flood", payload))
+    answered = 0
+    while answered < count:
+        for message in channel.receive(timeout=0.5):
+            if isinstance(message, Stop):
+                return 0
+            answered += message[0] == "flooded"
+    channel.send(("done", answered))
+    while True:
+        for message in channel.receive(timeout=0.5):
+            if isinstance(message, Stop):
+                return 0

@@ -123,6 +123,14 @@ def test_messages_are_routed_through_the_dispatcher(make_tree):
     assert answer == [{"event": "message", "source": "b", "kind": "echoed", "value": "hello from a"}]
 
 
+def test_a_child_and_the_supervisor_writing_to_each_other_at_once_do_not_deadlock(make_tree):
+    """Both pipes full at once: the supervisor queues its sends, so it keeps reading."""
+    tree = make_tree([{"name": "f", "target": "tests.unit.supervisor.children:flood"}])
+    done = tree.wait_for(lambda: [e for e in tree.read_events() if e.get("kind") == "done"], timeout=30,
+                         what="the flood answered")
+    assert done[0]["value"] == 200
+
+
 def test_killed_child_is_restarted_within_a_second_and_siblings_keep_running(make_tree):
     tree = make_tree([{"name": "a"}, {"name": "b"}])
     all_ready(tree, "ab")

@@ -1,6 +1,7 @@
 """A supervisor program for the tests: `python -m tests.unit.supervisor.tree SETUP_JSON`.
 
-Its dispatcher routes ("echo", x) from any child to child "b", sends b's answers to
+Its dispatcher routes ("echo", x) from any child to child "b", ("flood", x) back to its
+sender as ("flooded", x), sends other answers to
 the events file, and records ready/exited events there, one JSON line each.
 """
 
@@ -25,6 +26,8 @@ class RecordingDispatcher:
         kind, value = message
         if kind == "echo":
             return [("b", message)]
+        if kind == "flood":
+            return [(source, ("flooded", value))]
         self.record(event="message", source=source, kind=kind, value=value)
         return []
 
