@@ -34,7 +34,7 @@ def apply(window: AckWindow, broker: FakeBroker, tags) -> None:
 
 
 def test_in_order_settles_are_one_multiple_ack():
-    window, broker = AckWindow(), FakeBroker(range(1, 101))
+    window = AckWindow()
     for tag in range(1, 101):
         window.delivered(tag)
     assert window.settle(range(1, 51)) == (50, [])
