@@ -1,14 +1,25 @@
-"""`make bench`: run every benchmark and print its table."""
+"""`make bench`: run every benchmark and print its table.
+
+    python -m bench                 everything
+    python -m bench side_by_side    one of: cli_startup, engines, side_by_side
+"""
 
 from __future__ import annotations
 
-from . import cli_startup, engines
+import sys
+
+from . import cli_startup, engines, side_by_side
+
+BENCHMARKS = {"cli_startup": cli_startup.main, "engines": engines.main, "side_by_side": side_by_side.main}
 
 
-def main() -> None:
-    cli_startup.main()
-    engines.main()
+def main(names: list[str]) -> None:
+    unknown = [n for n in names if n not in BENCHMARKS]
+    if unknown:
+        raise SystemExit(f"unknown benchmark {', '.join(unknown)}; accepted: {', '.join(BENCHMARKS)}")
+    for name in names or BENCHMARKS:
+        BENCHMARKS[name]()
 
 
 if __name__ == "__main__":
-    main()
+    main(sys.argv[1:])
