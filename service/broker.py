@@ -175,6 +175,7 @@ class ResultConsumer(threading.Thread):
     """
 
     BATCH = 500
+    GATHER_S = 0.05
 
     def __init__(self, url: str, handle_batch: Callable[[list[Delivery]], list[tuple[str, Delivery]]]):
         super().__init__(name="result-consumer", daemon=True)
@@ -213,14 +214,25 @@ class ResultConsumer(threading.Thread):
                             accept=None, no_ack=False):
             self.ready.set()
             while not self._stop_event.is_set():
-                try:
-                    while len(pending) < self.BATCH:
-                        connection.drain_events(timeout=0.05 if not pending else 0.005)
-                except TimeoutError:
-                    pass
-                except OSError as exc:
-                    if "timed out" not in str(exc):
-                        raise
+                # Gather for up to GATHER_S after the first arrival: one store transaction per
+                # batch, not per result, when results come one by one at a high rate.
+                first_at = None
+                while len(pending) < self.BATCH:
+                    if pending and first_at is None:
+                        first_at = time.monotonic()
+                    left = self.GATHER_S - (time.monotonic() - first_at) if first_at else 0.05
+                    if left <= 0:
+                        break
+                    try:
+                        connection.drain_events(timeout=left)
+                    except TimeoutError:
+                        if not pending:
+                            break
+                    except OSError as exc:
+                        if "timed out" not in str(exc):
+                            raise
+                        if not pending:
+                            break
                 if pending:
                     # Take the batch out first: publishing and acking can read frames and
                     # so run on_message, which must add to the next batch, not this one.
@@ -234,6 +246,6 @@ class ResultConsumer(threading.Thread):
         for routing_key, delivery in forwards if self.forwarding else ():
             forward.publish(delivery.body, exchange="", routing_key=routing_key,
                             timestamp=delivery.properties.get("timestamp") or int(time.time()))
-        for message, _ in pending:
-            message.ack()
+        # Deliveries come in order on one channel: the last one's multiple ack covers the batch.
+        pending[-1][0].ack(multiple=True)
         log.debug("handled %d deliveries in %.3f s", len(pending), time.monotonic() - started)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import platform
+import threading
 import time
 import traceback
 import uuid
@@ -18,6 +19,7 @@ from ..protocol import messages
 from ..protocol.serialize import SerializationError, deserialize, serialize_from_list, unpack_buffers
 
 MAX_RESULT_BYTES = 10 * 1024 * 1024
+_TASK_ENV_LOCK = threading.Lock()
 
 # The documented error codes the official endpoint uses.
 REMOTE_EXECUTION_ERROR = "RemoteExecutionError"
@@ -72,7 +74,8 @@ def run_task(task_id: str, body: bytes, result_serializers: list[str] | None = N
                             "The task could not be deserialized:\n" + _format_exception(exc),
                             endpoint_id=endpoint_id)
 
-    os.environ["GC_TASK_UUID"] = task_id
+    with _TASK_ENV_LOCK:
+        os.environ["GC_TASK_UUID"] = task_id
     try:
         value = function(*args, **kwargs)
     except BaseException as exc:  # the user's exception, SystemExit included, is the result
@@ -81,7 +84,11 @@ def run_task(task_id: str, body: bytes, result_serializers: list[str] | None = N
         return error_result(task_id, REMOTE_EXECUTION_ERROR, _format_exception(exc), repr(exc),
                             endpoint_id=endpoint_id)
     finally:
-        os.environ.pop("GC_TASK_UUID", None)
+        # Threads of a ThreadPoolEngine share the environment: remove only our own id, and
+        # never race another thread's removal (os.environ.pop is not atomic).
+        with _TASK_ENV_LOCK:
+            if os.environ.get("GC_TASK_UUID") == task_id:
+                del os.environ["GC_TASK_UUID"]
     ended = _now_ns()
 
     try:

@@ -86,3 +86,16 @@ def test_undecodable_task_becomes_an_error_for_its_id(body):
     result = messagepack.unpack(run_task(task_id, body))
     assert str(result.task_id) == task_id
     assert result.error_details.code == COULD_NOT_EXECUTE
+
+
+def test_many_threads_running_tasks_at_once_never_trip_over_the_task_id_variable():
+    """ThreadPoolEngine's threads share os.environ; unsetting GC_TASK_UUID raced (KeyError)."""
+    import concurrent.futures
+
+    def noop():
+        return None
+
+    bodies = [task_body(noop) for _ in range(2000)]
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(lambda tb: messagepack.unpack(run_task(tb[0], tb[1], None, "ep-1")), bodies))
+    assert [r.is_error for r in results].count(True) == 0
