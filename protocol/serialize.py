@@ -11,6 +11,7 @@ nodes that lack the endpoint's heavy dependencies.
 from __future__ import annotations
 
 import codecs
+import functools
 import inspect
 import json
 import pickle
@@ -47,17 +48,33 @@ def unpack_buffers(packed: str) -> list[str]:
     return buffers
 
 
+# For these exact types dill writes what the C pickler writes, byte for byte, some 20
+# times slower: a task's plain result need not pay for that.
+_PLAIN_TYPES = frozenset({type(None), bool, int, float, str, bytes})
+
+
 def _b64_dill(obj: object) -> str:
-    return codecs.encode(dill.dumps(obj), "base64").decode()
+    if type(obj) in _PLAIN_TYPES:
+        data = pickle.dumps(obj, protocol=dill.settings["protocol"])
+    else:
+        data = dill.dumps(obj)
+    return codecs.encode(data, "base64").decode()
 
 
 def _un_b64_dill(text: str) -> Any:
     return dill.loads(codecs.decode(text.encode(), "base64"))
 
 
+@functools.lru_cache(maxsize=256)
+def _compiled(source: str):
+    """A task's function source, compiled once per worker: the same function comes again
+    and again. Each task still runs it in a namespace of its own."""
+    return compile(source, "<string>", "exec")
+
+
 def _exec_named(name: str, source: str) -> Any:
     namespace: dict[str, Any] = {}
-    exec(source, namespace)  # the user's own function source: running it is the job
+    exec(_compiled(source), namespace)  # the user's own function source: running it is the job
     return namespace[name]
 
 

@@ -60,8 +60,7 @@ def main(channel: ParentChannel, settings: WorkerSettings) -> int:
             awake.clear()  # after emptying the pipe, before draining: a result put after this pokes again
         for message in channel.receive(0):
             if isinstance(message, RunTasks):
-                for task in message.tasks:
-                    engine.submit(task, done)
+                engine.submit_many(message.tasks, done)
             elif isinstance(message, Stop):
                 stopping.append(message.reason)
         _send_finished(channel, finished)

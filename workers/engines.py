@@ -13,7 +13,7 @@ import os
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
-from .execution import UNKNOWN_TASK_FAILURE, error_result, run_task
+from .execution import UNKNOWN_TASK_FAILURE, error_result, run_task, run_tasks
 from .messages import TaskDelivery, TaskResult
 
 log = logging.getLogger(__name__)
@@ -26,6 +26,8 @@ class Engine(Protocol):
 
     def submit(self, task: TaskDelivery, done: Done) -> None: ...
 
+    def submit_many(self, tasks: tuple[TaskDelivery, ...], done: Done) -> None: ...
+
     def status(self) -> dict: ...
 
     def shutdown(self, cancel_pending: bool) -> None: ...
@@ -33,6 +35,38 @@ class Engine(Protocol):
 
 class ResourceSpecificationError(ValueError):
     pass
+
+
+MAX_CHUNK = 32
+
+
+def chunks(tasks: tuple[TaskDelivery, ...], capacity: int) -> list[tuple[TaskDelivery, ...]]:
+    """Tasks grouped for the workers: one by one while there are no more than the workers
+    can take at once (latency first); under a backlog, in chunks of up to MAX_CHUNK, a
+    couple per worker, so the per-call overhead is paid once a chunk (throughput first)."""
+    if len(tasks) <= 2 * capacity:
+        return [(task,) for task in tasks]
+    size = min(MAX_CHUNK, -(-len(tasks) // (2 * capacity)))
+    return [tasks[i:i + size] for i in range(0, len(tasks), size)]
+
+
+def chunk_arguments(chunk: tuple[TaskDelivery, ...]) -> list[tuple[str, bytes, list[str] | None]]:
+    return [(t.task_id, t.body, t.headers.get("result_serializers")) for t in chunk]
+
+
+def finish_chunk(chunk: tuple[TaskDelivery, ...], future, done: Done, endpoint_id: str) -> None:
+    """Each task's Result; if the call itself failed (its worker died), an error for each."""
+    if future.cancelled():
+        return  # shutting down: the dispatcher still holds the tasks for the next engine
+    exc = future.exception()
+    if exc is None:
+        for task, packed in zip(chunk, future.result(), strict=True):
+            done(TaskResult(task.task_id, packed))
+        return
+    for task in chunk:
+        done(TaskResult(task.task_id, error_result(task.task_id, UNKNOWN_TASK_FAILURE,
+                                                   f"The worker running the task failed: {exc!r}",
+                                                   endpoint_id=endpoint_id)))
 
 
 def _check_no_resource_specification(engine: str, task: TaskDelivery) -> None:
@@ -65,6 +99,27 @@ class _PoolEngine:
         future = self.executor.submit(run_task, task.task_id, task.body,
                                       task.headers.get("result_serializers"), self.endpoint_id)
         future.add_done_callback(lambda f: self._finished(task.task_id, f, done))
+
+    def submit_many(self, tasks: tuple[TaskDelivery, ...], done: Done) -> None:
+        for chunk in chunks(tasks, self.capacity):
+            if len(chunk) == 1:
+                self.submit(chunk[0], done)
+                continue
+            for task in chunk:
+                try:
+                    _check_no_resource_specification(self.name, task)
+                except ResourceSpecificationError:  # rare: such a chunk goes one by one
+                    for one in chunk:
+                        self.submit(one, done)
+                    break
+            else:
+                self.outstanding += len(chunk)
+                future = self.executor.submit(run_tasks, chunk_arguments(chunk), self.endpoint_id)
+                future.add_done_callback(lambda f, chunk=chunk: self._chunk_finished(chunk, f, done))
+
+    def _chunk_finished(self, chunk: tuple[TaskDelivery, ...], future, done: Done) -> None:
+        self.outstanding -= len(chunk)
+        finish_chunk(chunk, future, done, self.endpoint_id)
 
     def _finished(self, task_id: str, future: concurrent.futures.Future, done: Done) -> None:
         self.outstanding -= 1

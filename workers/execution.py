@@ -57,6 +57,12 @@ def error_result(task_id: str, code: str, text: str, user_message: str | None = 
     ))
 
 
+def run_tasks(tasks: list[tuple[str, bytes, list[str] | None]], endpoint_id: str | None = None) -> list[bytes]:
+    """Run a chunk of tasks one after another, where one call per task would cost more than
+    the tasks (a pool's or Parsl's per-call overhead); each gets its own Result."""
+    return [run_task(task_id, body, serializers, endpoint_id) for task_id, body, serializers in tasks]
+
+
 def run_task(task_id: str, body: bytes, result_serializers: list[str] | None = None,
              endpoint_id: str | None = None, max_result_bytes: int = MAX_RESULT_BYTES) -> bytes:
     """Run one task from its message body; return the packed Result, whatever happens."""

@@ -17,8 +17,8 @@ from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
-from .engines import Done
-from .execution import UNKNOWN_TASK_FAILURE, error_result, run_task
+from .engines import Done, chunk_arguments, chunks, finish_chunk
+from .execution import UNKNOWN_TASK_FAILURE, error_result, run_task, run_tasks
 from .messages import TaskDelivery, TaskResult
 
 log = logging.getLogger(__name__)
@@ -107,9 +107,9 @@ class GlobusComputeEngine:
         return int(per_node * max(1, self.max_blocks) * getattr(self.provider, "nodes_per_block", 1))
 
     def submit(self, task: TaskDelivery, done: Done) -> None:
-        spec = _resource_specification(task.headers.get("resource_specification"))
         self.outstanding += 1
         try:
+            spec = _resource_specification(task.headers.get("resource_specification"))
             future = self.htex.submit(run_task, spec, task.task_id, task.body,
                                       task.headers.get("result_serializers"), self.endpoint_id)
         except Exception as exc:  # e.g. an unsupported resource_specification
@@ -119,6 +119,25 @@ class GlobusComputeEngine:
                                                        endpoint_id=self.endpoint_id)))
             return
         future.add_done_callback(lambda f: self._finished(task.task_id, f, done))
+
+    def submit_many(self, tasks: tuple[TaskDelivery, ...], done: Done) -> None:
+        plain = []
+        for task in tasks:
+            if task.headers.get("resource_specification") in (None, "", "null", "{}"):
+                plain.append(task)
+            else:
+                self.submit(task, done)  # per-task resources: a Parsl task of its own
+        for chunk in chunks(tuple(plain), self.capacity):
+            if len(chunk) == 1:
+                self.submit(chunk[0], done)
+                continue
+            self.outstanding += len(chunk)
+            future = self.htex.submit(run_tasks, {}, chunk_arguments(chunk), self.endpoint_id)
+            future.add_done_callback(lambda f, chunk=chunk: self._chunk_finished(chunk, f, done))
+
+    def _chunk_finished(self, chunk: tuple[TaskDelivery, ...], future: Future, done: Done) -> None:
+        self.outstanding -= len(chunk)
+        finish_chunk(chunk, future, done, self.endpoint_id)
 
     def _finished(self, task_id: str, future: Future, done: Done) -> None:
         self.outstanding -= 1

@@ -84,3 +84,17 @@ def test_unknown_header_and_strategy_are_reported():
         ours.deserialize("zz\nabc")
     with pytest.raises(ours.SerializationError, match="unknown serialization strategy"):
         ours.serialize_from_list(1, ["a.b.Nope"])
+
+
+@pytest.mark.parametrize("value", [None, True, 0, -7, 2**70, 1.5, float("inf"), "", "é" * 5000, b"\x00" * 70000])
+def test_plain_results_are_byte_identical_to_the_sdks(value):
+    """Plain values skip dill's slow pickler; the bytes must not change."""
+    assert ours.serialize(value) == sdk.DillDataBase64().serialize(value)
+
+
+def test_source_functions_run_in_a_fresh_namespace_each_time():
+    """The compiled source is cached; the function's globals are not shared between tasks."""
+    payload = ours.STRATEGIES_BY_NAME["PureSourceDill"].header + "counter:" + (
+        "calls = []\ndef counter():\n    calls.append(1)\n    return len(calls)\n")
+    first, second = ours.deserialize(payload), ours.deserialize(payload)
+    assert (first(), first(), second()) == (1, 2, 1)
