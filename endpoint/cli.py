@@ -132,14 +132,15 @@ def delete(obj: EndpointContext, name: str, yes: bool, force: bool) -> None:
     click.echo(f"Endpoint {name!r} deleted.")
 
 
-def _lifecycle_errors(run):
-    """Turn a failed start/stop step into a clear message and its exit code."""
+def _exit_on_error(run):
+    """Turn a failed step (start, stop, login, whoami...) into a clear message and its exit code."""
+    from .auth import AuthError
     from .config import ConfigError
     from .lifecycle import LifecycleError
 
     try:
         return run()
-    except LifecycleError as exc:
+    except (LifecycleError, AuthError) as exc:
         click.echo(f"Error: {exc}", err=True)
         sys.exit(exc.exit_code)
     except ConfigError as exc:
@@ -156,7 +157,7 @@ def start(obj: EndpointContext, name: str, foreground: bool) -> None:
     from .lifecycle import start as start_endpoint
 
     directory = obj.existing(name)
-    sys.exit(_lifecycle_errors(lambda: start_endpoint(directory, click.echo, foreground, obj.debug)))
+    sys.exit(_exit_on_error(lambda: start_endpoint(directory, click.echo, foreground, obj.debug)))
 
 
 @app.command()
@@ -168,7 +169,7 @@ def stop(obj: EndpointContext, name: str, timeout: float) -> None:
     from .lifecycle import stop as stop_endpoint
 
     directory = obj.existing(name)
-    _lifecycle_errors(lambda: stop_endpoint(directory, click.echo, timeout))
+    _exit_on_error(lambda: stop_endpoint(directory, click.echo, timeout))
 
 
 @app.command()
@@ -180,8 +181,8 @@ def restart(obj: EndpointContext, name: str) -> None:
     from .lifecycle import stop as stop_endpoint
 
     directory = obj.existing(name)
-    _lifecycle_errors(lambda: stop_endpoint(directory, click.echo))
-    sys.exit(_lifecycle_errors(lambda: start_endpoint(directory, click.echo, False, obj.debug)))
+    _exit_on_error(lambda: stop_endpoint(directory, click.echo))
+    sys.exit(_exit_on_error(lambda: start_endpoint(directory, click.echo, False, obj.debug)))
 
 
 service_option = click.option(
@@ -200,16 +201,6 @@ def _credentials(obj: EndpointContext, service: str | None):
         raise click.ClickException(str(exc)) from None
 
 
-def _auth_errors(action):
-    from .auth import AuthError
-
-    try:
-        return action()
-    except AuthError as exc:
-        click.echo(f"Error: {exc}", err=True)
-        sys.exit(exc.exit_code)
-
-
 @app.command()
 @service_option
 @click.option("--token", help="For a local compute-service: a token from `compute-service token create` "
@@ -224,7 +215,7 @@ def login(obj: EndpointContext, service: str | None, token: str | None, browser:
     from .login import login_step
 
     credentials = _credentials(obj, service)
-    _auth_errors(lambda: login_step(credentials, token, browser, force))
+    _exit_on_error(lambda: login_step(credentials, token, browser, force))
 
 
 @app.command()
@@ -241,7 +232,7 @@ def logout(obj: EndpointContext, service: str | None, force: bool) -> None:
     if running and not force:
         raise click.ClickException(f"Endpoints are running ({', '.join(running)}); stop them first or pass --force.")
     credentials = _credentials(obj, service)
-    if _auth_errors(credentials.logout):
+    if _exit_on_error(credentials.logout):
         click.echo(f"Logged out of {credentials.service_url}.")
     else:
         click.echo(f"No stored credentials for {credentials.service_url}.")
@@ -253,7 +244,7 @@ def logout(obj: EndpointContext, service: str | None, force: bool) -> None:
 def whoami(obj: EndpointContext, service: str | None) -> None:
     """Show the identity the endpoint runs as."""
     credentials = _credentials(obj, service)
-    identity = _auth_errors(credentials.identity)
+    identity = _exit_on_error(credentials.identity)
     kind = "client identity" if credentials.client else "user"
     click.echo(f"Logged in to {credentials.service_url} as {kind} {identity.username} (id {identity.id})")
 

@@ -12,8 +12,6 @@ from pathlib import Path
 
 import pytest
 
-from tests.endpoint_harness import EndpointHarness
-
 pytestmark = pytest.mark.slow
 
 ENGINE = """\
@@ -35,22 +33,6 @@ def inside():
     import socket
 
     return socket.gethostname(), os.path.exists("/run/.containerenv"), os.getpid()
-
-
-@pytest.fixture
-def make_endpoint(start_service, tmp_path):
-    harnesses = []
-
-    def make(config_text: str) -> EndpointHarness:
-        harness = EndpointHarness(start_service(), tmp_path / "gc", "ep", config_text)
-        harnesses.append(harness)
-        harness.start()
-        return harness
-
-    yield make
-    for harness in harnesses:
-        harness.cli("stop", harness.name, "--timeout", "10")
-        harness.kill_everything()
 
 
 @pytest.mark.skipif(not shutil.which("bwrap"), reason="bubblewrap (bwrap) is not installed")

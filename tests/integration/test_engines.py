@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from tests.endpoint_harness import SERIALIZER, EndpointHarness
+from tests.endpoint_harness import SERIALIZER
 
 pytestmark = pytest.mark.slow
 
@@ -62,22 +62,6 @@ def slow_square(x):
 
     time.sleep(0.5)
     return x * x
-
-
-@pytest.fixture
-def make_endpoint(start_service, tmp_path):
-    harnesses = []
-
-    def make(config_text: str) -> EndpointHarness:
-        harness = EndpointHarness(start_service(), tmp_path / f"gc{len(harnesses)}", "ep", config_text)
-        harnesses.append(harness)
-        harness.start()
-        return harness
-
-    yield make
-    for harness in harnesses:
-        harness.cli("stop", harness.name, "--timeout", "10")
-        harness.kill_everything()
 
 
 @pytest.mark.parametrize("engine", list(ENGINE_CONFIGS))
