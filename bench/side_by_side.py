@@ -255,6 +255,7 @@ class Wire:
         self.task_buffer = code + pack_buffers([serialize(()), serialize({})])
         self.function_id = str(uuid.uuid4())
         self.arrived: dict[str, float] = {}
+        self.waiting: set[str] = set()
         self.counters: dict[str, str] = {}
 
     def detach_service_queue(self) -> None:
@@ -275,7 +276,9 @@ class Wire:
         body = message.body
         at = body.find(b'"task_id":"')
         if at >= 0:
-            self.arrived[body[at + 11:at + 47].decode()] = time.perf_counter()
+            task_id = body[at + 11:at + 47].decode()
+            self.arrived[task_id] = time.perf_counter()
+            self.waiting.discard(task_id)
 
     def prepare(self, count: int) -> list[tuple[str, amqp.Message]]:
         """Task messages made before the clock starts."""
@@ -296,13 +299,12 @@ class Wire:
     def wait_for(self, ids: list[str], timeout: float) -> float:
         """Wait until every id has a result; the time the last one arrived."""
         deadline = time.monotonic() + timeout
-        missing = [i for i in ids if i not in self.arrived]
-        while missing:
+        self.waiting = set(ids) - self.arrived.keys()
+        while self.waiting:  # emptied by _on_result: no rescan of the ids per message
             if time.monotonic() > deadline:
-                raise TimeoutError(f"{len(missing)} of {len(ids)} results missing after {timeout} s")
+                raise TimeoutError(f"{len(self.waiting)} of {len(ids)} results missing after {timeout} s")
             with contextlib.suppress(TimeoutError):
-                self.connection.drain_events(timeout=0.1)
-            missing = [i for i in missing if i not in self.arrived]
+                self.connection.drain_events(timeout=0.2)
         return max(self.arrived[i] for i in ids)
 
     def throughput(self, endpoint_id: str, count: int) -> float:
