@@ -56,6 +56,9 @@ def leftover_processes(directory: EndpointDirectory) -> list[psutil.Process]:
     return found
 
 
+LEFTOVER_GRACE_S = 2.0
+
+
 def stop_process(pid: int, timeout_s: float = DEFAULT_STOP_TIMEOUT_S, echo: Echo = lambda _: None) -> bool:
     """SIGTERM pid and wait for it and its tree; kill whatever is left after timeout_s.
 
@@ -68,7 +71,13 @@ def stop_process(pid: int, timeout_s: float = DEFAULT_STOP_TIMEOUT_S, echo: Echo
     except psutil.NoSuchProcess:
         return True
     root.send_signal(signal.SIGTERM)
-    _, alive = psutil.wait_procs(tree, timeout=timeout_s)
+    try:
+        root.wait(timeout=timeout_s)
+        # The supervisor stops its children before it exits: what outlives it by more than a
+        # moment is a leftover (a helper the kernel reparented), not a child finishing work.
+        _, alive = psutil.wait_procs(tree[1:], timeout=LEFTOVER_GRACE_S)
+    except psutil.TimeoutExpired:
+        alive = [p for p in tree if p.is_running()]
     if not alive:
         return True
     echo(f"{len(alive)} process(es) still running after {timeout_s:g} s; killing "

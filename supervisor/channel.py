@@ -52,10 +52,11 @@ class ParentChannel:
         return messages
 
 
-def _die_with_parent() -> None:
-    """Exit when the supervisor dies, even by SIGKILL: the kernel's parent-death signal,
-    and a watcher thread for the case where it does not apply."""
-    parent = os.getppid()
+def die_with_parent(parent: int | None = None) -> None:
+    """Exit when the parent dies, even by SIGKILL: the kernel's parent-death signal,
+    and a watcher thread for the case where it does not apply. ``parent`` is the pid the
+    parent had when it started us: it may be gone already by the time we run."""
+    parent = parent or os.getppid()
     try:
         ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
     except (OSError, AttributeError):
@@ -75,7 +76,7 @@ def _die_with_parent() -> None:
 
 def bootstrap(spec: ChildSpec, conn: Connection, config: object) -> None:
     """The first code of every child process (the multiprocessing target)."""
-    _die_with_parent()
+    die_with_parent()
     try:
         target = spec.resolve()
     except Exception as exc:

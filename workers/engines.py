@@ -13,6 +13,7 @@ import os
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
+from ..supervisor.channel import die_with_parent
 from .execution import UNKNOWN_TASK_FAILURE, error_result, run_task, run_tasks
 from .messages import TaskDelivery, TaskResult
 
@@ -156,8 +157,10 @@ class ProcessPoolEngine(_PoolEngine):
 
     def __init__(self, endpoint_id: str, max_workers: int | None = None, **_: Any):
         workers = max_workers or os.cpu_count() or 1
-        # spawn: the engine process has threads, and forking a threaded process is unsafe
-        executor = concurrent.futures.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+        # spawn: the engine process has threads, and forking a threaded process is unsafe.
+        # Workers die with the engine: an engine killed by SIGKILL must not leave them behind.
+        executor = concurrent.futures.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
+                                                          initializer=die_with_parent, initargs=(os.getpid(),))
         super().__init__(executor, workers, endpoint_id)
 
 

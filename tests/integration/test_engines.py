@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import signal
 import time
 
 import pytest
@@ -46,13 +45,11 @@ def big(n):
 
 
 def own_task_id():
-    import os
 
     return os.environ["GC_TASK_UUID"]
 
 
 def marker():
-    import os
 
     return os.environ.get("MARKER"), os.environ.get("WRAPPED_IN")
 
@@ -114,8 +111,16 @@ def test_engine_killed_mid_run_retries_as_configured(make_endpoint, retries, exp
     endpoint = make_endpoint(config)
     ids = endpoint.submit(slow_square, [(i,) for i in range(8)])
     time.sleep(0.3)  # the first tasks are running now
-    os.kill(endpoint.children()["engine"], signal.SIGKILL)
+    import psutil
+
+    engine = psutil.Process(endpoint.children()["engine"])
+    pool_workers = engine.children()
+    assert pool_workers
+    engine.kill()
     results = endpoint.results(ids, timeout=90)
+    # The killed engine's pool workers die with it, not reparented and left behind.
+    _, left = psutil.wait_procs(pool_workers, timeout=10)
+    assert not left, [p.pid for p in left]
     statuses = [results[t]["status"] for t in ids]
     if expect_success:
         assert statuses == ["success"] * 8
