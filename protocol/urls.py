@@ -64,4 +64,33 @@ def broker_connection(url: str, **options):
                          "control_folder": f"{folder}/control",
                          "polling_interval": EMBEDDED_POLLING_INTERVAL_S}
     options.pop("transport_options", None)
-    return kombu.Connection(f"{EMBEDDED_SCHEME}://", transport_options=transport_options, **options)
+    return kombu.Connection(f"{EMBEDDED_SCHEME}://", transport=_atomic_filesystem_transport(),
+                            transport_options=transport_options, **options)
+
+
+def _atomic_filesystem_transport():
+    """kombu's filesystem transport, but a message file appears only once it is whole.
+
+    kombu writes each message in place, under its final name; a consumer polling the folder
+    can take it half-written, fail to decode it, and lose it. Write aside, then rename."""
+    import os
+    import time
+    import uuid
+
+    from kombu.transport import filesystem
+    from kombu.utils.encoding import str_to_bytes
+    from kombu.utils.json import dumps
+
+    class Channel(filesystem.Channel):
+        def _put(self, queue, payload, **kwargs):
+            name = f"{int(round(time.monotonic() * 1000))}_{uuid.uuid4()}.{queue}.msg"
+            partial = os.path.join(self.data_folder_out, f".{uuid.uuid4()}.partial")  # no queue matches it
+            with open(partial, "wb") as f:
+                f.write(str_to_bytes(dumps(payload)))
+            os.replace(partial, os.path.join(self.data_folder_out, name))
+
+    class Transport(filesystem.Transport):
+        pass
+
+    Transport.Channel = Channel
+    return Transport

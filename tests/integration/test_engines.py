@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import os
 import time
 
+import psutil
 import pytest
 
 from tests.endpoint_harness import SERIALIZER
@@ -45,11 +45,13 @@ def big(n):
 
 
 def own_task_id():
+    import os
 
     return os.environ["GC_TASK_UUID"]
 
 
 def marker():
+    import os
 
     return os.environ.get("MARKER"), os.environ.get("WRAPPED_IN")
 
@@ -111,8 +113,6 @@ def test_engine_killed_mid_run_retries_as_configured(make_endpoint, retries, exp
     endpoint = make_endpoint(config)
     ids = endpoint.submit(slow_square, [(i,) for i in range(8)])
     time.sleep(0.3)  # the first tasks are running now
-    import psutil
-
     engine = psutil.Process(endpoint.children()["engine"])
     pool_workers = engine.children()
     assert pool_workers

@@ -46,3 +46,37 @@ def test_embedded_connection_really_moves_messages_through_the_folder(tmp_path):
         consumer_side.drain_events(timeout=2)
         assert received[0].body == b"payload" and received[0].headers == {"task_uuid": "x"}
         reader.basic_ack(received[0].delivery_tag)
+
+
+def test_embedded_consumer_never_sees_a_half_written_message(tmp_path):
+    """kombu's own filesystem transport writes in place; a consumer polling meanwhile could
+    read a partial file and lose the message. Ours renames whole files into view."""
+    import multiprocessing
+
+    url, count = embedded_url(tmp_path), 150
+    body = b"x" * 2_000_000  # big enough that a write is seen half done
+
+    received = []
+    with broker_connection(url) as consumer:
+        channel = consumer.channel()
+        channel.basic_consume(queue="q", no_ack=True, callback=received.append, consumer_tag="c")
+        producer = multiprocessing.get_context("spawn").Process(target=_produce, args=(url, count, len(body)))
+        producer.start()
+        import time
+
+        deadline = time.monotonic() + 60
+        while len(received) < count and time.monotonic() < deadline:
+            try:
+                consumer.drain_events(timeout=0.5)
+            except TimeoutError:
+                pass
+        producer.join()
+    assert sorted(m.headers["n"] for m in received) == list(range(count))
+    assert all(m.body == body for m in received)
+
+
+def _produce(url: str, count: int, size: int) -> None:
+    with broker_connection(url) as connection:
+        channel = connection.channel()
+        for i in range(count):
+            channel.basic_publish(channel.prepare_message(b"x" * size, headers={"n": i}), exchange="", routing_key="q")
