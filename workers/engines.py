@@ -55,6 +55,32 @@ def chunk_arguments(chunk: tuple[TaskDelivery, ...]) -> list[tuple[str, bytes, l
     return [(t.task_id, t.body, t.headers.get("result_serializers")) for t in chunk]
 
 
+class ChunkedSubmission:
+    """submit_many for an engine with ``submit``, ``capacity``, ``outstanding``,
+    ``endpoint_id`` and a ``_submit_chunk(arguments) -> Future`` running ``run_tasks``.
+    A task with a resource specification always goes alone (its own resources, or the
+    engine's refusal of them)."""
+
+    def submit_many(self, tasks: tuple[TaskDelivery, ...], done: Done) -> None:
+        plain = []
+        for task in tasks:
+            if task.headers.get("resource_specification") in NO_SPECIFICATION:
+                plain.append(task)
+            else:
+                self.submit(task, done)
+        for chunk in chunks(tuple(plain), self.capacity):
+            if len(chunk) == 1:
+                self.submit(chunk[0], done)
+                continue
+            self.outstanding += len(chunk)
+            future = self._submit_chunk(chunk_arguments(chunk))
+            future.add_done_callback(lambda f, chunk=chunk: self._chunk_finished(chunk, f, done))
+
+    def _chunk_finished(self, chunk: tuple[TaskDelivery, ...], future, done: Done) -> None:
+        self.outstanding -= len(chunk)
+        finish_chunk(chunk, future, done, self.endpoint_id)
+
+
 def finish_chunk(chunk: tuple[TaskDelivery, ...], future, done: Done, endpoint_id: str) -> None:
     """Each task's Result; if the call itself failed (its worker died), an error for each."""
     if future.cancelled():
@@ -70,15 +96,18 @@ def finish_chunk(chunk: tuple[TaskDelivery, ...], future, done: Done, endpoint_i
                                                    endpoint_id=endpoint_id)))
 
 
+NO_SPECIFICATION = (None, "", "null", "{}")
+
+
 def _check_no_resource_specification(engine: str, task: TaskDelivery) -> None:
     spec = task.headers.get("resource_specification")
-    if spec not in (None, "", "null", "{}"):
+    if spec not in NO_SPECIFICATION:
         raise ResourceSpecificationError(
             f"{engine} does not support resource_specification (got {spec}); "
             "use GlobusComputeEngine for per-task resources")
 
 
-class _PoolEngine:
+class _PoolEngine(ChunkedSubmission):
     """ThreadPoolEngine and ProcessPoolEngine: the standard library executors."""
 
     name = "PoolEngine"
@@ -101,26 +130,8 @@ class _PoolEngine:
                                       task.headers.get("result_serializers"), self.endpoint_id)
         future.add_done_callback(lambda f: self._finished(task.task_id, f, done))
 
-    def submit_many(self, tasks: tuple[TaskDelivery, ...], done: Done) -> None:
-        for chunk in chunks(tasks, self.capacity):
-            if len(chunk) == 1:
-                self.submit(chunk[0], done)
-                continue
-            for task in chunk:
-                try:
-                    _check_no_resource_specification(self.name, task)
-                except ResourceSpecificationError:  # rare: such a chunk goes one by one
-                    for one in chunk:
-                        self.submit(one, done)
-                    break
-            else:
-                self.outstanding += len(chunk)
-                future = self.executor.submit(run_tasks, chunk_arguments(chunk), self.endpoint_id)
-                future.add_done_callback(lambda f, chunk=chunk: self._chunk_finished(chunk, f, done))
-
-    def _chunk_finished(self, chunk: tuple[TaskDelivery, ...], future, done: Done) -> None:
-        self.outstanding -= len(chunk)
-        finish_chunk(chunk, future, done, self.endpoint_id)
+    def _submit_chunk(self, arguments) -> concurrent.futures.Future:
+        return self.executor.submit(run_tasks, arguments, self.endpoint_id)
 
     def _finished(self, task_id: str, future: concurrent.futures.Future, done: Done) -> None:
         self.outstanding -= 1

@@ -17,7 +17,7 @@ from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
-from .engines import Done, chunk_arguments, chunks, finish_chunk
+from .engines import ChunkedSubmission, Done
 from .execution import UNKNOWN_TASK_FAILURE, error_result, run_task, run_tasks
 from .messages import TaskDelivery, TaskResult
 
@@ -48,7 +48,7 @@ def container_launch_cmd(launch_cmd: str, run_dir: str, container_type: str | No
     raise ValueError(f"unknown container_type {container_type!r}")
 
 
-class GlobusComputeEngine:
+class GlobusComputeEngine(ChunkedSubmission):
     name = "GlobusComputeEngine"
 
     def __init__(self, endpoint_id: str, provider: Mapping[str, Any] | None = None, label: str | None = None,
@@ -120,24 +120,8 @@ class GlobusComputeEngine:
             return
         future.add_done_callback(lambda f: self._finished(task.task_id, f, done))
 
-    def submit_many(self, tasks: tuple[TaskDelivery, ...], done: Done) -> None:
-        plain = []
-        for task in tasks:
-            if task.headers.get("resource_specification") in (None, "", "null", "{}"):
-                plain.append(task)
-            else:
-                self.submit(task, done)  # per-task resources: a Parsl task of its own
-        for chunk in chunks(tuple(plain), self.capacity):
-            if len(chunk) == 1:
-                self.submit(chunk[0], done)
-                continue
-            self.outstanding += len(chunk)
-            future = self.htex.submit(run_tasks, {}, chunk_arguments(chunk), self.endpoint_id)
-            future.add_done_callback(lambda f, chunk=chunk: self._chunk_finished(chunk, f, done))
-
-    def _chunk_finished(self, chunk: tuple[TaskDelivery, ...], future: Future, done: Done) -> None:
-        self.outstanding -= len(chunk)
-        finish_chunk(chunk, future, done, self.endpoint_id)
+    def _submit_chunk(self, arguments) -> Future:
+        return self.htex.submit(run_tasks, {}, arguments, self.endpoint_id)
 
     def _finished(self, task_id: str, future: Future, done: Done) -> None:
         self.outstanding -= 1
