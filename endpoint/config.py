@@ -26,7 +26,16 @@ from cattrs.errors import (
 )
 
 AMQP_PORTS = (443, 5671, 5672)
-CONTAINER_TYPES = ("docker", "apptainer", "singularity", "custom", "None")
+CONTAINER_TYPES = ("docker", "podman", "podman-hpc", "apptainer", "singularity", "custom", "None")
+IMAGE_CONTAINER_TYPES = ("docker", "podman", "podman-hpc", "apptainer", "singularity")
+# Parsl's address finders, by the name a config gives as `address: {type: NAME, ...}`.
+ADDRESS_FUNCTIONS = ("address_by_interface", "address_by_hostname", "address_by_route", "address_by_query")
+# Parsl's scaling strategies; "none" (or null) keeps the blocks as they are.
+STRATEGIES = ("simple", "htex_auto_scale", "none")
+# HighThroughputExecutor arguments that are Python objects and cannot come from YAML,
+# and those the engine sets itself.
+HTEX_NOT_FROM_YAML = ("self", "provider", "manager_selector", "block_error_handler",
+                      "remote_monitoring_radio", "storage_access")
 CUSTOM_CONTAINER_FIELDS = ("{EXECUTOR_RUNDIR}", "{EXECUTOR_LAUNCH_CMD}")
 
 DEFAULT_CONFIG_TEMPLATE = """\
@@ -54,6 +63,9 @@ PositiveFloat = NewType("PositiveFloat", float)
 AmqpPort = NewType("AmqpPort", int)
 ContainerType = NewType("ContainerType", str)
 PortRange = NewType("PortRange", tuple)
+Address = NewType("Address", object)  # an address string, or {type: <Parsl address finder>, ...}
+Strategy = NewType("Strategy", str)
+Accelerators = NewType("Accelerators", object)  # a count, or a list of device names
 
 
 class ConfigValueError(ValueError):
@@ -100,16 +112,28 @@ class JobStatusConfig:
 
 @attrs.frozen
 class GlobusComputeEngineConfig:
-    """Parsl's HighThroughputExecutor with a provider, as the official engine exposes it."""
+    """Parsl's HighThroughputExecutor with a provider, as the official engine exposes it.
+
+    The options below are checked here; any other HighThroughputExecutor argument is
+    accepted too, checked against HTEX's own signature, and kept in ``executor_options``.
+    """
 
     type: Literal["GlobusComputeEngine"] = "GlobusComputeEngine"
     provider: ProviderConfig = attrs.field(factory=_default_provider)
     label: str | None = None
-    address: str | None = None
+    # None: the interchange listens on every interface and workers try every address of
+    # this host, so pools on compute nodes reach it over the cluster network.
+    address: Address | None = None
+    loopback_address: str = "127.0.0.1"
+    # CurveZMQ between the interchange and the worker pools; off only by choice.
+    encrypted: bool = True
+    strategy: Strategy | None = "simple"
+    run_in_sandbox: bool = False  # each task runs in a fresh directory of working_dir
+    working_dir: str = "tasks_working_dir"  # relative to the endpoint's directory
     max_workers_per_node: PositiveInt | None = None
     cores_per_worker: PositiveFloat = 1.0
     mem_per_worker: PositiveFloat | None = None
-    available_accelerators: list[str] | None = None
+    available_accelerators: Accelerators | None = None
     prefetch_capacity: NonNegativeInt = 0
     heartbeat_period: PositiveInt = 30
     heartbeat_threshold: PositiveInt = 120
@@ -121,10 +145,11 @@ class GlobusComputeEngineConfig:
     container_type: ContainerType | None = None
     container_uri: str | None = None
     container_cmd_options: str | None = None
+    executor_options: Mapping[str, Any] = attrs.field(factory=dict)
 
     def __attrs_post_init__(self) -> None:
         kind = self.container_type
-        if kind in ("docker", "apptainer", "singularity") and not self.container_uri:
+        if kind in IMAGE_CONTAINER_TYPES and not self.container_uri:
             raise ConfigValueError(
                 f"container_type {kind} needs container_uri (the image name or .sif path)",
                 ("container_uri",),
@@ -233,6 +258,8 @@ def _structure_engine(value: object, _: object) -> EngineConfig:
             f"unknown engine type {kind!r}; accepted: {', '.join(ENGINE_TYPES)}"
             + _did_you_mean(kind, ENGINE_TYPES), ("type",)
         )
+    if kind == "GlobusComputeEngine":
+        value = _split_executor_options(value)
     return _converter.structure(value, ENGINE_TYPES[kind])
 
 
@@ -256,28 +283,43 @@ def _check_parsl_options(module: str, what: str, kind: object, options: dict, at
             at + ("type",),
         )
     cls = getattr(importlib.import_module(module), kind)
-    signature = inspect.signature(cls.__init__)
-    params = {n: p for n, p in signature.parameters.items() if n != "self"}
-    try:
-        hints = typing.get_type_hints(cls.__init__)
-    except Exception:  # a provider's own annotations may not resolve; names are still checked
-        hints = {}
     for key, val in options.items():
-        if key not in params:
-            raise ConfigValueError(
-                f"{kind} has no option {key!r}" + _did_you_mean(key, params)
-                + f"; accepted: {', '.join(sorted(params))}", at + (key,)
-            )
         if key == "launcher" and what == "provider":
             if not isinstance(val, Mapping):
                 raise ConfigValueError("expected a mapping with a launcher 'type'", at + (key,))
             launcher = dict(val)
             kind_of_launcher = launcher.pop("type", None)
             _check_parsl_options("parsl.launchers", "launcher", kind_of_launcher, launcher, at + (key,))
+            options = {k: v for k, v in options.items() if k != "launcher"}
+    _check_signature(kind, cls.__init__, options, at)
+
+
+def _check_signature(owner: str, function, options: Mapping[str, Any], at: tuple,
+                     excluded: tuple[str, ...] = ("self",), also_accepted: tuple[str, ...] = ()) -> None:
+    """Each option must be a parameter of function (or also_accepted), of a fitting type
+    where the parameter's type is a plain one; required parameters must be given."""
+    signature = inspect.signature(function)
+    params = {n: p for n, p in signature.parameters.items()
+              if n not in excluded and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)}
+    try:
+        hints = typing.get_type_hints(function)
+    except Exception:  # a Parsl class's own annotations may not resolve; names are still checked
+        hints = {}
+    accepted = sorted(set(params) | set(also_accepted))
+    for key, val in options.items():
+        if key in also_accepted:
             continue
+        if key not in params:
+            raise ConfigValueError(
+                f"{owner} has no option {key!r}" + _did_you_mean(key, accepted)
+                + f"; accepted: {', '.join(accepted)}", at + (key,)
+            )
         problem = _simple_type_mismatch(hints.get(key) or _hint_from_default(params[key]), val)
         if problem:
-            raise ConfigValueError(f"{kind} option {key}: {problem}", at + (key,))
+            raise ConfigValueError(f"{owner} option {key}: {problem}", at + (key,))
+    missing = [n for n, p in params.items() if p.default is p.empty and n not in options]
+    if missing:
+        raise ConfigValueError(f"{owner} needs {', '.join(missing)}", at)
 
 
 def _hint_from_default(param: inspect.Parameter) -> object:
@@ -314,6 +356,54 @@ def _simple_type_mismatch(hint: object, value: object) -> str | None:
     return f"expected {wanted}, got {_type_name(value)} ({value!r})"
 
 
+def _structure_address(value: object, _: object) -> str | dict:
+    if isinstance(value, str) and value.strip():
+        return value.strip()
+    if not isinstance(value, Mapping):
+        raise ConfigValueError(
+            f"expected an address (a string) or a mapping naming one of Parsl's address finders "
+            f"({', '.join(ADDRESS_FUNCTIONS)}), got {_type_name(value)} ({value!r})")
+    options = dict(value)
+    kind = options.pop("type", None)
+    if kind not in ADDRESS_FUNCTIONS:
+        raise ConfigValueError(f"unknown address finder {kind!r}; accepted: {', '.join(ADDRESS_FUNCTIONS)}"
+                               + _did_you_mean(kind, ADDRESS_FUNCTIONS), ("type",))
+    import parsl.addresses
+
+    _check_signature(kind, getattr(parsl.addresses, kind), options, ())
+    return {"type": kind, **options}
+
+
+def _structure_accelerators(value: object, _: object) -> int | list[str]:
+    if type(value) is int and value >= 0:
+        return value
+    if isinstance(value, list):
+        for index, name in enumerate(value):
+            if type(name) is not str:
+                raise ConfigValueError(f"expected a string, got {_type_name(name)} ({name!r})", (index,))
+        return list(value)
+    raise ConfigValueError(f"expected a number of accelerators or a list of their names, got "
+                           f"{_type_name(value)} ({value!r})")
+
+
+def _engine_fields(cls: type) -> set[str]:
+    return {f.name for f in attrs.fields(cls)} - {"executor_options"}
+
+
+def _split_executor_options(value: Mapping) -> dict:
+    """GlobusComputeEngine's own options, with every other key checked against Parsl's
+    HighThroughputExecutor and kept in executor_options (as the official engine passes them)."""
+    own = _engine_fields(GlobusComputeEngineConfig)
+    extra = {k: v for k, v in value.items() if k not in own}
+    if not extra:
+        return dict(value)
+    from parsl.executors import HighThroughputExecutor
+
+    _check_signature("GlobusComputeEngine", HighThroughputExecutor.__init__, extra, (),
+                     excluded=HTEX_NOT_FROM_YAML + tuple(own), also_accepted=tuple(sorted(own)))
+    return {**{k: v for k, v in value.items() if k in own}, "executor_options": extra}
+
+
 def _make_converter() -> cattrs.Converter:
     conv = cattrs.Converter(forbid_extra_keys=True)
     conv.register_structure_hook(str, _strict(str, "a string"))
@@ -326,6 +416,9 @@ def _make_converter() -> cattrs.Converter:
     conv.register_structure_hook(PortRange, _structure_port_range)
     conv.register_structure_hook(AmqpPort, _one_of(AMQP_PORTS))
     conv.register_structure_hook(ContainerType, _one_of(CONTAINER_TYPES))
+    conv.register_structure_hook(Strategy, _one_of(STRATEGIES))
+    conv.register_structure_hook(Address, _structure_address)
+    conv.register_structure_hook(Accelerators, _structure_accelerators)
     conv.register_structure_hook(EngineConfig, _structure_engine)
     conv.register_structure_hook(ProviderConfig, _structure_provider)
 

@@ -152,6 +152,7 @@ def start(directory: EndpointDirectory, echo: Echo, foreground: bool = False, de
 
     config_text = directory.config_file.read_text()
     config = load_config(directory.config_file)
+    _check_engine_address(config, directory)
     directory.log_file.touch(mode=0o600)
     if config.endpoint_setup:
         run_hook("endpoint_setup", config.endpoint_setup, directory.log_file, echo)
@@ -205,6 +206,20 @@ def start(directory: EndpointDirectory, echo: Echo, foreground: bool = False, de
         traceback.print_exc()  # stderr is the log now
     finally:
         os._exit(code)
+
+
+def _check_engine_address(config, directory: EndpointDirectory) -> None:
+    """A named address (an interface, a finder) must resolve before anything starts."""
+    address = getattr(config.engine, "address", None)
+    if not isinstance(address, dict):
+        return
+    from ..workers.addresses import AddressError, resolve_address
+
+    try:
+        resolve_address(address)
+    except AddressError as exc:
+        raise LifecycleError(f"Invalid endpoint configuration in {directory.config_file}:\n  engine.{exc}",
+                             exit_code=78) from None
 
 
 def _credentials_for_start(credentials, echo: Echo):

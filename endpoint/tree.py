@@ -52,6 +52,7 @@ def worker_settings(name: str, directory_path: Path, log_file: Path, config: End
     engine = cattrs.Converter().unstructure(config.engine)
     if "provider" in engine:  # the provider's own options sit beside its type, as in config.yaml
         engine["provider"] = {"type": config.engine.provider.type, **config.engine.provider.options}
+    engine.update(engine.pop("executor_options", {}))  # HTEX's own options, beside ours as in config.yaml
     return WorkerSettings(
         endpoint_id=str(registration["endpoint_id"]), endpoint_name=name, log_file=str(log_file), debug=debug,
         task_queue_url=_url(task_info["connection_url"], config.amqp_port), task_queue=task_info["queue"],

@@ -23,6 +23,7 @@ class ExitCode(enum.IntEnum):
 
     OK = 0
     BOOT_FAILURE = 3  # the child could not start (missing module, bad environment)
+    DEPENDENCY_FAILED = 70  # EX_SOFTWARE: something the child depends on died; a new child may fare better
     CONFIG_ERROR = 78  # EX_CONFIG: the configuration is wrong
     RESTART_INTENSITY = 75  # the supervisor's own: too many restarts, gave up
 

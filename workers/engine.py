@@ -64,6 +64,12 @@ def main(channel: ParentChannel, settings: WorkerSettings) -> int:
             elif isinstance(message, Stop):
                 stopping.append(message.reason)
         _send_finished(channel, finished)
+        problem = engine.failure()
+        if problem:
+            # Exit abnormally: the supervisor starts a new engine and hands it this one's tasks.
+            log.error("the engine cannot run tasks any more: %s; exiting so that it is replaced", problem)
+            engine.abandon()
+            return ExitCode.DEPENDENCY_FAILED
         if time.monotonic() >= next_status:
             channel.send(EngineStatus(engine.status()))
             next_status = time.monotonic() + STATUS_EVERY_S

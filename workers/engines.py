@@ -31,6 +31,10 @@ class Engine(Protocol):
 
     def status(self) -> dict: ...
 
+    def failure(self) -> str | None: ...
+
+    def abandon(self) -> None: ...
+
     def shutdown(self, cancel_pending: bool) -> None: ...
 
 
@@ -149,6 +153,12 @@ class _PoolEngine(ChunkedSubmission):
         return {"engine_type": self.name, "total_workers": self.capacity,
                 "outstanding_tasks": self.outstanding, "pending_tasks": max(0, self.outstanding - self.capacity),
                 "scaling_enabled": False, "total_cores": os.cpu_count()}
+
+    def failure(self) -> str | None:
+        return None  # a pool replaces its own dead workers (their tasks get error results)
+
+    def abandon(self) -> None:
+        pass
 
     def shutdown(self, cancel_pending: bool) -> None:
         self.executor.shutdown(wait=True, cancel_futures=cancel_pending)

@@ -63,6 +63,27 @@ def run_tasks(tasks: list[tuple[str, bytes, list[str] | None]], endpoint_id: str
     return [run_task(task_id, body, serializers, endpoint_id) for task_id, body, serializers in tasks]
 
 
+def run_tasks_in(working_dir: str, sandbox: bool, tasks: list[tuple[str, bytes, list[str] | None]],
+                 endpoint_id: str | None = None) -> list[bytes]:
+    """run_tasks in a worker process of its own (a Parsl worker), each task with its working
+    directory as the current one: working_dir, or with sandbox a fresh working_dir/<task id>."""
+    return [run_task_in(working_dir, sandbox, *task, endpoint_id) for task in tasks]
+
+
+def run_task_in(working_dir: str, sandbox: bool, task_id: str, body: bytes,
+                result_serializers: list[str] | None = None, endpoint_id: str | None = None) -> bytes:
+    """run_task with the task's working directory as the current one (one task at a time in
+    this process: never in a thread pool, where the directory is shared)."""
+    directory = os.path.join(working_dir, task_id) if sandbox else working_dir
+    try:
+        os.makedirs(directory, mode=0o700, exist_ok=True)
+        os.chdir(directory)
+    except OSError as exc:
+        return error_result(task_id, COULD_NOT_EXECUTE, f"The task's working directory {directory} "
+                            f"cannot be used: {exc}", endpoint_id=endpoint_id)
+    return run_task(task_id, body, result_serializers, endpoint_id)
+
+
 def run_task(task_id: str, body: bytes, result_serializers: list[str] | None = None,
              endpoint_id: str | None = None, max_result_bytes: int = MAX_RESULT_BYTES) -> bytes:
     """Run one task from its message body; return the packed Result, whatever happens."""

@@ -9,6 +9,7 @@ run where the provider puts them (local processes, or batch jobs), and run
 from __future__ import annotations
 
 import importlib
+import json
 import logging
 import os
 import sys
@@ -17,11 +18,18 @@ from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
+from .addresses import host_addresses, resolve_address
 from .engines import ChunkedSubmission, Done
-from .execution import UNKNOWN_TASK_FAILURE, error_result, run_task, run_tasks
+from .execution import UNKNOWN_TASK_FAILURE, error_result, run_task_in, run_tasks_in
 from .messages import TaskDelivery, TaskResult
 
 log = logging.getLogger(__name__)
+
+UNENCRYPTED_WARNING = (
+    "encrypted: false: tasks and results (function code, arguments and return values) travel between "
+    "the interchange and the worker pools in the clear, and anyone who can reach the interchange's "
+    "ports from the network may connect as a worker pool and receive tasks; remove 'encrypted: false' "
+    "unless every host on that network is trusted")
 
 
 def build_parsl_object(module: str, spec: Mapping[str, Any]) -> Any:
@@ -39,8 +47,8 @@ def container_launch_cmd(launch_cmd: str, run_dir: str, container_type: str | No
     options = options or ""
     if container_type in (None, "None"):
         return launch_cmd
-    if container_type == "docker":
-        return f"docker run {options} -v {run_dir}:{run_dir} -t {uri} {launch_cmd}"
+    if container_type in ("docker", "podman", "podman-hpc"):
+        return f"{container_type} run {options} -v {run_dir}:{run_dir} -t {uri} {launch_cmd}"
     if container_type in ("apptainer", "singularity"):
         return f"{container_type} exec {options} {uri} {launch_cmd}"
     if container_type == "custom":
@@ -49,18 +57,22 @@ def container_launch_cmd(launch_cmd: str, run_dir: str, container_type: str | No
 
 
 class GlobusComputeEngine(ChunkedSubmission):
+    """Tasks through an HTEX interchange to worker pools that the provider starts.
+
+    Options that are not this engine's own go to HighThroughputExecutor unchanged (the
+    config checked them against its signature)."""
+
     name = "GlobusComputeEngine"
 
     def __init__(self, endpoint_id: str, provider: Mapping[str, Any] | None = None, label: str | None = None,
-                 address: str | None = None, max_workers_per_node: int | None = None,
-                 cores_per_worker: float = 1.0, mem_per_worker: float | None = None,
-                 available_accelerators: list[str] | None = None, prefetch_capacity: int = 0,
-                 heartbeat_period: int = 30, heartbeat_threshold: int = 120,
+                 address: str | Mapping[str, Any] | None = None, encrypted: bool = True,
+                 strategy: str | None = "simple", run_in_sandbox: bool = False,
+                 working_dir: str = "tasks_working_dir", available_accelerators: int | list[str] | None = None,
                  worker_port_range: tuple[int, int] | None = None,
-                 interchange_port_range: tuple[int, int] | None = None, worker_debug: bool = False,
+                 interchange_port_range: tuple[int, int] | None = None,
                  job_status_kwargs: Mapping[str, float] | None = None, container_type: str | None = None,
                  container_uri: str | None = None, container_cmd_options: str | None = None,
-                 run_dir: str = ".", **_: Any):
+                 run_dir: str = ".", **executor_options: Any):
         from parsl.executors import HighThroughputExecutor
         from parsl.jobs.job_status_poller import JobStatusPoller
 
@@ -72,20 +84,34 @@ class GlobusComputeEngine(ChunkedSubmission):
         provider_spec = dict(provider or {"type": "LocalProvider", "init_blocks": 1, "min_blocks": 0,
                                           "max_blocks": 1})
         self.provider = build_parsl_object("parsl.providers", provider_spec)
+        self.run_dir = str(Path(run_dir) / "engine")
+        os.makedirs(self.run_dir, mode=0o700, exist_ok=True)
+        self.working_dir = str(Path(run_dir) / working_dir)
+        self.run_in_sandbox = run_in_sandbox
+        self._blocks_file = Path(self.run_dir) / "blocks.json"
+        self._cancel_blocks_left_behind()
+        named = resolve_address(address)
+        if not encrypted:
+            log.warning(UNENCRYPTED_WARNING)
         kwargs: dict[str, Any] = dict(
-            label=label or "GlobusComputeEngine", provider=self.provider, address=address or "127.0.0.1",
-            max_workers_per_node=max_workers_per_node, cores_per_worker=cores_per_worker,
-            mem_per_worker=mem_per_worker, available_accelerators=tuple(available_accelerators or ()),
-            prefetch_capacity=prefetch_capacity, heartbeat_period=heartbeat_period,
-            heartbeat_threshold=heartbeat_threshold, worker_debug=worker_debug, encrypted=False,
+            executor_options, label=label or "GlobusComputeEngine", provider=self.provider,
+            # A placeholder when no address is named: HTEX would otherwise ask a public web
+            # service for our address while it is built. Replaced below.
+            address=named or "127.0.0.1", encrypted=encrypted,
+            available_accelerators=available_accelerators if available_accelerators is not None else (),
         )
         if worker_port_range:
             kwargs["worker_port_range"] = tuple(worker_port_range)
         if interchange_port_range:
             kwargs["interchange_port_range"] = tuple(interchange_port_range)
         self.htex = HighThroughputExecutor(**kwargs)
-        self.run_dir = str(Path(run_dir) / "engine")
-        os.makedirs(self.run_dir, mode=0o700, exist_ok=True)
+        if named is None:
+            # The interchange listens on every interface (address None) and each worker
+            # pool tries every address of this host, as on a cluster it must.
+            self.htex.address = None
+            self.htex.all_addresses = set(host_addresses())
+        log.info("worker pools will connect to %s (%s)", ", ".join(sorted(self.htex.all_addresses)),
+                 "encrypted with CurveZMQ" if encrypted else "NOT encrypted")
         self.htex.run_dir = self.run_dir
         self.htex.provider.script_dir = os.path.join(self.run_dir, "submit_scripts")
         os.makedirs(self.htex.provider.script_dir, mode=0o700, exist_ok=True)
@@ -93,12 +119,14 @@ class GlobusComputeEngine(ChunkedSubmission):
                                                     container_uri, container_cmd_options)
         self.htex.start()
         status = dict(job_status_kwargs or {})
-        self.poller = JobStatusPoller(strategy="simple", max_idletime=float(status.get("max_idletime", 120.0)),
+        self.poller = JobStatusPoller(strategy=strategy or "none",
+                                      max_idletime=float(status.get("max_idletime", 120.0)),
                                       strategy_period=float(status.get("strategy_period", 5.0)))
         self.poller.add_executors([self.htex])
         self.outstanding = 0
         self.min_blocks = getattr(self.provider, "min_blocks", 0)
         self.max_blocks = getattr(self.provider, "max_blocks", 1)
+        self._recorded_jobs: list[str] = []
 
     @property
     def capacity(self) -> int:
@@ -110,8 +138,8 @@ class GlobusComputeEngine(ChunkedSubmission):
         self.outstanding += 1
         try:
             spec = _resource_specification(task.headers.get("resource_specification"))
-            future = self.htex.submit(run_task, spec, task.task_id, task.body,
-                                      task.headers.get("result_serializers"), self.endpoint_id)
+            future = self.htex.submit(run_task_in, spec, self.working_dir, self.run_in_sandbox, task.task_id,
+                                      task.body, task.headers.get("result_serializers"), self.endpoint_id)
         except Exception as exc:  # e.g. an unsupported resource_specification
             self.outstanding -= 1
             done(TaskResult(task.task_id, error_result(task.task_id, UNKNOWN_TASK_FAILURE,
@@ -121,7 +149,8 @@ class GlobusComputeEngine(ChunkedSubmission):
         future.add_done_callback(lambda f: self._finished(task.task_id, f, done))
 
     def _submit_chunk(self, arguments) -> Future:
-        return self.htex.submit(run_tasks, {}, arguments, self.endpoint_id)
+        return self.htex.submit(run_tasks_in, {}, self.working_dir, self.run_in_sandbox, arguments,
+                                self.endpoint_id)
 
     def _finished(self, task_id: str, future: Future, done: Done) -> None:
         self.outstanding -= 1
@@ -146,11 +175,60 @@ class GlobusComputeEngine(ChunkedSubmission):
                 "max_workers_per_node": self.htex.max_workers_per_node, "blocks": blocks,
                 "nodes_per_block": getattr(self.provider, "nodes_per_block", 1)}
 
+    def failure(self) -> str | None:
+        """Why this engine can no longer run tasks (its interchange is gone), or None.
+        Called often: it also keeps the record of this engine's batch jobs current."""
+        self._record_blocks()
+        interchange = self.htex.interchange_proc
+        if interchange is not None and interchange.poll() is not None:
+            return f"the HTEX interchange (pid {interchange.pid}) exited with code {interchange.returncode}"
+        if self.htex.bad_state_is_set:
+            return f"the HTEX executor failed: {self.htex.executor_exception!r}"
+        return None
+
+    def abandon(self) -> None:
+        """Give up after a failure: cancel this engine's batch jobs, whose pools would
+        otherwise hold nodes for a dead interchange."""
+        self._cancel_jobs(list(self.htex.blocks_to_job_id.values()), "of this engine")
+
     def shutdown(self, cancel_pending: bool) -> None:
         try:
             self.poller.close()
         finally:
             self.htex.shutdown()
+            self._blocks_file.unlink(missing_ok=True)
+
+    # A batch job outlives an engine killed with SIGKILL: the next engine cancels it.
+    def _record_blocks(self) -> None:
+        jobs = [str(j) for j in self.htex.blocks_to_job_id.values()]
+        if jobs != self._recorded_jobs and self._is_batch_provider():
+            self._recorded_jobs = jobs
+            temporary = self._blocks_file.with_suffix(".tmp")
+            temporary.write_text(json.dumps({"provider": type(self.provider).__name__, "jobs": jobs}))
+            os.replace(temporary, self._blocks_file)
+
+    def _cancel_blocks_left_behind(self) -> None:
+        try:
+            record = json.loads(self._blocks_file.read_text())
+        except (OSError, ValueError):
+            return
+        if record.get("provider") == type(self.provider).__name__ and self._is_batch_provider():
+            self._cancel_jobs(list(record.get("jobs", [])), "left by the previous engine")
+        self._blocks_file.unlink(missing_ok=True)
+
+    def _cancel_jobs(self, jobs: list[str], whose: str) -> None:
+        if not jobs:
+            return
+        try:
+            self.provider.cancel(jobs)
+            log.info("cancelled the batch jobs %s: %s", whose, ", ".join(jobs))
+        except Exception as exc:  # the scheduler may be unreachable; the jobs end at their walltime
+            log.warning("could not cancel the batch jobs %s (%s): %s", whose, ", ".join(jobs), exc)
+
+    def _is_batch_provider(self) -> bool:
+        # LocalProvider's job ids are process ids: after a crash they may name another
+        # process, and its pools end by themselves when the interchange is gone.
+        return type(self.provider).__name__ != "LocalProvider"
 
 
 def _resource_specification(text: object) -> dict:

@@ -122,8 +122,10 @@ BAD_CONFIGS = [
      "accepted keys: type, max_workers"),
     ("engine:\n  type: ProcessPoolEngine\n  max_retries_on_system_failure: -2",
      "engine.max_retries_on_system_failure", 3, "an integer >= 0"),
-    ("engine:\n  type: GlobusComputeEngine\n  container_type: podman", "engine.container_type", 3,
-     "accepted values: docker, apptainer, singularity, custom, None"),
+    ("engine:\n  type: GlobusComputeEngine\n  container_type: podmann", "engine.container_type", 3,
+     "accepted values: docker, podman, podman-hpc, apptainer, singularity, custom, None (did you mean 'podman'?)"),
+    ("engine:\n  type: GlobusComputeEngine\n  container_type: podman-hpc", "engine.container_uri", 1,
+     "needs container_uri"),
     ("engine:\n  type: GlobusComputeEngine\n  container_type: docker", "engine.container_uri", 1,
      "needs container_uri"),
     ("engine:\n  type: GlobusComputeEngine\n  container_type: custom\n"
@@ -148,6 +150,26 @@ BAD_CONFIGS = [
      "engine.available_accelerators.1", 3, "expected a string, got an integer"),
     ("engine:\n  type: GlobusComputeEngine\n  job_status_kwargs: {max_idle: 5}",
      "engine.job_status_kwargs.max_idle", 3, "did you mean 'max_idletime'"),
+    # Any HighThroughputExecutor argument passes through, checked against its signature.
+    ("engine:\n  type: GlobusComputeEngine\n  worker_logdir: /scratch", "engine.worker_logdir", 3,
+     "GlobusComputeEngine has no option 'worker_logdir' (did you mean 'worker_logdir_root'?)"),
+    ("engine:\n  type: GlobusComputeEngine\n  poll_period: fast", "engine.poll_period", 3,
+     "poll_period: expected an integer, got a string"),
+    ("engine:\n  type: GlobusComputeEngine\n  manager_selector: random", "engine.manager_selector", 3,
+     "has no option 'manager_selector'"),
+    ("engine:\n  type: GlobusComputeEngine\n  strategy: smart", "engine.strategy", 3,
+     "accepted values: simple, htex_auto_scale, none"),
+    ("engine:\n  type: GlobusComputeEngine\n  encrypted: no-thanks", "engine.encrypted", 3, "a boolean"),
+    ("engine:\n  type: GlobusComputeEngine\n  address: 7", "engine.address", 3,
+     "expected an address (a string) or a mapping naming one of Parsl's address finders"),
+    ("engine:\n  type: GlobusComputeEngine\n  address:\n    type: address_by_interfac\n    ifname: ib0",
+     "engine.address.type", 4, "did you mean 'address_by_interface'"),
+    ("engine:\n  type: GlobusComputeEngine\n  address: {type: address_by_interface}", "engine.address", 3,
+     "address_by_interface needs ifname"),
+    ("engine:\n  type: GlobusComputeEngine\n  address: {type: address_by_hostname, ifname: ib0}",
+     "engine.address.ifname", 3, "address_by_hostname has no option 'ifname'"),
+    ("engine:\n  type: GlobusComputeEngine\n  available_accelerators: -1", "engine.available_accelerators", 3,
+     "expected a number of accelerators or a list of their names"),
 ]
 
 
@@ -165,6 +187,40 @@ def test_bad_config_names_file_path_line_and_fix(tmp_path, text, path, line, phr
     assert problem.line == line
     assert phrase in message
     assert "Traceback" not in message
+
+
+def test_every_htex_option_passes_through_beside_the_engines_own():
+    config = parse_config(textwrap.dedent("""\
+        engine:
+          type: GlobusComputeEngine
+          address: {type: address_by_interface, ifname: ib0}
+          loopback_address: 127.0.0.2
+          encrypted: false
+          strategy: none
+          run_in_sandbox: true
+          working_dir: /scratch/tasks
+          available_accelerators: 4
+          worker_logdir_root: /scratch/logs
+          cpu_affinity: block
+          drain_period: 600
+          poll_period: 5
+          address_probe_timeout: 10
+          job_status_kwargs: {strategy_period: 1, max_idletime: 30}
+        """))
+    engine = config.engine
+    assert engine.address == {"type": "address_by_interface", "ifname": "ib0"}
+    assert (engine.loopback_address, engine.encrypted, engine.strategy) == ("127.0.0.2", False, "none")
+    assert (engine.run_in_sandbox, engine.working_dir, engine.available_accelerators) == (True, "/scratch/tasks", 4)
+    assert dict(engine.executor_options) == {"worker_logdir_root": "/scratch/logs", "cpu_affinity": "block",
+                                             "drain_period": 600, "poll_period": 5, "address_probe_timeout": 10}
+
+
+def test_defaults_reach_every_node_and_encrypt():
+    engine = parse_config(default_config_text()).engine
+    assert engine.address is None and engine.encrypted is True
+    assert engine.available_accelerators is None
+    listed = parse_config("engine: {type: GlobusComputeEngine, available_accelerators: [gpu0, gpu1]}").engine
+    assert listed.available_accelerators == ["gpu0", "gpu1"]
 
 
 def test_several_problems_are_reported_together():
