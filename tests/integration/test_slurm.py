@@ -5,7 +5,6 @@ submitted through the official SDK's Executor."""
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -15,10 +14,10 @@ from pathlib import Path
 import globus_sdk
 import pytest
 
+from tests.clusters import SINGLE_NODE, squeue, start_cluster
 from tests.endpoint_harness import EndpointHarness
 
 pytestmark = pytest.mark.slow
-START_SLURM = Path(__file__).parents[2] / ".ci" / "start-slurm"
 
 SLURM_CONFIG = """\
 engine:
@@ -51,19 +50,7 @@ def square(x):
 
 @pytest.fixture(scope="module")
 def slurm_conf() -> str:
-    if os.geteuid() != 0 or not shutil.which("slurmctld"):
-        pytest.skip("Slurm cannot be started here: .ci/start-slurm needs root and Debian's slurmctld, slurmd, "
-                    "slurm-client and munge (run .ci/start-slurm to install them)")
-    started = subprocess.run([str(START_SLURM)], capture_output=True, text=True, timeout=120)
-    if started.returncode:
-        pytest.skip(f"Slurm did not start: {started.stderr[-500:]}")
-    return started.stdout.strip().splitlines()[-1]
-
-
-def squeue(conf: str) -> list[str]:
-    out = subprocess.run(["squeue", "-h", "-o", "%i %j %T"], env=dict(os.environ, SLURM_CONF=conf),
-                         capture_output=True, text=True, check=True).stdout
-    return out.splitlines()
+    return start_cluster(SINGLE_NODE)
 
 
 def test_functions_run_inside_a_slurm_job_and_idle_blocks_are_released(slurm_conf, sdk_port, start_service,
