@@ -6,7 +6,6 @@ submitted through the official SDK's Executor."""
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import time
@@ -128,7 +127,8 @@ def test_default_address_reaches_pools_on_both_compute_nodes(cluster_endpoint):
     cluster network; (b) nodes_per_block 2 with SrunLauncher runs functions on both nodes."""
     endpoint = cluster_endpoint(nodes=2, workers=2)
     interchange = interchange_of(endpoint)
-    listening = {c.laddr.ip.removeprefix("::ffff:") for c in interchange.net_connections("tcp") if c.status == psutil.CONN_LISTEN}
+    listening = {c.laddr.ip.removeprefix("::ffff:") for c in interchange.net_connections("tcp")
+                 if c.status == psutil.CONN_LISTEN}
     assert listening - {"127.0.0.1"}, f"the interchange listens on loopback alone: {listening}"
     with executor_for(endpoint) as executor:
         started = time.monotonic()
