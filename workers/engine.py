@@ -49,6 +49,8 @@ def main(channel: ParentChannel, settings: WorkerSettings) -> int:
             awake.set()
             _poke(wake_write)
 
+    threading.Thread(target=_watch_for_failure, args=(engine, wake_write), name="engine-watchdog",
+                     daemon=True).start()
     channel.ready()
     log.info("%s ready with capacity %d", settings.engine["type"], engine.capacity)
     channel.send(EngineStatus(engine.status()))
@@ -88,6 +90,25 @@ def _send_finished(channel: ParentChannel, finished: queue.SimpleQueue) -> None:
             batch = []
     if batch:
         channel.send(ResultsDone(tuple(batch)))
+
+
+WATCH_EVERY_S = 0.5
+FAILURE_GRACE_S = 3.0
+
+
+def _watch_for_failure(engine, wake_write: int) -> None:
+    """Wake the main loop when the engine fails (for example its interchange dies), and if
+    the loop is stuck in a call into the failed engine, exit for it: the supervisor then
+    starts a new engine at once instead of waiting for the hung-child timeout."""
+    while not engine.failure():
+        time.sleep(WATCH_EVERY_S)
+    _poke(wake_write)
+    time.sleep(FAILURE_GRACE_S)
+    log.error("the engine cannot run tasks any more: %s; its main loop is stuck in a call to it, "
+              "exiting so that it is replaced", engine.failure())
+    engine.abandon()
+    logging.shutdown()
+    os._exit(ExitCode.DEPENDENCY_FAILED)
 
 
 def _poke(fd: int) -> None:

@@ -166,10 +166,12 @@ class GlobusComputeEngine(ChunkedSubmission):
 
     def status(self) -> dict:
         blocks = len(self.htex.blocks_to_job_id) if hasattr(self.htex, "blocks_to_job_id") else None
-        try:
-            connected = self.htex.connected_workers
-        except Exception:  # the interchange may be busy or gone; figures are best effort
-            connected = None
+        connected = None
+        if self.failure() is None:  # asking a dead interchange would wait forever
+            try:
+                connected = self.htex.connected_workers
+            except Exception:  # the interchange may be busy; figures are best effort
+                pass
         return {"engine_type": self.name, "outstanding_tasks": self.outstanding, "total_workers": connected,
                 "scaling_enabled": True, "min_blocks": self.min_blocks, "max_blocks": self.max_blocks,
                 "max_workers_per_node": self.htex.max_workers_per_node, "blocks": blocks,
@@ -190,6 +192,7 @@ class GlobusComputeEngine(ChunkedSubmission):
         """Give up after a failure: cancel this engine's batch jobs, whose pools would
         otherwise hold nodes for a dead interchange."""
         self._cancel_jobs(list(self.htex.blocks_to_job_id.values()), "of this engine")
+        self._blocks_file.unlink(missing_ok=True)
 
     def shutdown(self, cancel_pending: bool) -> None:
         try:
@@ -219,11 +222,24 @@ class GlobusComputeEngine(ChunkedSubmission):
     def _cancel_jobs(self, jobs: list[str], whose: str) -> None:
         if not jobs:
             return
+        # Parsl's cluster providers note the new state of each job they cancel in their own
+        # table, which knows only the jobs this provider submitted: enter the others first.
+        from parsl.jobs.states import JobState, JobStatus
+
+        unknown = [j for j in jobs if j not in self.provider.resources]
+        for job in unknown:
+            self.provider.resources[job] = {"job_id": job, "status": JobStatus(JobState.UNKNOWN)}
         try:
-            self.provider.cancel(jobs)
-            log.info("cancelled the batch jobs %s: %s", whose, ", ".join(jobs))
+            cancelled = self.provider.cancel(jobs)
+            if cancelled and all(cancelled):
+                log.info("cancelled the batch jobs %s: %s", whose, ", ".join(jobs))
+            else:
+                log.warning("the scheduler did not cancel the batch jobs %s: %s", whose, ", ".join(jobs))
         except Exception as exc:  # the scheduler may be unreachable; the jobs end at their walltime
-            log.warning("could not cancel the batch jobs %s (%s): %s", whose, ", ".join(jobs), exc)
+            log.warning("could not cancel the batch jobs %s (%s): %r", whose, ", ".join(jobs), exc)
+        finally:
+            for job in unknown:
+                self.provider.resources.pop(job, None)
 
     def _is_batch_provider(self) -> bool:
         # LocalProvider's job ids are process ids: after a crash they may name another

@@ -43,6 +43,9 @@ engine:
 """
 
 
+EXAMPLE = Path(__file__).parents[2] / "examples" / "configs" / "slurm-two-node.yaml"
+
+
 def where_am_i():
     import os
     import socket
@@ -74,9 +77,10 @@ def cluster_endpoint(cluster_conf, sdk_port, start_service, tmp_path, monkeypatc
     service = start_service(port=sdk_port)
     started = []
 
-    def start(nodes: int = 1, workers: int = 1, extra: str = "", expect_start: bool = True):
+    def start(nodes: int = 1, workers: int = 1, extra: str = "", expect_start: bool = True,
+              config: str | None = None):
         venv = Path(sys.executable).parent.parent
-        config = CLUSTER_CONFIG.format(nodes=nodes, workers=workers, extra=extra, venv=venv)
+        config = config or CLUSTER_CONFIG.format(nodes=nodes, workers=workers, extra=extra, venv=venv)
         endpoint = EndpointHarness(service, tmp_path / f"gc{len(started)}", f"cluster{len(started)}", config)
         started.append(endpoint)
         if expect_start:
@@ -124,8 +128,13 @@ def worker_peers(interchange: psutil.Process) -> set[str]:
 
 def test_default_address_reaches_pools_on_both_compute_nodes(cluster_endpoint):
     """(a) with no address, a pool on a compute node reaches the interchange over the
-    cluster network; (b) nodes_per_block 2 with SrunLauncher runs functions on both nodes."""
-    endpoint = cluster_endpoint(nodes=2, workers=2)
+    cluster network; (b) nodes_per_block 2 with SrunLauncher runs functions on both nodes.
+    The config is the README's example, with this cluster's partition and environment."""
+    venv = Path(sys.executable).parent.parent
+    example = EXAMPLE.read_text().replace("partition: compute", "partition: cluster").replace(
+        "worker_init: source ~/venvs/compute/bin/activate", f"worker_init: source {venv}/bin/activate")
+    assert "partition: cluster" in example and str(venv) in example
+    endpoint = cluster_endpoint(config=example)
     interchange = interchange_of(endpoint)
     listening = {c.laddr.ip.removeprefix("::ffff:") for c in interchange.net_connections("tcp")
                  if c.status == psutil.CONN_LISTEN}
