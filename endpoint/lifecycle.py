@@ -248,7 +248,7 @@ def _uuid(value: str):
 
 
 def _check_broker(url: str, queue: str) -> None:
-    from ..protocol.urls import broker_connection, embedded_folder, is_embedded, redact_url
+    from ..protocol.urls import broker_connection, embedded_folder, explain_tls_error, is_embedded, redact_url
 
     if is_embedded(url) and not Path(embedded_folder(url)).is_dir():
         raise LifecycleError(f"The service hands out the embedded broker in {embedded_folder(url)}, which is not "
@@ -258,6 +258,10 @@ def _check_broker(url: str, queue: str) -> None:
         with broker_connection(url, connect_timeout=10) as connection:
             connection.default_channel.queue_declare(queue=queue, passive=True)
     except Exception as exc:
+        tls_problem = explain_tls_error(exc, url)
+        if tls_problem:
+            raise LifecycleError(f"Refusing the broker at {redact_url(url)}: {tls_problem}. The endpoint never "
+                                 "talks to a broker it cannot verify.", exit_code=69) from None
         raise LifecycleError(f"Cannot use the broker at {redact_url(url)} ({exc}). Check that it runs and "
                              "that this host can reach it (amqp_port in config.yaml).", exit_code=69) from None
 

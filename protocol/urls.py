@@ -52,11 +52,51 @@ def embedded_folder(url: str) -> str:
     return urlsplit(url).path
 
 
+def tls_options(url: str) -> dict | None:
+    """What an amqps:// connection must check: the chain against the system's trust store
+    (or $SSL_CERT_FILE / $SSL_CERT_DIR), and the host name, which it also sends as SNI.
+    None for plain amqp://."""
+    parts = urlsplit(url)
+    if parts.scheme != "amqps":
+        return None
+    import ssl
+
+    return {"server_hostname": parts.hostname, "cert_reqs": ssl.CERT_REQUIRED}
+
+
+def explain_tls_error(exc: BaseException, url: str) -> str | None:
+    """A sentence naming why the broker's certificate was refused, or None if exc is not that."""
+    import ssl
+
+    while exc is not None and not isinstance(exc, ssl.SSLCertVerificationError):
+        exc = exc.__cause__ or exc.__context__
+    if exc is None:
+        return None
+    host = urlsplit(url).hostname
+    reason = getattr(exc, "verify_message", "") or str(exc)
+    if "Hostname mismatch" in reason or "IP address mismatch" in reason:
+        why = f"its certificate is not issued for {host!r} (name mismatch)"
+    elif "expired" in reason:
+        why = "its certificate has expired"
+    elif "not yet valid" in reason:
+        why = "its certificate is not valid yet"
+    elif "issuer" in reason or "self-signed" in reason or "self signed" in reason:
+        why = ("its certificate is issued by a certificate authority this host does not trust (untrusted "
+               "issuer; add the authority to the system's trust store or point $SSL_CERT_FILE at it)")
+    else:
+        why = f"its certificate was refused ({reason})"
+    return f"the broker at {host} failed TLS verification: {why}"
+
+
 def broker_connection(url: str, **options):
-    """A kombu connection to an AMQP URL, or to the embedded broker's filesystem:///folder."""
+    """A kombu connection to an AMQP URL, or to the embedded broker's filesystem:///folder.
+    amqps:// connections always verify the broker's certificate chain and host name."""
     import kombu
 
     if not is_embedded(url):
+        tls = tls_options(url)
+        if tls is not None:
+            options["ssl"] = tls
         return kombu.Connection(url, **options)
     folder = embedded_folder(url)
     # Every folder explicit: kombu's default control folder is relative to the working directory.

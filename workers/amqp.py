@@ -14,7 +14,7 @@ import amqp.exceptions
 import kombu
 from setproctitle import setproctitle
 
-from ..protocol.urls import broker_connection, redact_url
+from ..protocol.urls import broker_connection, explain_tls_error, redact_url
 from ..supervisor.channel import ParentChannel
 from ..supervisor.spec import ExitCode
 from .logs import setup_logging
@@ -62,6 +62,9 @@ def connect(url: str, what: str, channel: ParentChannel,
             raise FatalBrokerError(f"the broker at {redact_url(url)} refused the credentials: {exc}") from None
         except Exception as exc:
             connection.release()
+            tls_problem = explain_tls_error(exc, url)
+            if tls_problem:  # retrying cannot make a certificate valid: stop with the reason
+                raise FatalBrokerError(tls_problem) from None
             level = logging.WARNING if attempt in (1, 5) or attempt % 30 == 0 else logging.DEBUG
             log.log(level, "%s cannot reach %s (attempt %d: %s); retrying in %.1f s", what, redact_url(url),
                     attempt, exc, delay)

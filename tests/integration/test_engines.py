@@ -93,6 +93,31 @@ def test_globus_compute_engine_runs_worker_init_under_the_interchange(make_endpo
     assert "parsl: HTEX interchange" in titles
 
 
+def where_do_i_run():
+    import os
+
+    with open("left-behind.txt", "w") as f:
+        f.write(os.environ["GC_TASK_UUID"])
+    return os.getcwd()
+
+
+@pytest.mark.parametrize("sandbox", [True, False])
+def test_tasks_run_in_working_dir_and_with_run_in_sandbox_each_in_its_own(make_endpoint, sandbox):
+    config = GCE_CONFIG.format(retries=0).replace(
+        "  max_workers_per_node: 2\n", f"  max_workers_per_node: 2\n  run_in_sandbox: {str(sandbox).lower()}\n")
+    endpoint = make_endpoint(config)
+    ids = endpoint.submit(where_do_i_run, [()] * 4)
+    results = endpoint.results(ids)
+    directories = [SERIALIZER.deserialize(results[t]["result"]) for t in ids]
+    working_dir = endpoint.directory / "tasks_working_dir"
+    if sandbox:
+        assert directories == [str(working_dir / t) for t in ids]
+        assert [(working_dir / t / "left-behind.txt").read_text() for t in ids] == ids
+    else:
+        assert set(directories) == {str(working_dir)}
+        assert (working_dir / "left-behind.txt").read_text() in ids
+
+
 def test_custom_container_wraps_the_worker_launch(make_endpoint, tmp_path):
     wrapper = tmp_path / "wrapper.sh"
     wrapper.write_text('#!/bin/sh\nexport WRAPPED_IN="$1"\nshift\nexec "$@"\n')
