@@ -42,6 +42,11 @@ def register(service_url: str, token: str, name: str, endpoint_id: uuid.UUID | N
     if response.status_code == 401:
         raise RegistrationError(f"the Compute service at {service_url} did not accept the stored token; "
                                 "log in again: globus-compute-endpoint login", 77)
+    if response.status_code == 404 and endpoint_id is not None:
+        raise RegistrationError(
+            f"the Compute service at {service_url} knows no endpoint {endpoint_id} that the identity logged in "
+            "now may register: it belongs to another identity, or was deleted by it. Log in as the identity "
+            "that registered it, or configure a new endpoint.", 77)
     if response.status_code >= 400:
         try:
             detail = response.json().get("error") or response.text

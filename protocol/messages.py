@@ -125,8 +125,10 @@ def unpack(buf: bytes) -> Message:
         raise MessageError(f"unsupported protocol version byte {buf[:1]!r}; expected {VERSION_BYTE!r}")
     try:
         envelope = json.loads(buf[1:])
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise MessageError(f"body is not UTF-8 JSON: {exc}") from None
+    except (UnicodeDecodeError, ValueError) as exc:  # ValueError: also an integer of thousands of digits
+        raise MessageError(f"body is not UTF-8 JSON: {str(exc)[:200]}") from None
+    except RecursionError:
+        raise MessageError("body is JSON nested too deeply") from None
     if not isinstance(envelope, dict) or not isinstance(envelope.get("data"), dict):
         raise MessageError("envelope must be an object with 'message_type' and an object 'data'")
     cls = MESSAGE_TYPES.get(envelope.get("message_type"))  # type: ignore[arg-type]

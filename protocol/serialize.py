@@ -37,8 +37,10 @@ def unpack_buffers(packed: str) -> list[str]:
         length_text, sep, rest = rest.partition("\n")
         if not sep:
             raise SerializationError("packed buffer is missing a length line")
-        if not length_text.isdigit():
-            raise SerializationError(f"packed buffer has an invalid length {length_text[:20]!r}")
+        # ASCII digits only ("²".isdigit() is true), and no more than a 10 MiB body could need.
+        if not (length_text.isascii() and length_text.isdigit() and len(length_text) <= 9):
+            raise SerializationError(f"packed buffer has an invalid length {length_text[:20]!r}; "
+                                     "expected a decimal number of characters")
         length = int(length_text)
         if len(rest) < length:
             raise SerializationError(f"packed buffer is truncated: {length} characters announced, "

@@ -125,7 +125,8 @@ def _atomic_filesystem_transport():
         def _put(self, queue, payload, **kwargs):
             name = f"{int(round(time.monotonic() * 1000))}_{uuid.uuid4()}.{queue}.msg"
             partial = os.path.join(self.data_folder_out, f".{uuid.uuid4()}.partial")  # no queue matches it
-            with open(partial, "wb") as f:
+            # 0600: a message holds function code, arguments or results.
+            with os.fdopen(os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as f:
                 f.write(str_to_bytes(dumps(payload)))
             os.replace(partial, os.path.join(self.data_folder_out, name))
 

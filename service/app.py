@@ -27,8 +27,9 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from ..protocol import messages
 from ..protocol.serialize import SerializationError, unpack_buffers
 from ..protocol.urls import is_embedded
-from .broker import TASK_GROUP_QUEUE_PREFIX, Broker, Delivery, OutgoingTask, ResultConsumer
+from .broker import Broker, OutgoingTask, ResultConsumer, queue_prefix
 from .broker_users import BrokerUsers
+from .results import ResultRecorder
 from .store import PENDING, Store
 
 log = logging.getLogger(__name__)
@@ -36,6 +37,8 @@ log = logging.getLogger(__name__)
 API_VERSION = "1.0.0"
 MAX_BODY_BYTES = 10 * 1024 * 1024
 LOCK_SECONDS = 300
+DEFAULT_MAX_TASKS_PER_SUBMIT = 10_000
+MAX_METADATA_DEPTH = 16
 
 
 class ApiError(Exception):
@@ -137,11 +140,16 @@ class ServiceSettings:
     broker_url: str
     public_broker_url: str | None = None
     heartbeat_grace_s: float = 60.0
-    endpoint_broker_users: bool = True  # where RabbitMQ's management API answers
+    # False: every endpoint and SDK client is handed the service's own broker credentials
+    # (an explicit opt-in for trusted single-user machines); True: each gets a broker user of
+    # its own, which needs RabbitMQ's management API.
+    endpoint_broker_users: bool = True
+    max_tasks_per_submit: int = DEFAULT_MAX_TASKS_PER_SUBMIT
+    management_url: str | None = None  # RabbitMQ's management API [default: port 15672 of the broker's host]
 
 
-class _BodyTooLarge(Exception):
-    pass
+class ServiceConfigError(Exception):
+    """The service cannot serve safely as configured; str() says what to change."""
 
 
 class BodyLimit:
@@ -157,19 +165,30 @@ class BodyLimit:
         declared = dict(scope.get("headers") or []).get(b"content-length")
         if declared and declared.isdigit() and int(declared) > self.limit:
             return await self._refuse(send)
-        seen = 0
-
-        async def counted():
-            nonlocal seen
+        if declared is not None:
+            return await self.app(scope, receive, send)  # the server holds it to its length
+        # No length given (chunked): read it all here, up to the limit, and hand it on whole,
+        # so an oversized body is a 413 before any route's parser sees a part of it.
+        chunks, seen = [], 0
+        while True:
             message = await receive()
-            seen += len(message.get("body", b""))
+            if message["type"] != "http.request":
+                break
+            chunks.append(message.get("body", b""))
+            seen += len(chunks[-1])
             if seen > self.limit:
-                raise _BodyTooLarge()
-            return message
-        try:
-            await self.app(scope, counted, send)
-        except _BodyTooLarge:
-            await self._refuse(send)
+                return await self._refuse(send)
+            if not message.get("more_body"):
+                break
+        body, delivered = b"".join(chunks), False
+
+        async def whole():
+            nonlocal delivered
+            if delivered:
+                return await receive()
+            delivered = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        await self.app(scope, whole, send)
 
     async def _refuse(self, send):
         body = json.dumps({"error": f"request body over the {self.limit} byte limit"}).encode()
@@ -182,10 +201,20 @@ def create_app(settings: ServiceSettings, store: Store | None = None) -> FastAPI
     store = store or Store(settings.db_url)
     users = None
     if settings.endpoint_broker_users and not is_embedded(settings.broker_url):
-        candidate = BrokerUsers(settings.broker_url)
-        users = candidate if candidate.available() else None
+        candidate = BrokerUsers(settings.broker_url, settings.management_url)
+        if not candidate.available():
+            raise ServiceConfigError(
+                f"RabbitMQ's management API does not answer at {candidate.api} (or the service's broker user "
+                "may not manage users), so endpoints and SDK clients cannot get broker users of their own, and "
+                "handing them the service's credentials would let any of them read and forge everyone's tasks. "
+                "Enable it (rabbitmq-plugins enable rabbitmq_management), or, on a machine whose only user is "
+                "you, start with --shared-broker-credentials.")
+        users = candidate
+    elif not is_embedded(settings.broker_url):
+        log.warning("--shared-broker-credentials: every endpoint and SDK client gets the service's own broker "
+                    "credentials, and can read and publish any endpoint's tasks and results")
     broker = Broker(settings.broker_url, settings.public_broker_url, users)
-    consumer = ResultConsumer(settings.broker_url, lambda batch: handle_deliveries(store, batch))
+    consumer = ResultConsumer(settings.broker_url, ResultRecorder(store))
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI):
@@ -261,8 +290,10 @@ def create_app(settings: ServiceSettings, store: Store | None = None) -> FastAPI
     def register(owner: str, endpoint_id: str, body: EndpointRegistration) -> dict:
         existing = store.get_endpoint_row(endpoint_id)
         if existing is not None and existing.owner != owner:
-            raise ApiError(403, f"endpoint {endpoint_id} is registered to another identity "
-                                f"({existing.owner}); it cannot be registered by {owner}")
+            # Another identity's endpoint, live or deleted, looks absent, as everything of theirs does.
+            raise not_found("endpoint", endpoint_id)
+        if body.metadata is not None and _depth(body.metadata) > MAX_METADATA_DEPTH:
+            raise ApiError(400, f"metadata is nested deeper than {MAX_METADATA_DEPTH} levels")
         if existing is not None and (existing.locked_until or 0) > time.time():
             raise ApiError(423, f"endpoint {endpoint_id} is locked until "
                                 f"{time.ctime(existing.locked_until)}")
@@ -313,7 +344,10 @@ def create_app(settings: ServiceSettings, store: Store | None = None) -> FastAPI
     @app.delete("/v2/endpoints/{endpoint_id}")
     def delete_endpoint(endpoint_id: uuid.UUID, owner: Identity) -> dict:
         owned_endpoint(owner, endpoint_id)
-        store.delete_endpoint(owner, str(endpoint_id))
+        failed = store.delete_endpoint(owner, str(endpoint_id),
+                                       f"endpoint {endpoint_id} was deleted before this task ran")
+        if failed:
+            log.info("endpoint %s deleted; %d pending task(s) failed", endpoint_id, failed)
         try:
             broker.delete_endpoint(str(endpoint_id))
         except Exception as exc:  # the record is gone; a stale queue is harmless
@@ -368,6 +402,10 @@ def create_app(settings: ServiceSettings, store: Store | None = None) -> FastAPI
         owned_endpoint(owner, endpoint_id)
         if not any(body.tasks.values()):
             raise ApiError(400, "tasks has no task to submit: give {function_uuid: [payload, ...]}")
+        count = sum(len(payloads) for payloads in body.tasks.values())
+        if count > settings.max_tasks_per_submit:
+            raise ApiError(413, f"{count} tasks in one submit; the limit is {settings.max_tasks_per_submit} "
+                                "(send them in several submits)")
         function_rows = store.functions_by_id(owner, [str(f) for f in body.tasks])
         for function_id in body.tasks:
             if str(function_id) not in function_rows:
@@ -401,7 +439,7 @@ def create_app(settings: ServiceSettings, store: Store | None = None) -> FastAPI
         store.create_tasks(owner, str(endpoint_id), task_group_id, function_of_task)
         try:
             if body.create_queue:
-                broker.declare_task_group(task_group_id)
+                broker.declare_task_group(owner, task_group_id)
             broker.publish_tasks(str(endpoint_id), outgoing)
         except Exception as exc:
             store.complete_tasks([{"id": t, "status": "failed", "completion_t": str(time.time()),
@@ -436,7 +474,13 @@ def create_app(settings: ServiceSettings, store: Store | None = None) -> FastAPI
             raise ApiError(501, "this service runs the embedded broker, which the SDK Executor cannot use: "
                                 "wait for results with Client.get_task / get_batch_result, or serve with RabbitMQ "
                                 "(compute-service serve --broker amqp://...)")
-        return {"connection_url": broker.public_url, "queue_prefix": TASK_GROUP_QUEUE_PREFIX}
+        if broker.users is None:  # the operator chose --shared-broker-credentials
+            return {"connection_url": broker.public_url, "queue_prefix": queue_prefix(owner)}
+        try:
+            url = broker.users.grant_client(owner, broker.public_url, queue_prefix(owner))
+        except Exception as exc:
+            raise ApiError(503, f"the message broker cannot make a user for you now: {exc}") from None
+        return {"connection_url": url, "queue_prefix": queue_prefix(owner)}
 
     return app
 
@@ -454,28 +498,14 @@ def describe_task(row) -> dict:
     return out
 
 
-def handle_deliveries(store: Store, batch: list[Delivery]) -> list[tuple[str, Delivery]]:
-    """Store results and status reports; return the results to forward to task group queues."""
-    outcomes, results = [], []
-    for delivery in batch:
-        try:
-            message = messages.unpack(delivery.body)
-        except messages.MessageError as exc:
-            log.warning("dropping an undecodable message from the %s queue: %s", delivery.queue, exc)
-            continue
-        if isinstance(message, messages.EPStatusReport):
-            store.record_status_report(str(message.endpoint_id), message.global_state)
-        elif isinstance(message, messages.Result):
-            failed = message.is_error
-            outcomes.append({
-                "id": str(message.task_id), "status": "failed" if failed else "success",
-                "result": None if failed else message.data,
-                "exception": message.data if failed else None,
-                "details": message.details, "completion_t": str(time.time()),
-            })
-            results.append((str(message.task_id), delivery))
-        else:
-            log.warning("ignoring a %s message on the %s queue", message.message_type, delivery.queue)
-    groups = store.complete_tasks(outcomes) if outcomes else {}
-    log.debug("batch of %d: %d results, %d matched tasks", len(batch), len(outcomes), len(groups))
-    return [(f"{TASK_GROUP_QUEUE_PREFIX}{groups[tid]}", d) for tid, d in results if tid in groups]
+def _depth(value: object, level: int = 1) -> int:
+    """How deeply a JSON value nests, counted without recursion (a deep one must not overflow)."""
+    deepest, stack = level, [(value, level)]
+    while stack:
+        item, at = stack.pop()
+        deepest = max(deepest, at)
+        if deepest > MAX_METADATA_DEPTH:
+            return deepest
+        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else ()
+        stack.extend((child, at + 1) for child in children)
+    return deepest

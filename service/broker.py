@@ -4,7 +4,12 @@ Topology (as the hosted service has it; endpoints only declare passively):
     exchange tasks (direct)      -> queue <endpoint_id>.tasks   (routing key = queue name)
     exchange results (topic)     -> queue results               (*.results)
     exchange heartbeats (topic)  -> queue heartbeats            (*.heartbeats)
-    default exchange             -> queue tg_<task_group_id>    (results for the SDK Executor)
+    default exchange             -> queue tg_<identity>_<task_group_id>  (results for the SDK Executor)
+    default exchange             -> queue dead-letter           (messages the service refused)
+
+Endpoints publish results and status reports with routing key ``<endpoint_id>.results`` /
+``.heartbeats``; with broker users of their own, the broker lets each use only its own id
+(topic permissions), and the service accepts a result only for a task of that endpoint.
 
 The embedded broker (kombu's filesystem transport) keeps exchange bindings per process,
 so there every message goes through the default exchange to its queue by name, and
@@ -14,9 +19,11 @@ works.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import threading
 import time
+import typing
 from collections.abc import Callable
 
 import attrs
@@ -45,9 +52,20 @@ def task_queue(endpoint_id: str) -> kombu.Queue:
     return kombu.Queue(name, tasks_exchange, routing_key=name, durable=True)
 
 
-def task_group_queue(task_group_id: str) -> kombu.Queue:
-    return kombu.Queue(f"{TASK_GROUP_QUEUE_PREFIX}{task_group_id}", exchange=kombu.Exchange(""),
-                       routing_key=f"{TASK_GROUP_QUEUE_PREFIX}{task_group_id}", durable=True,
+DEAD_LETTER_QUEUE = "dead-letter"
+dead_letter_queue = kombu.Queue(DEAD_LETTER_QUEUE, exchange=kombu.Exchange(""), routing_key=DEAD_LETTER_QUEUE,
+                                durable=True, queue_arguments={"x-max-length": 10000})
+
+
+def queue_prefix(identity: str) -> str:
+    """The prefix of an identity's task group queues: a broker user of the identity's own
+    may read exactly the queues with this prefix, and no one else's."""
+    return f"{TASK_GROUP_QUEUE_PREFIX}{hashlib.sha256(identity.encode()).hexdigest()[:20]}_"
+
+
+def task_group_queue(identity: str, task_group_id: str) -> kombu.Queue:
+    name = f"{queue_prefix(identity)}{task_group_id}"
+    return kombu.Queue(name, exchange=kombu.Exchange(""), routing_key=name, durable=True,
                        queue_arguments={"x-expires": TASK_GROUP_QUEUE_EXPIRES_MS})
 
 
@@ -102,7 +120,7 @@ class Broker:
     def declare_topology(self) -> None:
         def declare(producer: kombu.Producer) -> None:
             for entity in (tasks_exchange, results_exchange, heartbeats_exchange, results_queue,
-                           heartbeats_queue):
+                           heartbeats_queue, dead_letter_queue):
                 entity.bind(producer.channel).declare()
         self._run(declare)
 
@@ -116,10 +134,10 @@ class Broker:
         if self.users:
             self.users.revoke(endpoint_id)
 
-    def declare_task_group(self, task_group_id: str) -> None:
+    def declare_task_group(self, identity: str, task_group_id: str) -> None:
         if self.embedded:
             return  # no task group queues: the Executor cannot use the embedded broker
-        self._run(lambda p: task_group_queue(task_group_id).bind(p.channel).declare())
+        self._run(lambda p: task_group_queue(identity, task_group_id).bind(p.channel).declare())
 
     def publish_tasks(self, endpoint_id: str, outgoing: list[OutgoingTask]) -> None:
         routing_key = f"{endpoint_id}.tasks"
@@ -161,27 +179,46 @@ class Broker:
 
 @attrs.frozen
 class Delivery:
-    queue: str
+    queue: str  # "results" or "heartbeats"
+    sender: str | None  # the endpoint id its routing key names; None on the embedded broker
     body: bytes
     properties: dict
+
+
+@attrs.frozen
+class Handled:
+    """What the service made of a batch: results to forward to a task group queue, by index
+    in the batch with the task id, and deliveries it refused, with the reason."""
+
+    forwards: list[tuple[str, int, str]] = attrs.Factory(list)  # (queue, index, task id)
+    refused: dict[int, str] = attrs.Factory(dict)
+
+
+class ResultHandler(typing.Protocol):
+    def handle(self, batch: list[Delivery]) -> Handled: ...
+
+    def forwarded(self, task_ids: list[str]) -> None: ...
 
 
 class ResultConsumer(threading.Thread):
     """Reads results and heartbeats in batches and hands each batch to the handler.
 
-    Messages are acknowledged only after the handler returns, so a crash of the service
-    loses nothing: the broker delivers the batch again and the store ignores results it
-    already has.
+    Messages are acknowledged only after the handler returns and the results it picked are
+    confirmed on their task group queues, so a crash of the service loses nothing: the broker
+    delivers the batch again and the store ignores results it already has. A message the
+    handler refuses (undecodable, forged, invalid) goes to the dead-letter queue, once, with
+    its reason; the rest of its batch is stored as usual.
     """
 
     BATCH = 500
     GATHER_S = 0.05
+    HEALTHY_S = 30.0  # a connection that lasted this long resets the reconnect backoff
 
-    def __init__(self, url: str, handle_batch: Callable[[list[Delivery]], list[tuple[str, Delivery]]]):
+    def __init__(self, url: str, handler: ResultHandler):
         super().__init__(name="result-consumer", daemon=True)
         self.url = url
         self.forwarding = not is_embedded(url)
-        self.handle_batch = handle_batch
+        self.handler = handler
         self._stop_event = threading.Event()
         self.ready = threading.Event()
 
@@ -191,11 +228,13 @@ class ResultConsumer(threading.Thread):
     def run(self) -> None:
         backoff = 0.5
         while not self._stop_event.is_set():
+            connected_at = time.monotonic()
             try:
-                with broker_connection(self.url) as connection:
+                with broker_connection(self.url, transport_options={"confirm_publish": True}) as connection:
                     self._consume(connection)
-                    backoff = 0.5
             except Exception as exc:  # broker gone: keep trying until stopped
+                if time.monotonic() - connected_at > self.HEALTHY_S:
+                    backoff = 0.5
                 log.warning("result consumer lost the broker (%s); retrying in %.1f s", exc, backoff)
                 self._stop_event.wait(backoff)
                 backoff = min(backoff * 2, 10)
@@ -203,14 +242,21 @@ class ResultConsumer(threading.Thread):
     def _consume(self, connection: kombu.Connection) -> None:
         pending: list[tuple[kombu.Message, Delivery]] = []
 
-        def on_message(body: bytes, message: kombu.Message) -> None:
-            queue = message.delivery_info.get("routing_key", "").rpartition(".")[2]
-            pending.append((message, Delivery(queue, message.body, dict(message.properties))))
+        def on_message(message: kombu.Message) -> None:
+            # The raw message: kombu decodes nothing here, so no body can fail before we look.
+            queue = message.delivery_info.get("routing_key", "")
+            sender, _, kind = queue.rpartition(".")
+            body = message.body
+            if isinstance(body, str):  # py-amqp decodes a body that names a text encoding
+                body = body.encode(message.content_encoding or "utf-8", "surrogateescape")
+            properties = dict(message.properties, content_type=message.content_type,
+                              content_encoding=message.content_encoding)
+            pending.append((message, Delivery(kind, sender or None, body, properties)))
 
         channel = connection.channel()
         channel.basic_qos(0, self.BATCH * 2, False)
-        forward = kombu.Producer(connection.channel())
-        with kombu.Consumer(channel, [results_queue, heartbeats_queue], callbacks=[on_message],
+        publisher = kombu.Producer(connection.channel())
+        with kombu.Consumer(channel, [results_queue, heartbeats_queue], on_message=on_message,
                             accept=None, no_ack=False):
             self.ready.set()
             while not self._stop_event.is_set():
@@ -238,14 +284,33 @@ class ResultConsumer(threading.Thread):
                     # so run on_message, which must add to the next batch, not this one.
                     batch = pending.copy()
                     pending.clear()
-                    self._flush(batch, forward)
+                    self._flush(batch, publisher)
 
-    def _flush(self, pending: list[tuple[kombu.Message, Delivery]], forward: kombu.Producer) -> None:
+    def _flush(self, pending: list[tuple[kombu.Message, Delivery]], publisher: kombu.Producer) -> None:
         started = time.monotonic()
-        forwards = self.handle_batch([d for _, d in pending])
-        for routing_key, delivery in forwards if self.forwarding else ():
-            forward.publish(delivery.body, exchange="", routing_key=routing_key,
-                            timestamp=delivery.properties.get("timestamp") or int(time.time()))
+        deliveries = [d for _, d in pending]
+        handled = self.handler.handle(deliveries)
+        forwarded = []
+        for queue, index, task_id in handled.forwards if self.forwarding else ():
+            delivery = deliveries[index]
+            # The connection confirms publishes: this returns once the broker has the result.
+            publisher.publish(delivery.body, exchange="", routing_key=queue, **_as_sent(delivery),
+                              timestamp=delivery.properties.get("timestamp") or int(time.time()))
+            forwarded.append(task_id)
+        self.handler.forwarded(forwarded)
+        for index, reason in handled.refused.items():
+            delivery = deliveries[index]
+            log.warning("refused a message on the %s queue (routing key %s.%s): %s; it is in the %r queue",
+                        delivery.queue, delivery.sender, delivery.queue, reason, DEAD_LETTER_QUEUE)
+            publisher.publish(delivery.body, exchange="", routing_key=DEAD_LETTER_QUEUE, **_as_sent(delivery),
+                              headers={"x-refused-because": reason[:500],
+                                       "x-routing-key": f"{delivery.sender}.{delivery.queue}"})
         # Deliveries come in order on one channel: the last one's multiple ack covers the batch.
         pending[-1][0].ack(multiple=True)
         log.debug("handled %d deliveries in %.3f s", len(pending), time.monotonic() - started)
+
+
+def _as_sent(delivery: Delivery) -> dict:
+    """The body's own content type and encoding, so that it travels on byte for byte."""
+    return {"content_type": delivery.properties.get("content_type") or "application/octet-stream",
+            "content_encoding": delivery.properties.get("content_encoding") or "binary"}

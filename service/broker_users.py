@@ -1,9 +1,11 @@
-"""One RabbitMQ user per endpoint, through the management API, where it answers.
+"""Broker users through RabbitMQ's management API: one per endpoint, one per SDK identity.
 
-Each endpoint then reaches only its own task queue (read), and publishes only to the
-results and heartbeats exchanges (write): a leaked endpoint credential cannot read
-another endpoint's tasks or consume anybody's results. Where the management API does
-not answer, every endpoint is handed the service's own broker credentials.
+An endpoint's user reads only its own task queue, and publishes only to the results and
+heartbeats exchanges, with its own id as the routing key (topic permissions): it cannot
+read another endpoint's tasks, consume anybody's results, or speak for another endpoint.
+An SDK identity's user reads only that identity's task group queues (their names begin with
+the identity's queue prefix) and publishes nothing. Each gets a new password whenever the
+service hands out its URL.
 """
 
 from __future__ import annotations
@@ -23,6 +25,10 @@ TIMEOUT_S = 10
 
 def endpoint_user(endpoint_id: str) -> str:
     return f"ep-{endpoint_id}"
+
+
+def client_user(prefix: str) -> str:
+    return f"sdk-{prefix.strip('_')}"
 
 
 class BrokerUsers:
@@ -57,9 +63,21 @@ class BrokerUsers:
         self._call("put", f"users/{quote(user, safe='')}", {"password": password, "tags": ""})
         self._call("put", f"permissions/{quote(self.vhost, safe='')}/{quote(user, safe='')}",
                    {"configure": own_queue, "write": "^(results|heartbeats)$", "read": own_queue})
-        parts = urlsplit(public_url)
-        netloc = f"{quote(user, safe='')}:{quote(password, safe='')}@{parts.netloc.rpartition('@')[2]}"
-        return urlunsplit(parts._replace(netloc=netloc))
+        for exchange in ("results", "heartbeats"):
+            self._call("put", f"topic-permissions/{quote(self.vhost, safe='')}/{quote(user, safe='')}",
+                       {"exchange": exchange, "write": f"^{re.escape(endpoint_id)}\\.{exchange}$", "read": "^$"})
+        return _with_credentials(public_url, user, password)
+
+    def grant_client(self, identity: str, public_url: str, prefix: str) -> str:
+        """(Re)create the SDK identity's user with a new password; return public_url with its
+        credentials. It may read (and declare) only queues named with the identity's prefix."""
+        user, password = client_user(prefix), secrets.token_urlsafe(24)
+        own_queues = f"^{re.escape(prefix)}"
+        self._call("put", f"users/{quote(user, safe='')}", {"password": password, "tags": ""})
+        self._call("put", f"permissions/{quote(self.vhost, safe='')}/{quote(user, safe='')}",
+                   {"configure": own_queues, "write": "^$", "read": own_queues})
+        log.debug("broker user %s for identity %s", user, identity)
+        return _with_credentials(public_url, user, password)
 
     def revoke(self, endpoint_id: str) -> None:
         self._call("delete", f"users/{quote(endpoint_user(endpoint_id), safe='')}", None, missing_ok=True)
@@ -71,3 +89,9 @@ class BrokerUsers:
         if not response.ok:
             raise RuntimeError(f"RabbitMQ management API {method.upper()} {path}: {response.status_code} "
                                f"{response.text[:200]}")
+
+
+def _with_credentials(url: str, user: str, password: str) -> str:
+    parts = urlsplit(url)
+    netloc = f"{quote(user, safe='')}:{quote(password, safe='')}@{parts.netloc.rpartition('@')[2]}"
+    return urlunsplit(parts._replace(netloc=netloc))

@@ -66,19 +66,26 @@ def app() -> None:
 @click.option("--public-broker-url", metavar="URL", envvar="COMPUTE_SERVICE_PUBLIC_BROKER_URL",
               help="The broker URL handed to endpoints and SDKs, when it differs from --broker.")
 @click.option("--shared-broker-credentials", is_flag=True,
-              help="Hand every endpoint the service's own broker credentials, even where RabbitMQ's "
-                   "management API answers (by default each endpoint then gets a user of its own).")
+              help="Hand every endpoint and SDK client the service's own broker credentials instead of a "
+                   "broker user of its own (which needs RabbitMQ's management API). Any of them can then "
+                   "read and publish everyone's tasks and results: only for a machine whose only user is you.")
+@click.option("--management-url", metavar="URL", envvar="COMPUTE_SERVICE_MANAGEMENT_URL",
+              help="RabbitMQ's management API, where the service makes a broker user for each endpoint and "
+                   "SDK client [default: http://BROKER-HOST:15672].")
+@click.option("--max-tasks-per-submit", type=click.IntRange(1), default=10_000, show_default=True,
+              help="Refuse a submit of more tasks (413) rather than hold them all in one request.")
 @data_dir_option
 @click.option("--log-level", default="info", show_default=True,
               type=click.Choice(["debug", "info", "warning", "error"]))
 def serve(host: str, port: int, db_url: str | None, broker_url: str | None, public_broker_url: str | None,
-          shared_broker_credentials: bool, data_dir: Path, log_level: str) -> None:
+          shared_broker_credentials: bool, management_url: str | None, max_tasks_per_submit: int, data_dir: Path,
+          log_level: str) -> None:
     """Serve the Compute HTTP API."""
     import logging
 
     import uvicorn
 
-    from .app import ServiceSettings, create_app
+    from .app import ServiceConfigError, ServiceSettings, create_app
 
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     _hide_secrets_from_ps()
@@ -87,10 +94,15 @@ def serve(host: str, port: int, db_url: str | None, broker_url: str | None, publ
     broker_url = choose_broker(broker_url, data_dir)
     settings = ServiceSettings(db_url=str(store.engine.url), broker_url=broker_url,
                                public_broker_url=public_broker_url,
-                               endpoint_broker_users=not shared_broker_credentials)
+                               endpoint_broker_users=not shared_broker_credentials,
+                               max_tasks_per_submit=max_tasks_per_submit, management_url=management_url)
+    try:
+        application = create_app(settings, store)
+    except ServiceConfigError as exc:
+        raise click.ClickException(str(exc)) from None
     click.echo(f"compute-service: database {_redact(str(store.engine.url))}, broker "
                f"{_redact(broker_url)}, serving http://{host}:{port}", err=True)
-    uvicorn.run(create_app(settings, store), host=host, port=port, log_level=log_level)
+    uvicorn.run(application, host=host, port=port, log_level=log_level)
 
 
 def _hide_secrets_from_ps() -> None:
@@ -123,11 +135,27 @@ def choose_broker(url: str | None, data_dir: Path) -> str:
                    f"embedded broker in {embedded_folder(url)}: endpoints on this machine only, no SDK Executor "
                    "(Client polling works), no delivery guarantee when an endpoint process is killed", err=True)
     if is_embedded(url):
+        _private_folder(Path(embedded_folder(url)))
         Path(embedded_folder(url), "control").mkdir(mode=0o700, parents=True, exist_ok=True)
     problem = _broker_problem(url)
     if problem is not None:
         raise click.ClickException(f"the message broker at {_redact(url)} does not answer: {problem}")
     return url
+
+
+def _private_folder(folder: Path) -> None:
+    """The embedded broker's folder holds every task and result: made 0700, and refused when
+    another user owns it or others may write to it (they could read or plant messages)."""
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    info = folder.stat()
+    if info.st_uid != os.geteuid():
+        raise click.ClickException(f"the embedded broker's folder {folder} belongs to another user "
+                                   f"(uid {info.st_uid}); use a folder of your own (--data-dir or --broker)")
+    if info.st_mode & 0o022:
+        raise click.ClickException(f"the embedded broker's folder {folder} is one that others may write to "
+                                   f"(mode {info.st_mode & 0o777:o}); run chmod 700 {folder}, or use another folder")
+    if info.st_mode & 0o077:
+        folder.chmod(0o700)
 
 
 def _broker_problem(url: str) -> str | None:
@@ -148,12 +176,47 @@ def token() -> None:
 
 @token.command("create")
 @click.option("--identity", required=True, help="Who the token speaks for (any name).")
+@click.option("--lifetime", type=click.FloatRange(min=1), metavar="SECONDS",
+              help="Expire the token after this many seconds [default: valid until revoked].")
 @data_dir_option
 @db_option
-def token_create(identity: str, data_dir: Path, db_url: str | None) -> None:
+def token_create(identity: str, lifetime: float | None, data_dir: Path, db_url: str | None) -> None:
     """Print a new token for IDENTITY (it is stored hashed; keep it, it is not shown again)."""
     store = open_store(data_dir, db_url)
-    click.echo(store.create_token(identity))
+    click.echo(store.create_token(identity, lifetime_s=lifetime))
+
+
+@token.command("list")
+@click.option("--identity", help="Only this identity's tokens.")
+@data_dir_option
+@db_option
+def token_list(identity: str | None, data_dir: Path, db_url: str | None) -> None:
+    """List tokens by id (the start of their hash: tokens themselves are never stored)."""
+    import time
+
+    rows = open_store(data_dir, db_url).list_tokens(identity)
+    click.echo(f"{'ID':<14}{'IDENTITY':<24}{'CREATED':<22}EXPIRES")
+    for row in rows:
+        expires = "never" if row.expires is None else time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(row.expires))
+        if row.expires is not None and row.expires < time.time():
+            expires += " (expired)"
+        click.echo(f"{row.token_sha256[:12]:<14}{row.identity:<24}"
+                   f"{time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(row.created)):<22}{expires}")
+
+
+@token.command("revoke")
+@click.argument("token_id")
+@data_dir_option
+@db_option
+def token_revoke(token_id: str, data_dir: Path, db_url: str | None) -> None:
+    """Revoke the token whose id (from `token list`) is TOKEN_ID: it stops working at once."""
+    try:
+        count = open_store(data_dir, db_url).revoke_token(token_id.lower())
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="TOKEN_ID") from None
+    if not count:
+        raise click.ClickException(f"no token has the id {token_id}; `compute-service token list` shows them")
+    click.echo(f"Revoked {count} token(s).")
 
 
 @app.group()

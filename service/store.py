@@ -7,16 +7,21 @@ changes another's endpoints, functions or tasks: what is not yours looks absent.
 from __future__ import annotations
 
 import hashlib
+import logging
 import secrets
 import time
 import uuid
 from collections.abc import Iterable
 from typing import Any
 
+import attrs
 import sqlalchemy as sa
 
+log = logging.getLogger(__name__)
+
 # 1: first release. 2: client identities (clients), expiring tokens (tokens.expires).
-SCHEMA_VERSION = 2
+# 3: endpoint tombstones (endpoints.deleted), results forwarded once (tasks.forwarded).
+SCHEMA_VERSION = 3
 
 metadata = sa.MetaData()
 
@@ -53,6 +58,9 @@ endpoints = sa.Table(
     sa.Column("last_report", sa.Float),
     sa.Column("report", sa.JSON),
     sa.Column("locked_until", sa.Float),
+    # Deleted endpoints stay as tombstones: their id is never registered again by anyone
+    # else, who would otherwise receive the tasks sent to the old owner's running daemon.
+    sa.Column("deleted", sa.Float),
 )
 
 functions = sa.Table(
@@ -86,6 +94,9 @@ tasks = sa.Table(
     sa.Column("details", sa.JSON),
     sa.Column("created", sa.Float, nullable=False),
     sa.Column("completion_t", sa.String(32)),
+    # Set once the result is confirmed on the SDK's task group queue: a redelivered or
+    # duplicated result is stored and forwarded once.
+    sa.Column("forwarded", sa.Boolean, nullable=False, default=False),
 )
 
 PENDING = "waiting-for-ep"
@@ -117,9 +128,17 @@ class Store:
                 raise SchemaError(f"database schema version {found} is newer than this service "
                                   f"understands ({SCHEMA_VERSION}); upgrade compute-service")
             elif found < SCHEMA_VERSION:
-                if found < 2:  # create_all made the clients table; tokens needs its new column
-                    db.execute(sa.text("ALTER TABLE tokens ADD COLUMN expires FLOAT"))
+                # create_all made the new tables; older ones need their new columns.
+                self._add_missing_column(db, "tokens", "expires", "FLOAT")
+                self._add_missing_column(db, "endpoints", "deleted", "FLOAT")
+                # Results stored before version 3 were forwarded as they arrived.
+                self._add_missing_column(db, "tasks", "forwarded", "BOOLEAN NOT NULL DEFAULT TRUE")
                 db.execute(schema_version.update().values(version=SCHEMA_VERSION))
+
+    @staticmethod
+    def _add_missing_column(db, table: str, column: str, definition: str) -> None:
+        if column not in {c["name"] for c in sa.inspect(db).get_columns(table)}:
+            db.execute(sa.text(f"ALTER TABLE {table} ADD COLUMN {column} {definition}"))
 
     # ------------------------------------------------------------------ identities
 
@@ -140,6 +159,21 @@ class Store:
             if row.expires is None or row.expires > time.time():
                 return row.identity
         return None
+
+    def list_tokens(self, identity: str | None = None) -> list[Any]:
+        """Tokens by the first 12 hex digits of their hash (the token itself is never stored)."""
+        query = sa.select(tokens).order_by(tokens.c.created)
+        if identity is not None:
+            query = query.where(tokens.c.identity == identity)
+        with self.engine.connect() as db:
+            return list(db.execute(query))
+
+    def revoke_token(self, token_id: str) -> int:
+        """Revoke the tokens whose hash starts with token_id (at least 12 hex digits)."""
+        if len(token_id) < 12 or any(c not in "0123456789abcdef" for c in token_id):
+            raise ValueError("a token id is the first 12 (or more) hex digits that `token list` shows")
+        with self.engine.begin() as db:
+            return db.execute(tokens.delete().where(tokens.c.token_sha256.startswith(token_id))).rowcount
 
     def create_client(self, identity: str) -> tuple[str, str]:
         """A client identity: (client id, secret); the secret is stored hashed."""
@@ -165,7 +199,7 @@ class Store:
 
     def upsert_endpoint(self, owner: str, endpoint_id: str, name: str, display_name: str | None,
                         public: bool, meta: dict | None) -> None:
-        values = dict(name=name, display_name=display_name, public=public, meta=meta)
+        values = dict(name=name, display_name=display_name, public=public, meta=meta, deleted=None)
         with self.engine.begin() as db:
             updated = db.execute(endpoints.update().where(endpoints.c.id == endpoint_id,
                                                           endpoints.c.owner == owner).values(**values))
@@ -175,18 +209,23 @@ class Store:
 
     def endpoint(self, owner: str, endpoint_id: str) -> Any:
         with self.engine.connect() as db:
-            return db.execute(sa.select(endpoints).where(endpoints.c.id == endpoint_id,
-                                                         endpoints.c.owner == owner)).first()
+            return db.execute(sa.select(endpoints).where(endpoints.c.id == endpoint_id, endpoints.c.owner == owner,
+                                                         endpoints.c.deleted.is_(None))).first()
 
     def list_endpoints(self, owner: str) -> list[Any]:
         with self.engine.connect() as db:
-            return list(db.execute(sa.select(endpoints).where(endpoints.c.owner == owner)
+            return list(db.execute(sa.select(endpoints).where(endpoints.c.owner == owner,
+                                                              endpoints.c.deleted.is_(None))
                                    .order_by(endpoints.c.created)))
 
-    def delete_endpoint(self, owner: str, endpoint_id: str) -> bool:
+    def delete_endpoint(self, owner: str, endpoint_id: str, reason: str) -> int:
+        """Leave a tombstone and fail the endpoint's pending tasks with reason; how many failed."""
+        now = time.time()
         with self.engine.begin() as db:
-            return db.execute(endpoints.delete().where(endpoints.c.id == endpoint_id,
-                                                       endpoints.c.owner == owner)).rowcount > 0
+            db.execute(endpoints.update().where(endpoints.c.id == endpoint_id, endpoints.c.owner == owner)
+                       .values(deleted=now, report=None, last_report=None))
+            return db.execute(tasks.update().where(tasks.c.endpoint_id == endpoint_id, tasks.c.status == PENDING)
+                              .values(status="failed", exception=reason, completion_t=str(now))).rowcount
 
     def lock_endpoint(self, owner: str, endpoint_id: str, until: float) -> bool:
         with self.engine.begin() as db:
@@ -194,10 +233,11 @@ class Store:
                                                        endpoints.c.owner == owner)
                               .values(locked_until=until)).rowcount > 0
 
-    def record_status_report(self, endpoint_id: str, report: dict) -> None:
+    def record_status_report(self, endpoint_id: str, report: dict) -> bool:
+        """Store a live endpoint's report; False when there is no such (undeleted) endpoint."""
         with self.engine.begin() as db:
-            db.execute(endpoints.update().where(endpoints.c.id == endpoint_id)
-                       .values(last_report=time.time(), report=report))
+            return db.execute(endpoints.update().where(endpoints.c.id == endpoint_id, endpoints.c.deleted.is_(None))
+                              .values(last_report=time.time(), report=report)).rowcount > 0
 
     # ------------------------------------------------------------------ functions
 
@@ -260,24 +300,56 @@ class Store:
             return list(db.execute(sa.select(tasks.c.id).where(tasks.c.task_group_id == task_group_id)
                                    .order_by(tasks.c.created)).scalars())
 
-    def complete_tasks(self, outcomes: list[dict]) -> dict[str, str]:
-        """Record results; return {task_id: task_group_id} of the tasks that were pending.
+    def complete_tasks(self, outcomes: list[dict]) -> dict[str, ResultFate]:
+        """Record results, each from the endpoint named in its "endpoint_id"; say what became
+        of each. A task already complete keeps its first result: a duplicate delivery changes
+        nothing. One transaction for the batch; if it fails, one per result, so that one bad
+        row cannot hold back the others (it is reported as ResultFate.failed)."""
+        try:
+            with self.engine.begin() as db:
+                return {o["id"]: self._complete(db, o) for o in outcomes}
+        except sa.exc.SQLAlchemyError as exc:
+            log.warning("storing a batch of %d results failed (%s); storing them one by one", len(outcomes), exc)
+        fates = {}
+        for outcome in outcomes:
+            try:
+                with self.engine.begin() as db:
+                    fates[outcome["id"]] = self._complete(db, outcome)
+            except sa.exc.SQLAlchemyError as exc:
+                fates[outcome["id"]] = ResultFate(error=f"the store refused it: {exc}")
+        return fates
 
-        A task already complete keeps its first result: a duplicate delivery changes nothing.
-        """
-        groups = {}
-        with self.engine.begin() as db:
-            for outcome in outcomes:
-                row = db.execute(sa.select(tasks.c.task_group_id, tasks.c.status)
-                                 .where(tasks.c.id == outcome["id"])).first()
-                if row is None:
-                    continue
-                groups[outcome["id"]] = row.task_group_id
-                if row.status in ("success", "failed"):
-                    continue
-                db.execute(tasks.update().where(tasks.c.id == outcome["id"])
-                           .values(**{k: v for k, v in outcome.items() if k != "id"}))
-        return groups
+    @staticmethod
+    def _complete(db, outcome: dict) -> ResultFate:
+        row = db.execute(sa.select(tasks.c.task_group_id, tasks.c.owner, tasks.c.status, tasks.c.endpoint_id,
+                                   tasks.c.forwarded).where(tasks.c.id == outcome["id"])).first()
+        if row is None:
+            return ResultFate(error="no such task")
+        sender = outcome.get("endpoint_id")
+        if sender is not None and sender != row.endpoint_id:
+            return ResultFate(error=f"sent by endpoint {sender}, but the task belongs to another endpoint")
+        if row.status == PENDING:
+            values = {k: v for k, v in outcome.items() if k not in ("id", "endpoint_id")}
+            db.execute(tasks.update().where(tasks.c.id == outcome["id"]).values(forwarded=False, **values))
+        return ResultFate(task_group_id=row.task_group_id, owner=row.owner,
+                          forward=row.status == PENDING or not row.forwarded)
+
+    def mark_forwarded(self, task_ids: Iterable[str]) -> None:
+        task_ids = list(task_ids)
+        if task_ids:
+            with self.engine.begin() as db:
+                db.execute(tasks.update().where(tasks.c.id.in_(task_ids)).values(forwarded=True))
+
+
+@attrs.frozen
+class ResultFate:
+    """What storing one result came to: refused (error), or stored (now or before) and still
+    to be forwarded to its owner's task group queue, or already forwarded."""
+
+    task_group_id: str | None = None
+    owner: str | None = None
+    forward: bool = False
+    error: str | None = None
 
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:

@@ -119,7 +119,8 @@ def test_identity_lock_on_both_sides(local_env, tmp_path):
     # The service refuses it too, whatever the endpoint's files say.
     (harness.directory / "endpoint.json").write_text(f'{{"endpoint_id": "{harness.endpoint_id}"}}')
     refused = harness.cli("start", harness.name)
-    assert refused.returncode == 77 and "registered to another identity (researcher)" in refused.stderr
+    assert refused.returncode == 77 and "that the identity logged in now may register" in refused.stderr
+    assert "researcher" not in refused.stderr  # the service does not say whose it is
 
 
 # ---------------------------------------------------------------- hosted service, fake Globus Auth
