@@ -168,6 +168,12 @@ def main(argv: list[str]) -> int:
         print("issued a token for identity demo-user (compute-service token create)")
         service_log = scratch / "service.log"
         broker = ["--broker", f"filesystem://{scratch / 'broker'}"] if embedded else []
+        if not embedded and not answers("127.0.0.1", 15672):
+            # Without RabbitMQ's management API the service cannot make a broker user for each
+            # endpoint and client; this demo's only user is you, so it may share its own.
+            broker.append("--shared-broker-credentials")
+            print("RabbitMQ's management API does not answer: the demo service shares its broker credentials "
+                  "(fine for one user; see README, 'The local Compute service')")
         service = subprocess.Popen([str(BIN / "compute-service"), "serve", "--port", "5000", *broker], env=env,
                                    stdout=service_log.open("w"), stderr=subprocess.STDOUT)
         wait_for_service(service, service_log)

@@ -203,11 +203,14 @@ class ResultHandler(typing.Protocol):
 class ResultConsumer(threading.Thread):
     """Reads results and heartbeats in batches and hands each batch to the handler.
 
-    Messages are acknowledged only after the handler returns and the results it picked are
-    confirmed on their task group queues, so a crash of the service loses nothing: the broker
-    delivers the batch again and the store ignores results it already has. A message the
-    handler refuses (undecodable, forged, invalid) goes to the dead-letter queue, once, with
-    its reason; the rest of its batch is stored as usual.
+    A batch is stored first; then its forwards to the SDK's task group queues, its refusals
+    to the dead-letter queue and its acknowledgement go to the broker in one AMQP transaction
+    on the consuming channel. If the service dies before the commit, none of them happened:
+    the broker delivers the batch again, and the results the store already has but never
+    forwarded are forwarded then. If it dies after, the batch is gone from the results
+    queue, forwarded exactly once. So a crash loses no result and shows the SDK none twice.
+    A message the handler refuses (undecodable, forged, invalid) goes to the dead-letter
+    queue with its reason; the rest of its batch is stored as usual.
     """
 
     BATCH = 500
@@ -230,7 +233,7 @@ class ResultConsumer(threading.Thread):
         while not self._stop_event.is_set():
             connected_at = time.monotonic()
             try:
-                with broker_connection(self.url, transport_options={"confirm_publish": True}) as connection:
+                with broker_connection(self.url) as connection:
                     self._consume(connection)
             except Exception as exc:  # broker gone: keep trying until stopped
                 if time.monotonic() - connected_at > self.HEALTHY_S:
@@ -255,7 +258,9 @@ class ResultConsumer(threading.Thread):
 
         channel = connection.channel()
         channel.basic_qos(0, self.BATCH * 2, False)
-        publisher = kombu.Producer(connection.channel())
+        if self.forwarding:
+            channel.tx_select()  # publishes and acks of a batch commit together (embedded: no forwards)
+        publisher = kombu.Producer(channel)
         with kombu.Consumer(channel, [results_queue, heartbeats_queue], on_message=on_message,
                             accept=None, no_ack=False):
             self.ready.set()
@@ -293,11 +298,9 @@ class ResultConsumer(threading.Thread):
         forwarded = []
         for queue, index, task_id in handled.forwards if self.forwarding else ():
             delivery = deliveries[index]
-            # The connection confirms publishes: this returns once the broker has the result.
             publisher.publish(delivery.body, exchange="", routing_key=queue, **_as_sent(delivery),
                               timestamp=delivery.properties.get("timestamp") or int(time.time()))
             forwarded.append(task_id)
-        self.handler.forwarded(forwarded)
         for index, reason in handled.refused.items():
             delivery = deliveries[index]
             log.warning("refused a message on the %s queue (routing key %s.%s): %s; it is in the %r queue",
@@ -307,6 +310,9 @@ class ResultConsumer(threading.Thread):
                                        "x-routing-key": f"{delivery.sender}.{delivery.queue}"})
         # Deliveries come in order on one channel: the last one's multiple ack covers the batch.
         pending[-1][0].ack(multiple=True)
+        if self.forwarding:
+            publisher.channel.tx_commit()
+        self.handler.forwarded(forwarded)
         log.debug("handled %d deliveries in %.3f s", len(pending), time.monotonic() - started)
 
 
