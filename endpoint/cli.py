@@ -6,6 +6,7 @@ when it runs, so that ``globus-compute-endpoint list`` answers at once.
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -203,8 +204,10 @@ def _credentials(obj: EndpointContext, service: str | None):
 
 @app.command()
 @service_option
-@click.option("--token", help="For a local compute-service: a token from `compute-service token create` "
-                              "(asked for when not given).")
+@click.option("--token", envvar="COMPUTE_SERVICE_TOKEN",
+              help="For a local compute-service: a token from `compute-service token create` (asked for when not "
+                   "given). '-' reads it from standard input; so does $COMPUTE_SERVICE_TOKEN, which keeps it out "
+                   "of the command line that ps shows.")
 @click.option("--browser/--no-browser", default=False, show_default=True,
               help="For Globus Auth: also open the login link in a web browser.")
 @click.option("--force", is_flag=True, help="Log in again even when credentials are stored.")
@@ -214,6 +217,8 @@ def login(obj: EndpointContext, service: str | None, token: str | None, browser:
     a compute-service token for a local one."""
     from .login import login_step
 
+    if token == "-":
+        token = sys.stdin.readline().strip()
     credentials = _credentials(obj, service)
     _exit_on_error(lambda: login_step(credentials, token, browser, force))
 
@@ -271,6 +276,11 @@ def enable_on_boot(obj: EndpointContext, name: str, user_unit: bool, unit_dir: P
     if status.state is EndpointState.RUNNING:
         raise click.ClickException(f"Endpoint {name!r} is running (pid {status.pid}); stop it first, so that "
                                    "systemd alone starts it.")
+    if not user_unit and os.geteuid() == 0 and os.environ.get("SUDO_USER"):
+        click.echo(f"Warning: running under sudo, so the unit runs the endpoint as root (User=root), with root's "
+                   f"endpoint {directory.path}. To run it as {os.environ['SUDO_USER']}, run this command as "
+                   f"{os.environ['SUDO_USER']} (with --user for a unit of your own, or --unit-dir for a directory "
+                   "you may write).", err=True)
     try:
         install(name, obj.base_dir, unit_dir or default_unit_dir(user_unit), user_unit)
     except (BootError, OSError) as exc:
@@ -292,7 +302,22 @@ def disable_on_boot(obj: EndpointContext, name: str, user_unit: bool, unit_dir: 
 
 
 def main() -> None:
+    _hide_token_from_ps(sys.argv)
     app(prog_name="globus-compute-endpoint")
+
+
+def _hide_token_from_ps(argv: list[str]) -> None:
+    """A token given as `--token VALUE` is in the command line that every user's ps shows:
+    rewrite this process's title without it, first thing."""
+    if not any(arg == "--token" or arg.startswith("--token=") for arg in argv):
+        return
+    from setproctitle import setproctitle
+
+    shown, hide_next = [], False
+    for arg in argv:
+        shown.append("***" if hide_next else "--token=***" if arg.startswith("--token=") else arg)
+        hide_next = arg == "--token"
+    setproctitle(" ".join(["globus-compute-endpoint", *shown[1:]]))
 
 
 if __name__ == "__main__":

@@ -49,9 +49,13 @@ def leftover_processes(directory: EndpointDirectory) -> list[psutil.Process]:
         return []
     prefix = tree_title(endpoint_id, directory.name)
     found = []
-    for process in psutil.process_iter(["cmdline"]):
+    # Only this user's: anyone can give a process any title, and root must not kill another
+    # user's process for it (nor may a user signal root's).
+    for process in psutil.process_iter(["cmdline", "uids"]):
         cmdline = process.info.get("cmdline") or []
-        if cmdline and cmdline[0].startswith(prefix) and process.pid != os.getpid():
+        uids = process.info.get("uids")
+        if (cmdline and cmdline[0].startswith(prefix) and process.pid != os.getpid()
+                and uids is not None and uids.real == os.getuid()):
             found.append(process)
     return found
 
@@ -90,8 +94,8 @@ def kill_all(processes: list[psutil.Process]) -> None:
     for process in processes:
         try:
             process.kill()
-        except psutil.NoSuchProcess:
-            pass
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            pass  # gone already; or not ours to kill after all (wait_procs names it below)
     _, still = psutil.wait_procs(processes, timeout=5)
     if still:
         raise StopError("could not kill pid(s) " + ", ".join(str(p.pid) for p in still))
