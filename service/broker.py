@@ -224,6 +224,7 @@ class ResultConsumer(threading.Thread):
         self.handler = handler
         self._stop_event = threading.Event()
         self.ready = threading.Event()
+        self._consuming_since: float | None = None
 
     def stop(self) -> None:
         self._stop_event.set()
@@ -231,12 +232,13 @@ class ResultConsumer(threading.Thread):
     def run(self) -> None:
         backoff = 0.5
         while not self._stop_event.is_set():
-            connected_at = time.monotonic()
+            self._consuming_since = None
             try:
                 with broker_connection(self.url) as connection:
                     self._consume(connection)
             except Exception as exc:  # broker gone: keep trying until stopped
-                if time.monotonic() - connected_at > self.HEALTHY_S:
+                since = self._consuming_since
+                if since is not None and time.monotonic() - since > self.HEALTHY_S:
                     backoff = 0.5
                 log.warning("result consumer lost the broker (%s); retrying in %.1f s", exc, backoff)
                 self._stop_event.wait(backoff)
@@ -264,6 +266,7 @@ class ResultConsumer(threading.Thread):
         with kombu.Consumer(channel, [results_queue, heartbeats_queue], on_message=on_message,
                             accept=None, no_ack=False):
             self.ready.set()
+            self._consuming_since = time.monotonic()
             while not self._stop_event.is_set():
                 # Gather for up to GATHER_S after the first arrival: one store transaction per
                 # batch, not per result, when results come one by one at a high rate.

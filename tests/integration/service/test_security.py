@@ -385,3 +385,48 @@ def _answers(port: int) -> bool:
         return True
     except OSError:
         return False
+
+
+def test_the_result_consumers_reconnect_backoff_resets_after_a_healthy_period(broker_url, rabbitmq_management,
+                                                                              caplog, monkeypatch):
+    """Finding: the consumer's reconnect backoff never reset, so after a few broker hiccups
+    over days it waited the longest delay for every later one."""
+    import logging
+
+    from compute_endpoint.service.broker import Broker, ResultConsumer
+    from compute_endpoint.service.results import ResultRecorder
+    from compute_endpoint.service.store import Store
+
+    caplog.set_level(logging.WARNING, logger="compute_endpoint.service.broker")
+    monkeypatch.setattr(ResultConsumer, "HEALTHY_S", 3.0)
+    Broker(broker_url).declare_topology()
+    consumer = ResultConsumer(broker_url, ResultRecorder(Store("sqlite://")))
+    consumer.start()
+    vhost = urlsplit(broker_url).path[1:]
+    closed: set[str] = set()
+
+    def close_its_connections(wait_healthy: float):
+        time.sleep(wait_healthy)
+        consumer.ready.clear()  # set again once it has reconnected
+        def connections():  # rabbitmqctl sees a new connection at once (the management API lags)
+            listed = subprocess.run(["rabbitmqctl", "-q", "list_connections", "-p", vhost, "pid",
+                                     "--no-table-headers"], capture_output=True, text=True).stdout
+            return [n.strip() for n in listed.splitlines() if n.strip() and n.strip() not in closed]
+
+        for name in wait_for(connections, what="the consumer's connection listed"):
+            subprocess.run(["rabbitmqctl", "-q", "close_connection", name, "test"], capture_output=True)
+            closed.add(name)
+        wait_for(lambda: "retrying in" in caplog.text, what="the consumer noticing")
+
+    try:
+        assert consumer.ready.wait(20)
+        delays = []
+        for healthy in (0.0, 0.0, 0.0, 4.0):  # three quick failures, then one after a healthy period
+            caplog.clear()
+            close_its_connections(healthy)
+            delays.append(float(caplog.text.split("retrying in ")[1].split(" s")[0]))
+            wait_for(consumer.ready.is_set, timeout=30, what="the reconnect")
+        assert delays[:3] == [0.5, 1.0, 2.0] and delays[3] == 0.5, delays
+    finally:
+        consumer.stop()
+        consumer.join(10)
