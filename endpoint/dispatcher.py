@@ -5,8 +5,9 @@ confirmed by the broker; only then is the delivery acknowledged. From that table
 
 - a redelivery of a task already running or done is not run again (its new delivery
   tag is acknowledged once the result is confirmed; at once if it already was);
-- a restarted engine gets the tasks the dead one held, up to
-  ``max_retries_on_system_failure`` times each, then an error result names the failure;
+- a restarted engine gets the tasks the dead one held; a task counts a try only if the dead
+  engine had reported it started (a task still queued in the engine is passed on untouched),
+  up to ``max_retries_on_system_failure`` tries, then an error result names the failure;
 - a restarted result link gets every result not yet confirmed.
 
 The supervisor calls it from its loop; it never blocks and does no I/O but building
@@ -39,19 +40,25 @@ from ..workers.messages import (
     TaskDelivery,
     TaskResult,
     TasksReceived,
+    TasksStarted,
 )
 
 log = logging.getLogger(__name__)
 
 TASK_LINK, RESULT_LINK, ENGINE = "task link", "result link", "engine"
 RECENTLY_CONFIRMED_MAX = 100_000
+# An engine reports a start a moment after it happens: a task that kills its engine at once
+# may die unreported. After this many engine deaths while it was held unreported, it counts
+# as started anyway, so that such a task cannot take engine after engine down for free.
+UNREPORTED_LOSSES_MAX = 2
 
 Routed = tuple[str, object]
 
 
 class TaskState(enum.Enum):
     QUEUED = "queued"  # received; waiting for an engine
-    RUNNING = "running"  # given to the engine
+    RUNNING = "running"  # given to the engine, not started there yet (queued in it)
+    STARTED = "started"  # the engine reports a worker took it
     DONE = "done"  # result made; waiting for the broker's confirm
 
 
@@ -59,7 +66,8 @@ class TaskState(enum.Enum):
 class InFlight:
     delivery: TaskDelivery  # the latest delivery of this task
     state: TaskState = TaskState.QUEUED
-    attempts: int = 0  # engines that died while holding it
+    attempts: int = 0  # engines that died while running it
+    unreported_losses: int = 0  # engines that died holding it, with no start reported
     result: bytes | None = None
     extra_deliveries: list[TaskDelivery] = attrs.field(factory=list)  # duplicates to ack with it
 
@@ -86,6 +94,12 @@ class EndpointDispatcher:
     def route(self, source: str, message: object) -> Iterable[Routed]:
         if isinstance(message, TasksReceived):
             return self._received(message.deliveries)
+        if isinstance(message, TasksStarted):
+            for task_id in message.task_ids:
+                entry = self.inflight.get(task_id)
+                if entry is not None and entry.state is TaskState.RUNNING:
+                    entry.state = TaskState.STARTED
+            return []
         if isinstance(message, ResultsDone):
             return self._done(message.results)
         if isinstance(message, ResultsConfirmed):
@@ -177,8 +191,13 @@ class EndpointDispatcher:
         self.ready.discard(name)
         if name == ENGINE:
             for entry in self.inflight.values():
-                if entry.state is TaskState.RUNNING:
+                if entry.state is TaskState.STARTED:
                     entry.attempts += 1
+                    entry.state = TaskState.QUEUED
+                elif entry.state is TaskState.RUNNING:  # still queued in the engine: not a try
+                    entry.unreported_losses += 1
+                    if entry.unreported_losses > UNREPORTED_LOSSES_MAX:
+                        entry.attempts += 1
                     entry.state = TaskState.QUEUED
         return []
 

@@ -277,7 +277,7 @@ def _run(directory: EndpointDirectory, settings, config, fd: int | None, echo: E
     from .tree import run_tree
 
     directory.write_pid_record(own_pid_record())
-    setup_logging(str(directory.log_file), "supervisor", settings.debug, rotating=True)
+    setup_logging(str(directory.log_file), "supervisor", settings.debug)
     code = run_tree(settings, config, Progress(fd, echo))
     if config.endpoint_teardown:
         try:

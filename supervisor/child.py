@@ -11,6 +11,8 @@ import time
 from multiprocessing.connection import Connection
 from multiprocessing.context import SpawnContext, SpawnProcess
 
+import psutil
+
 from .channel import bootstrap
 from .messages import Ping, Stop
 from .spec import ChildSpec
@@ -34,6 +36,9 @@ class Child:
         self.ping_seq = 0
         self.last_ping_sent = 0.0
         self.last_pong = 0.0
+        # Silence is judged over windows: the CPU time the process had used when one began.
+        self.window_start = 0.0
+        self.window_cpu = 0.0
         self.outbox: Outbox | None = None
 
     @property
@@ -61,7 +66,8 @@ class Child:
         child_end.close()
         self.conn = parent_end
         self.outbox = Outbox(parent_end, self.spec.name)
-        self.started_at = self.last_pong = time.monotonic()
+        self.answered(time.monotonic())
+        self.started_at = self.last_pong
         self.change_state(ChildState.STARTING)
 
     def send(self, message: object) -> bool:
@@ -69,6 +75,31 @@ class Child:
         if self.outbox is None or self.state not in (ChildState.STARTING, ChildState.RUNNING):
             return False
         return self.outbox.put(message)
+
+    def answered(self, now: float) -> None:
+        self.last_pong = self.window_start = now
+        self.window_cpu = self.cpu_seconds()
+
+    def cpu_seconds(self) -> float:
+        """CPU time the process has used, all its threads together (0 when it cannot be read)."""
+        try:
+            times = psutil.Process(self.pid).cpu_times() if self.pid else None
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            return 0.0
+        return times.user + times.system if times else 0.0
+
+    def silence(self, now: float, window_s: float, busy_share: float) -> tuple[str, float]:
+        """After window_s without an answer: "busy" if the process used at least busy_share of
+        a core meanwhile (a long computation holding the interpreter, say), else "hung";
+        "answering" before that. With the CPU seconds used in the window just judged. A busy
+        child starts a new window: it is hung only once a whole window passes without progress."""
+        if now - self.window_start <= window_s:
+            return "answering", 0.0
+        used = self.cpu_seconds() - self.window_cpu
+        if used >= busy_share * (now - self.window_start):
+            self.window_start, self.window_cpu = now, self.window_cpu + used
+            return "busy", used
+        return "hung", used
 
     def ping(self, now: float) -> None:
         self.ping_seq += 1

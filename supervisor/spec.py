@@ -65,7 +65,10 @@ class RestartPolicy:
     backoff_initial_s: float = 0.1
     backoff_max_s: float = 5.0
     ping_interval_s: float = 1.0
-    hung_after_s: float = 15.0  # no Pong for this long: the child is hung
+    hung_after_s: float = 15.0  # no Pong for this long, and no progress meanwhile: the child is hung
+    # Progress: at least this share of one core used over that time (a long computation that
+    # holds the child's interpreter is busy, not hung; idle threads use far less).
+    busy_cpu_share: float = 0.25
 
     def backoff(self, quick_crashes: int) -> float:
         if quick_crashes <= 0:

@@ -143,9 +143,9 @@ class Supervisor:
 
     def _handle_message(self, child: Child, message: object) -> None:
         if isinstance(message, Pong):
-            child.last_pong = time.monotonic()
+            child.answered(time.monotonic())
         elif isinstance(message, Ready):
-            child.last_pong = time.monotonic()
+            child.answered(time.monotonic())
             if child.state is ChildState.STARTING:
                 child.change_state(ChildState.RUNNING, f"ready in {time.monotonic() - child.started_at:.2f} s")
                 self._send(self.dispatcher.child_ready(child.name))
@@ -214,11 +214,17 @@ class Supervisor:
         for child in self.children.values():
             if child.state not in (ChildState.STARTING, ChildState.RUNNING):
                 continue
-            if now - child.last_pong > self.policy.hung_after_s:
-                log.error("%s (pid %s) has not answered for %.1f s: hung; killing it", child.name,
-                          child.pid, now - child.last_pong)
+            verdict, cpu_used = child.silence(now, self.policy.hung_after_s, self.policy.busy_cpu_share)
+            if verdict == "hung":
+                log.error("%s (pid %s) has not answered for %.1f s and used %.1f s of CPU meanwhile: hung "
+                          "(stuck, not busy); killing it", child.name, child.pid, now - child.last_pong, cpu_used)
                 child.kill()
-            elif child.state is ChildState.RUNNING and now - child.last_ping_sent >= self.policy.ping_interval_s:
+                continue
+            if verdict == "busy":
+                log.warning("%s (pid %s) has not answered for %.1f s but used %.1f s of CPU in the last %.0f s: "
+                            "busy, not hung; waiting", child.name, child.pid, now - child.last_pong, cpu_used,
+                            self.policy.hung_after_s)
+            if child.state is ChildState.RUNNING and now - child.last_ping_sent >= self.policy.ping_interval_s:
                 child.ping(now)
 
     # ------------------------------------------------------------------ stopping

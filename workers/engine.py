@@ -16,8 +16,8 @@ from ..supervisor.channel import ParentChannel
 from ..supervisor.messages import Stop
 from ..supervisor.spec import ExitCode
 from .engines import build_engine
-from .logs import setup_logging
-from .messages import EngineStatus, ResultsDone, RunTasks, TaskResult
+from .logs import capture_output, setup_logging
+from .messages import EngineStatus, ResultsDone, RunTasks, TaskResult, TasksStarted
 from .settings import WorkerSettings
 
 log = logging.getLogger(__name__)
@@ -29,25 +29,34 @@ RESULT_BATCH = 512
 def main(channel: ParentChannel, settings: WorkerSettings) -> int:
     setproctitle(settings.role_title("engine"))
     setup_logging(settings.log_file, "engine", settings.debug)
+    capture_output()  # what tasks print (here and in the workers this process starts) is logged, bounded
     wake_read, wake_write = os.pipe()
     os.set_blocking(wake_write, False)
     stopping = []
     signal.signal(signal.SIGTERM, lambda *_: (stopping.append("SIGTERM"), _poke(wake_write)))
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the supervisor decides; ^C reaches the whole group
-    try:
-        engine = build_engine(settings.engine, settings.endpoint_id, settings.run_dir)
-    except Exception as exc:
-        log.error("cannot build the %s engine: %s", settings.engine.get("type"), exc)
-        return ExitCode.CONFIG_ERROR
     finished: queue.SimpleQueue[TaskResult] = queue.SimpleQueue()
-
+    started: queue.SimpleQueue[str] = queue.SimpleQueue()
     awake = threading.Event()  # set: a wake-up is on its way; finishing tasks need not send another
 
-    def done(result: TaskResult) -> None:
-        finished.put(result)
+    def wake() -> None:
         if not awake.is_set():
             awake.set()
             _poke(wake_write)
+
+    def done(result: TaskResult) -> None:
+        finished.put(result)
+        wake()
+
+    def on_start(task_id: str) -> None:
+        started.put(task_id)
+        wake()
+
+    try:
+        engine = build_engine(settings.engine, settings.endpoint_id, settings.run_dir, on_start)
+    except Exception as exc:
+        log.error("cannot build the %s engine: %s", settings.engine.get("type"), exc)
+        return ExitCode.CONFIG_ERROR
 
     threading.Thread(target=_watch_for_failure, args=(engine, wake_write), name="engine-watchdog",
                      daemon=True).start()
@@ -65,6 +74,7 @@ def main(channel: ParentChannel, settings: WorkerSettings) -> int:
                 engine.submit_many(message.tasks, done)
             elif isinstance(message, Stop):
                 stopping.append(message.reason)
+        _send_started(channel, started)
         _send_finished(channel, finished)
         problem = engine.failure()
         if problem:
@@ -79,6 +89,14 @@ def main(channel: ParentChannel, settings: WorkerSettings) -> int:
     engine.shutdown(cancel_pending=True)
     _send_finished(channel, finished)
     return 0
+
+
+def _send_started(channel: ParentChannel, started: queue.SimpleQueue) -> None:
+    task_ids = []
+    while not started.empty():
+        task_ids.append(started.get())
+    if task_ids:
+        channel.send(TasksStarted(tuple(task_ids)))
 
 
 def _send_finished(channel: ParentChannel, finished: queue.SimpleQueue) -> None:

@@ -10,16 +10,22 @@ import concurrent.futures
 import logging
 import multiprocessing
 import os
+import threading
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
 from ..supervisor.channel import die_with_parent
-from .execution import UNKNOWN_TASK_FAILURE, error_result, run_task, run_tasks
+from .execution import UNKNOWN_TASK_FAILURE, error_result, notice_start, run_task, run_tasks, send_start_notices_to
 from .messages import TaskDelivery, TaskResult
 
 log = logging.getLogger(__name__)
 
 Done = Callable[[TaskResult], None]
+Started = Callable[[str], None]  # told each task id as a worker starts it, from any thread
+
+
+def ignore_start(_task_id: str) -> None:
+    pass
 
 
 class Engine(Protocol):
@@ -116,10 +122,12 @@ class _PoolEngine(ChunkedSubmission):
 
     name = "PoolEngine"
 
-    def __init__(self, executor: concurrent.futures.Executor, capacity: int, endpoint_id: str):
+    def __init__(self, executor: concurrent.futures.Executor, capacity: int, endpoint_id: str,
+                 on_start: Started):
         self.executor = executor
         self.capacity = capacity
         self.endpoint_id = endpoint_id
+        self.on_start = on_start  # what the workers call as each task starts (picklable for processes)
         self.outstanding = 0
 
     def submit(self, task: TaskDelivery, done: Done) -> None:
@@ -130,12 +138,12 @@ class _PoolEngine(ChunkedSubmission):
                                                        endpoint_id=self.endpoint_id)))
             return
         self.outstanding += 1
-        future = self.executor.submit(run_task, task.task_id, task.body,
-                                      task.headers.get("result_serializers"), self.endpoint_id)
+        future = self.executor.submit(run_task, task.task_id, task.body, task.headers.get("result_serializers"),
+                                      self.endpoint_id, on_start=self.on_start)
         future.add_done_callback(lambda f: self._finished(task.task_id, f, done))
 
     def _submit_chunk(self, arguments) -> concurrent.futures.Future:
-        return self.executor.submit(run_tasks, arguments, self.endpoint_id)
+        return self.executor.submit(run_tasks, arguments, self.endpoint_id, self.on_start)
 
     def _finished(self, task_id: str, future: concurrent.futures.Future, done: Done) -> None:
         self.outstanding -= 1
@@ -167,33 +175,56 @@ class _PoolEngine(ChunkedSubmission):
 class ThreadPoolEngine(_PoolEngine):
     name = "ThreadPoolEngine"
 
-    def __init__(self, endpoint_id: str, max_workers: int | None = None, **_: Any):
+    def __init__(self, endpoint_id: str, max_workers: int | None = None, on_start: Started = ignore_start,
+                 **_: Any):
         workers = max_workers or min(32, (os.cpu_count() or 1) + 4)
         super().__init__(concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix="task"),
-                         workers, endpoint_id)
+                         workers, endpoint_id, on_start)
+
+
+def _pool_worker_setup(engine_pid: int, start_notices) -> None:
+    die_with_parent(engine_pid)
+    send_start_notices_to(start_notices)
 
 
 class ProcessPoolEngine(_PoolEngine):
     name = "ProcessPoolEngine"
 
-    def __init__(self, endpoint_id: str, max_workers: int | None = None, **_: Any):
+    def __init__(self, endpoint_id: str, max_workers: int | None = None, on_start: Started = ignore_start,
+                 **_: Any):
         workers = max_workers or os.cpu_count() or 1
         # spawn: the engine process has threads, and forking a threaded process is unsafe.
         # Workers die with the engine: an engine killed by SIGKILL must not leave them behind.
-        executor = concurrent.futures.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
-                                                          initializer=die_with_parent, initargs=(os.getpid(),))
-        super().__init__(executor, workers, endpoint_id)
+        # A worker tells the engine through start_notices when it starts a task (the pool's own
+        # "running" state also covers the tasks it has only queued for its workers).
+        context = multiprocessing.get_context("spawn")
+        self.start_notices = context.SimpleQueue()
+        executor = concurrent.futures.ProcessPoolExecutor(workers, mp_context=context,
+                                                          initializer=_pool_worker_setup,
+                                                          initargs=(os.getpid(), self.start_notices))
+        super().__init__(executor, workers, endpoint_id, notice_start)
+        threading.Thread(target=self._forward_start_notices, args=(on_start,), name="start-notices",
+                         daemon=True).start()
+
+    def _forward_start_notices(self, on_start: Started) -> None:
+        while (task_id := self.start_notices.get()) is not None:
+            on_start(task_id)
+
+    def shutdown(self, cancel_pending: bool) -> None:
+        super().shutdown(cancel_pending)
+        self.start_notices.put(None)
 
 
 ENGINES: dict[str, type] = {"ThreadPoolEngine": ThreadPoolEngine, "ProcessPoolEngine": ProcessPoolEngine}
 
 
-def build_engine(engine_config: Mapping[str, Any], endpoint_id: str, run_dir: str = ".") -> Engine:
+def build_engine(engine_config: Mapping[str, Any], endpoint_id: str, run_dir: str = ".",
+                 on_start: Started = ignore_start) -> Engine:
     options = dict(engine_config)
     kind = options.pop("type")
     options.pop("max_retries_on_system_failure", None)  # the dispatcher's business
     if kind == "GlobusComputeEngine":
         from .htex import GlobusComputeEngine  # heavy: Parsl
 
-        return GlobusComputeEngine(endpoint_id, run_dir=run_dir, **options)
-    return ENGINES[kind](endpoint_id, **options)
+        return GlobusComputeEngine(endpoint_id, run_dir=run_dir, on_start=on_start, **options)
+    return ENGINES[kind](endpoint_id, on_start=on_start, **options)

@@ -57,23 +57,53 @@ def error_result(task_id: str, code: str, text: str, user_message: str | None = 
     ))
 
 
-def run_tasks(tasks: list[tuple[str, bytes, list[str] | None]], endpoint_id: str | None = None) -> list[bytes]:
+# In a ProcessPoolEngine's worker process: where it tells the engine that a task started
+# (set once by the pool's initializer; a worker process runs one task at a time).
+_start_notices = None
+
+
+def send_start_notices_to(notices) -> None:
+    global _start_notices
+    _start_notices = notices
+
+
+def notice_start(task_id: str) -> None:
+    """In a pool worker process: tell the engine this task started (see send_start_notices_to)."""
+    if _start_notices is not None:
+        _start_notices.put(task_id)
+
+
+def mark_started(directory: str, task_id: str) -> None:
+    """On a worker node: leave a mark that this task started, for the engine to find."""
+    try:
+        os.close(os.open(os.path.join(directory, task_id), os.O_WRONLY | os.O_CREAT, 0o600))
+    except OSError:
+        pass  # the task runs all the same; it would count as unstarted if its engine died
+
+
+def run_tasks(tasks: list[tuple[str, bytes, list[str] | None]], endpoint_id: str | None = None,
+              on_start=None) -> list[bytes]:
     """Run a chunk of tasks one after another, where one call per task would cost more than
     the tasks (a pool's or Parsl's per-call overhead); each gets its own Result."""
-    return [run_task(task_id, body, serializers, endpoint_id) for task_id, body, serializers in tasks]
+    return [run_task(task_id, body, serializers, endpoint_id, on_start=on_start)
+            for task_id, body, serializers in tasks]
 
 
 def run_tasks_in(working_dir: str, sandbox: bool, tasks: list[tuple[str, bytes, list[str] | None]],
-                 endpoint_id: str | None = None) -> list[bytes]:
+                 endpoint_id: str | None = None, started_dir: str | None = None) -> list[bytes]:
     """run_tasks in a worker process of its own (a Parsl worker), each task with its working
     directory as the current one: working_dir, or with sandbox a fresh working_dir/<task id>."""
-    return [run_task_in(working_dir, sandbox, *task, endpoint_id) for task in tasks]
+    return [run_task_in(working_dir, sandbox, *task, endpoint_id, started_dir) for task in tasks]
 
 
 def run_task_in(working_dir: str, sandbox: bool, task_id: str, body: bytes,
-                result_serializers: list[str] | None = None, endpoint_id: str | None = None) -> bytes:
+                result_serializers: list[str] | None = None, endpoint_id: str | None = None,
+                started_dir: str | None = None) -> bytes:
     """run_task with the task's working directory as the current one (one task at a time in
-    this process: never in a thread pool, where the directory is shared)."""
+    this process: never in a thread pool, where the directory is shared); marks its start in
+    started_dir."""
+    if started_dir:
+        mark_started(started_dir, task_id)
     directory = os.path.join(working_dir, task_id) if sandbox else working_dir
     try:
         os.makedirs(directory, mode=0o700, exist_ok=True)
@@ -85,8 +115,11 @@ def run_task_in(working_dir: str, sandbox: bool, task_id: str, body: bytes,
 
 
 def run_task(task_id: str, body: bytes, result_serializers: list[str] | None = None,
-             endpoint_id: str | None = None, max_result_bytes: int = MAX_RESULT_BYTES) -> bytes:
-    """Run one task from its message body; return the packed Result, whatever happens."""
+             endpoint_id: str | None = None, max_result_bytes: int = MAX_RESULT_BYTES, on_start=None) -> bytes:
+    """Run one task from its message body; return the packed Result, whatever happens.
+    on_start(task_id), if given, is told first."""
+    if on_start is not None:
+        on_start(task_id)
     started = _now_ns()
     try:
         task = messages.unpack(body)

@@ -12,18 +12,23 @@ import importlib
 import json
 import logging
 import os
+import shutil
 import sys
+import threading
+import time
 from collections.abc import Mapping
 from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
 from .addresses import host_addresses, resolve_address
-from .engines import ChunkedSubmission, Done
+from .engines import ChunkedSubmission, Done, Started, ignore_start
 from .execution import UNKNOWN_TASK_FAILURE, error_result, run_task_in, run_tasks_in
 from .messages import TaskDelivery, TaskResult
 
 log = logging.getLogger(__name__)
+
+START_MARKS_EVERY_S = 0.2
 
 UNENCRYPTED_WARNING = (
     "encrypted: false: tasks and results (function code, arguments and return values) travel between "
@@ -72,7 +77,7 @@ class GlobusComputeEngine(ChunkedSubmission):
                  interchange_port_range: tuple[int, int] | None = None,
                  job_status_kwargs: Mapping[str, float] | None = None, container_type: str | None = None,
                  container_uri: str | None = None, container_cmd_options: str | None = None,
-                 run_dir: str = ".", **executor_options: Any):
+                 run_dir: str = ".", on_start: Started = ignore_start, **executor_options: Any):
         from parsl.executors import HighThroughputExecutor
         from parsl.jobs.job_status_poller import JobStatusPoller
 
@@ -90,6 +95,13 @@ class GlobusComputeEngine(ChunkedSubmission):
         self.run_in_sandbox = run_in_sandbox
         self._blocks_file = Path(self.run_dir) / "blocks.json"
         self._cancel_blocks_left_behind()
+        # Workers (on any node: the endpoint directory is shared) mark each task as it starts;
+        # a thread tells on_start and clears the marks. Marks a dead engine left are stale.
+        self.started_dir = str(Path(self.run_dir) / "started")
+        shutil.rmtree(self.started_dir, ignore_errors=True)
+        os.makedirs(self.started_dir, mode=0o700, exist_ok=True)
+        self._watching_starts = True
+        threading.Thread(target=self._watch_starts, args=(on_start,), name="start-marks", daemon=True).start()
         named = resolve_address(address)
         if not encrypted:
             log.warning(UNENCRYPTED_WARNING)
@@ -139,7 +151,8 @@ class GlobusComputeEngine(ChunkedSubmission):
         try:
             spec = _resource_specification(task.headers.get("resource_specification"))
             future = self.htex.submit(run_task_in, spec, self.working_dir, self.run_in_sandbox, task.task_id,
-                                      task.body, task.headers.get("result_serializers"), self.endpoint_id)
+                                      task.body, task.headers.get("result_serializers"), self.endpoint_id,
+                                      self.started_dir)
         except Exception as exc:  # e.g. an unsupported resource_specification
             self.outstanding -= 1
             done(TaskResult(task.task_id, error_result(task.task_id, UNKNOWN_TASK_FAILURE,
@@ -150,7 +163,7 @@ class GlobusComputeEngine(ChunkedSubmission):
 
     def _submit_chunk(self, arguments) -> Future:
         return self.htex.submit(run_tasks_in, {}, self.working_dir, self.run_in_sandbox, arguments,
-                                self.endpoint_id)
+                                self.endpoint_id, self.started_dir)
 
     def _finished(self, task_id: str, future: Future, done: Done) -> None:
         self.outstanding -= 1
@@ -194,7 +207,19 @@ class GlobusComputeEngine(ChunkedSubmission):
         self._cancel_jobs(list(self.htex.blocks_to_job_id.values()), "of this engine")
         self._blocks_file.unlink(missing_ok=True)
 
+    def _watch_starts(self, on_start: Started) -> None:
+        while self._watching_starts:
+            try:
+                with os.scandir(self.started_dir) as marks:
+                    for mark in marks:
+                        on_start(mark.name)
+                        os.unlink(mark.path)
+            except OSError as exc:
+                log.debug("reading start marks: %s", exc)
+            time.sleep(START_MARKS_EVERY_S)
+
     def shutdown(self, cancel_pending: bool) -> None:
+        self._watching_starts = False
         try:
             self.poller.close()
         finally:

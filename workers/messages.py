@@ -49,6 +49,14 @@ class RunTasks:
 
 
 @attrs.frozen
+class TasksStarted:
+    """Engine -> supervisor: these tasks began to run (a worker took them). Only a task that
+    started counts as a try when its engine dies; the others go to the next engine as they are."""
+
+    task_ids: tuple[str, ...]
+
+
+@attrs.frozen
 class ResultsDone:
     results: tuple[TaskResult, ...]
 

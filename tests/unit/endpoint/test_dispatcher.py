@@ -7,7 +7,14 @@ import uuid
 import pytest
 from globus_compute_common import messagepack
 
-from compute_endpoint.endpoint.dispatcher import ENGINE, RESULT_LINK, TASK_LINK, EndpointDispatcher, TaskState
+from compute_endpoint.endpoint.dispatcher import (
+    ENGINE,
+    RESULT_LINK,
+    TASK_LINK,
+    UNREPORTED_LOSSES_MAX,
+    EndpointDispatcher,
+    TaskState,
+)
 from compute_endpoint.workers.messages import (
     AckDeliveries,
     EngineStatus,
@@ -20,6 +27,7 @@ from compute_endpoint.workers.messages import (
     TaskDelivery,
     TaskResult,
     TasksReceived,
+    TasksStarted,
 )
 
 ENDPOINT_ID = str(uuid.uuid4())
@@ -97,11 +105,13 @@ def test_duplicate_delivery_on_the_same_channel_is_acked_with_the_first(dispatch
 def test_dead_engine_tasks_are_retried_then_failed_with_a_named_error(dispatcher):
     a, b = ids(2)
     dispatcher.route(TASK_LINK, TasksReceived((delivery(a, 1), delivery(b, 2))))
+    dispatcher.route(ENGINE, TasksStarted((a, b)))
     dispatcher.route(ENGINE, ResultsDone((TaskResult(b, b"done before the crash"),)))
     dispatcher.child_exited(ENGINE)
     assert dispatcher.inflight[a].state is TaskState.QUEUED and dispatcher.inflight[a].attempts == 1
     assert dispatcher.inflight[b].state is TaskState.DONE  # a finished task is not run again
     assert list(dispatcher.child_ready(ENGINE)) == [(ENGINE, RunTasks((delivery(a, 1),)))]
+    dispatcher.route(ENGINE, TasksStarted((a,)))
     dispatcher.child_exited(ENGINE)  # dies again: max_retries_on_system_failure is 1
     [(target, publish)] = dispatcher.child_ready(ENGINE)
     assert target == RESULT_LINK
@@ -109,6 +119,38 @@ def test_dead_engine_tasks_are_retried_then_failed_with_a_named_error(dispatcher
     result = messagepack.unpack(failed.packed)
     assert str(result.task_id) == a and result.is_error
     assert "engine process died while running this task (2 time(s)" in result.data
+
+
+def test_only_tasks_the_engine_reported_started_count_a_try(dispatcher):
+    running, queued = ids(2)
+    dispatcher.route(TASK_LINK, TasksReceived((delivery(running, 1), delivery(queued, 2))))
+    dispatcher.route(ENGINE, TasksStarted((running,)))
+    assert dispatcher.inflight[running].state is TaskState.STARTED
+    assert dispatcher.inflight[queued].state is TaskState.RUNNING
+    for _ in range(2):  # two engines die with it queued: it goes on untouched
+        dispatcher.child_exited(ENGINE)
+        assert dispatcher.inflight[queued].attempts == 0
+        dispatcher.child_ready(ENGINE)
+    assert dispatcher.inflight[running].attempts == 1
+
+
+def test_a_task_held_unreported_by_engine_after_engine_counts_as_started_at_last(dispatcher):
+    [task] = ids(1)
+    dispatcher.route(TASK_LINK, TasksReceived((delivery(task, 1),)))
+    for _ in range(UNREPORTED_LOSSES_MAX):
+        dispatcher.child_exited(ENGINE)
+        dispatcher.child_ready(ENGINE)
+    assert dispatcher.inflight[task].attempts == 0
+    dispatcher.child_exited(ENGINE)
+    assert dispatcher.inflight[task].attempts == 1
+
+
+def test_a_start_report_for_a_task_not_running_changes_nothing(dispatcher):
+    [task] = ids(1)
+    dispatcher.route(TASK_LINK, TasksReceived((delivery(task, 1),)))
+    dispatcher.route(ENGINE, ResultsDone((TaskResult(task, b"r"),)))
+    dispatcher.route(ENGINE, TasksStarted((task, str(uuid.uuid4()))))  # late, and unknown
+    assert dispatcher.inflight[task].state is TaskState.DONE
 
 
 def test_restarted_result_link_gets_every_unconfirmed_result(dispatcher):

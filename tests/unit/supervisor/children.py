@@ -25,8 +25,19 @@ def echo(channel, config) -> int:
                 channel.send(("echoed", value))
             elif kind == "hang":
                 time.sleep(3600)
+
             elif kind == "exit":
                 return value
+
+
+def busy_then_echo(channel, config) -> int:
+    """Computes for 3 s right after it is ready, answering nothing meanwhile; then echoes."""
+    setproctitle(f"{config['title']} {current_process().name}")
+    channel.ready()
+    end = time.monotonic() + 3.0
+    while time.monotonic() < end:
+        pass
+    return echo(channel, config)
 
 
 def config_error(channel, config) -> int:

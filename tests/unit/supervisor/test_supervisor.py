@@ -188,8 +188,19 @@ def test_hung_child_is_killed_and_replaced(make_tree, tmp_path):
     hung = tree.pid_of("a")
     os.kill(hung, signal.SIGSTOP)  # stopped: alive to the OS, but it answers nothing
     tree.pid_of("a", other_than=hung)
-    assert "has not answered for" in tree.log.read_text()
+    assert "used 0.0 s of CPU meanwhile: hung (stuck, not busy); killing it" in tree.log.read_text()
     assert not psutil.pid_exists(hung) or psutil.Process(hung).status() == psutil.STATUS_ZOMBIE
+
+
+def test_a_busy_child_is_not_taken_for_a_hung_one(make_tree):
+    tree = make_tree([{"name": "a", "target": "tests.unit.supervisor.children:busy_then_echo"}],
+                     policy={"ping_interval_s": 0.2, "hung_after_s": 1.0})
+    all_ready(tree, "a")
+    busy = tree.pid_of("a")
+    time.sleep(4)  # three seconds of computing, past the one-second timeout
+    assert tree.pid_of("a") == busy
+    log = tree.log.read_text()
+    assert "busy, not hung; waiting" in log and "hung (stuck, not busy)" not in log
 
 
 def test_sighup_restarts_every_child_one_by_one(make_tree):
