@@ -9,13 +9,16 @@ STAMP := $(VENV)/.installed
 
 venv: $(STAMP)
 
-$(STAMP): setup.cfg setup.py
+$(STAMP): setup.cfg setup.py pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 10))' || \
 		{ echo "compute-endpoint needs Python >= 3.10; set PYTHON=/path/to/python3.x"; exit 1; }
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip setuptools wheel
-	$(BIN)/python -m pip install --quiet -e '.[test,interop]'
-	touch $(STAMP)
+	@echo "Installing compute-endpoint and its dependencies into $(VENV) (a minute or two, once) ..."
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@$(BIN)/python -m pip install -qq --disable-pip-version-check --upgrade pip setuptools wheel
+	@# The build backend's notes about editable installs are for setuptools developers, not for you.
+	@PYTHONWARNINGS=ignore $(BIN)/python -m pip install -qq --disable-pip-version-check -e '.[test,interop]'
+	@touch $(STAMP)
+	@echo "Installed."
 
 demo: $(STAMP)
 	$(BIN)/python examples/demo.py

@@ -49,6 +49,12 @@ class NotLoggedIn(AuthError):
     pass
 
 
+class ServiceUnreachable(AuthError):
+    """The Compute service does not answer: nothing is wrong with the credentials."""
+
+    exit_code = 69  # EX_UNAVAILABLE
+
+
 @attrs.frozen
 class Identity:
     id: str
@@ -146,8 +152,27 @@ class Credentials:
         else:
             how = (f"globus-compute-endpoint login --service {self.service_url} --token TOKEN "
                    "(compute-service token create --identity NAME issues one)")
-        return (f"No credentials for the Compute service at {self.service_url}. Log in first: {how}; "
-                f"or set {CLIENT_ID_ENV} and {CLIENT_SECRET_ENV} to run as a client identity.")
+        message = (f"No credentials for the Compute service at {self.service_url}. Log in first: {how}; "
+                   f"or set {CLIENT_ID_ENV} and {CLIENT_SECRET_ENV} to run as a client identity.")
+        elsewhere = self.services_logged_in()
+        if elsewhere:
+            message += (f" (You are logged in to {', '.join(elsewhere)}: to use that service, set "
+                        "`local_compute_services: true` in the endpoint's config.yaml for http://localhost:5000, "
+                        "or GLOBUS_SDK_SERVICE_URL_COMPUTE to its URL.)")
+        return message
+
+    def services_logged_in(self) -> list[str]:
+        """The other services this storage holds a user's credentials for."""
+        if not self.storage_path.exists():
+            return []
+        from globus_sdk.token_storage import SQLiteTokenStorage
+
+        storage = SQLiteTokenStorage(self.storage_path, namespace=self.namespace)
+        try:
+            found = [n.removeprefix("user/") for n in storage.iter_namespaces() if n.startswith("user/")]
+        finally:
+            storage.close()
+        return [n for n in found if f"user/{n}" != self.namespace]
 
     def _native_client(self):
         import globus_sdk
@@ -261,19 +286,26 @@ class Credentials:
 
     def identity(self) -> Identity:
         """Who the tokens speak for: OpenID userinfo from Globus Auth, or from a local service."""
+        if self.hosted:
+            return self._userinfo((self._auth_base_url() or "https://auth.globus.org/") + "v2/oauth2/userinfo",
+                                  self._token(AUTH_RESOURCE_SERVER))
+        return self.identity_of_service_token(self.compute_token())
+
+    def identity_of_service_token(self, token: str) -> Identity:
+        """Who a local compute-service says this token speaks for (stored or not)."""
+        return self._userinfo(self.service_url + "/v2/oauth2/userinfo", token)
+
+    def _userinfo(self, url: str, token: str) -> Identity:
         import requests
 
-        if self.hosted:
-            url, token = (self._auth_base_url() or "https://auth.globus.org/") + "v2/oauth2/userinfo", \
-                self._token(AUTH_RESOURCE_SERVER)
-        else:
-            url, token = self.service_url + "/v2/oauth2/userinfo", self.compute_token()
         try:
             response = requests.get(url, headers={"Authorization": f"Bearer {token}"}, timeout=TIMEOUT_S)
         except requests.RequestException as exc:
-            raise AuthError(f"cannot ask {url} who we are: {exc}") from None
+            hint = "" if self.hosted else " Is it running? Start it with: compute-service serve"
+            raise ServiceUnreachable(f"cannot reach the Compute service at {self.service_url} ({type(exc).__name__}: "
+                                     f"{exc}).{hint}") from None
         if response.status_code == 401:
-            raise NotLoggedIn(f"{url} did not accept the stored credentials; log in again: "
+            raise NotLoggedIn(f"{url} did not accept the credentials; log in again: "
                               "globus-compute-endpoint login --force")
         if not response.ok:
             raise AuthError(f"{url} answered {response.status_code}: {response.text[:200]}")

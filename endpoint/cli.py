@@ -31,9 +31,15 @@ class EndpointContext:
     def existing(self, name: str) -> EndpointDirectory:
         directory = self.directory(name)
         if not directory.exists():
+            import difflib
+
+            known = [p.name for p in self.base_dir.iterdir() if (p / "config.yaml").exists()] \
+                if self.base_dir.is_dir() else []
+            close = difflib.get_close_matches(name, known, n=1)
+            hint = f"did you mean {close[0]!r}? Or create it" if close else "create it"
             raise click.ClickException(
                 f"Endpoint {name!r} is not configured in {self.base_dir}; "
-                f"create it with: globus-compute-endpoint configure {name}"
+                f"{hint} with: globus-compute-endpoint configure {name}"
             )
         return directory
 
@@ -64,7 +70,7 @@ def version() -> None:
     click.echo(f"Globus Compute endpoint version: {__version__}")
 
 
-@app.command()
+@app.command(short_help="Create an endpoint's directory and default config.")
 @name_argument
 @click.option("--display-name", help="A friendly name shown by the web service instead of NAME.")
 @pass_context
@@ -149,7 +155,7 @@ def _exit_on_error(run):
         sys.exit(78)
 
 
-@app.command()
+@app.command(short_help="Register and start an endpoint (as a daemon).")
 @name_argument
 @click.option("--foreground", is_flag=True, help="Stay attached to the terminal (for systemd and debugging).")
 @pass_context
@@ -161,7 +167,7 @@ def start(obj: EndpointContext, name: str, foreground: bool) -> None:
     sys.exit(_exit_on_error(lambda: start_endpoint(directory, click.echo, foreground, obj.debug)))
 
 
-@app.command()
+@app.command(short_help="Stop a running endpoint.")
 @name_argument
 @click.option("--timeout", default=30.0, show_default=True, help="Seconds to wait before killing what is left.")
 @pass_context
@@ -202,7 +208,7 @@ def _credentials(obj: EndpointContext, service: str | None):
         raise click.ClickException(str(exc)) from None
 
 
-@app.command()
+@app.command(short_help="Log in to the Compute service.")
 @service_option
 @click.option("--token", envvar="COMPUTE_SERVICE_TOKEN",
               help="For a local compute-service: a token from `compute-service token create` (asked for when not "
@@ -223,7 +229,7 @@ def login(obj: EndpointContext, service: str | None, token: str | None, browser:
     _exit_on_error(lambda: login_step(credentials, token, browser, force))
 
 
-@app.command()
+@app.command(short_help="Forget (and revoke) stored credentials.")
 @service_option
 @click.option("--force", is_flag=True, help="Log out even while endpoints are running.")
 @pass_context
@@ -261,7 +267,7 @@ user_option = click.option("--user", "user_unit", is_flag=True,
                            help="A systemd user unit, for those without root (needs lingering to run logged out).")
 
 
-@app.command("enable-on-boot")
+@app.command("enable-on-boot", short_help="Install a systemd unit that starts an endpoint at boot.")
 @name_argument
 @user_option
 @unit_dir_option
@@ -288,7 +294,7 @@ def enable_on_boot(obj: EndpointContext, name: str, user_unit: bool, unit_dir: P
     click.echo(enable_instructions(name, user_unit))
 
 
-@app.command("disable-on-boot")
+@app.command("disable-on-boot", short_help="Print the commands that remove the systemd unit.")
 @name_argument
 @user_option
 @unit_dir_option

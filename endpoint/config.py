@@ -527,6 +527,7 @@ def parse_config(text: str, source: str = "<config>") -> EndpointConfig:
         return _converter.structure(data, EndpointConfig)
     except (BaseValidationError, ConfigValueError) as exc:
         problems = [attrs.evolve(p, line=_line_of(root, p.path)) for p in _problems_from(exc)]
+        problems.sort(key=lambda p: p.line or 0)  # in the order a reader meets them in the file
         raise ConfigError(source, problems) from None
 
 

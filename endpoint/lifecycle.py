@@ -183,14 +183,15 @@ def start(directory: EndpointDirectory, echo: Echo, foreground: bool = False, de
     except RegistrationError as exc:
         raise LifecycleError(f"Registration failed: {exc}", exc.exit_code) from None
     endpoint_id = registration["endpoint_id"]
-    directory.write_endpoint_id(_uuid(endpoint_id), owner or {"id": identity.id, "username": identity.username})
 
     from .tree import worker_settings
 
     settings = worker_settings(directory.name, directory.path, directory.log_file, config, config_text,
                                registration, debug)
     echo(f"Checking the broker at {redact_url(settings.task_queue_url)} ...")
-    _check_broker(settings.task_queue_url, settings.task_queue)
+    _check_broker(settings.task_queue_url, settings.task_queue, config.amqp_port)
+    # Recorded only now: an endpoint that could not start is not listed as one that ran.
+    directory.write_endpoint_id(_uuid(endpoint_id), owner or {"id": identity.id, "username": identity.username})
     echo(f"Starting endpoint; registered ID: {endpoint_id}")
 
     if foreground:
@@ -251,7 +252,10 @@ def _uuid(value: str):
     return uuid.UUID(str(value))
 
 
-def _check_broker(url: str, queue: str) -> None:
+BROKER_CHECK_TIMEOUT_S = 5
+
+
+def _check_broker(url: str, queue: str, amqp_port: int | None = None) -> None:
     from ..protocol.urls import broker_connection, embedded_folder, explain_tls_error, is_embedded, redact_url
 
     if is_embedded(url) and not Path(embedded_folder(url)).is_dir():
@@ -259,15 +263,19 @@ def _check_broker(url: str, queue: str) -> None:
                              "on this machine: run the endpoint where the service runs, or serve with RabbitMQ.",
                              exit_code=69)
     try:
-        with broker_connection(url, connect_timeout=10) as connection:
-            connection.default_channel.queue_declare(queue=queue, passive=True)
+        with broker_connection(url, connect_timeout=BROKER_CHECK_TIMEOUT_S) as connection:
+            connection.connect()  # one attempt: a broker that does not answer now is reported now
+            connection.channel().queue_declare(queue=queue, passive=True)
     except Exception as exc:
         tls_problem = explain_tls_error(exc, url)
         if tls_problem:
             raise LifecycleError(f"Refusing the broker at {redact_url(url)}: {tls_problem}. The endpoint never "
                                  "talks to a broker it cannot verify.", exit_code=69) from None
-        raise LifecycleError(f"Cannot use the broker at {redact_url(url)} ({exc}). Check that it runs and "
-                             "that this host can reach it (amqp_port in config.yaml).", exit_code=69) from None
+        port_hint = (f" config.yaml sets amqp_port: {amqp_port}, which replaces the port the service hands out; "
+                     "a local compute-service's RabbitMQ listens on 5672: remove amqp_port (or set 5672)."
+                     if amqp_port is not None else " Check that it runs and that this host can reach it.")
+        raise LifecycleError(f"Cannot use the broker at {redact_url(url)} ({exc}).{port_hint}",
+                             exit_code=69) from None
 
 
 def _run(directory: EndpointDirectory, settings, config, fd: int | None, echo: Echo | None) -> int:

@@ -3,9 +3,11 @@ a terminal to ask at."""
 
 from __future__ import annotations
 
+import sys
+
 import click
 
-from .auth import AuthError
+from .auth import AuthError, NotLoggedIn
 
 
 def login_step(credentials, token: str | None = None, browser: bool = False, force: bool = False) -> None:
@@ -25,12 +27,25 @@ def login_step(credentials, token: str | None = None, browser: bool = False, for
                                  ask_code=lambda: click.prompt("Enter the resulting Authorization Code",
                                                                default="", show_default=False))
     else:
-        token = token or click.prompt(f"Token for {credentials.service_url}", hide_input=True)
-        credentials.store_service_token(token.strip())
+        if not token and sys.stdin.isatty():
+            token = click.prompt(f"Token for {credentials.service_url}", hide_input=True)
+        elif not token:  # no terminal: a token piped in is read; nothing at all is an error that says how
+            token = sys.stdin.readline().strip()
+            if not token:
+                raise click.UsageError(
+                    "no terminal to ask for the token: give it with --token -, reading it from standard input, "
+                    "or in $COMPUTE_SERVICE_TOKEN (compute-service token create --identity NAME issues one)")
+        # The new token replaces the stored one only once the service has accepted it.
         try:
-            credentials.identity()  # a token the service does not know is not kept
-        except AuthError:
-            credentials.logout()
-            raise
+            identity = credentials.identity_of_service_token(token.strip())
+        except NotLoggedIn:
+            kept = " The credentials stored before are kept." if credentials.is_logged_in() else ""
+            raise AuthError(f"{credentials.service_url} does not accept this token (unknown, revoked or expired): "
+                            f"nothing was stored.{kept} `compute-service token create --identity NAME` issues "
+                            "one.") from None
+        credentials.store_service_token(token.strip())
+        click.echo(f"Logged in to {credentials.service_url} as {identity}; "
+                   f"credentials are stored in {credentials.storage_path}")
+        return
     click.echo(f"Logged in to {credentials.service_url} as {credentials.identity()}; "
                f"credentials are stored in {credentials.storage_path}")

@@ -102,8 +102,9 @@ def run_tree(settings: WorkerSettings, config: EndpointConfig, progress: Progres
             progress.say(f"  {role} ready")
             if not waiting:
                 dispatcher.startup_listener = None
+                attached = "; Ctrl-C or SIGTERM stops it" if progress.echo else ""
                 progress.running(f"Endpoint {settings.endpoint_name} is running (pid {os.getpid()}); "
-                                 f"log: {settings.log_file}")
+                                 f"log: {settings.log_file}{attached}")
 
     dispatcher.startup_listener = on_startup
     supervisor = Supervisor(specs, policy, dispatcher, settings, title=settings.title)
@@ -111,6 +112,7 @@ def run_tree(settings: WorkerSettings, config: EndpointConfig, progress: Progres
     code = supervisor.run()
     log.info("endpoint %s stopped with exit code %d; tasks: %s", settings.endpoint_name, code,
              dispatcher.figures())
+    progress.say(f"Endpoint {settings.endpoint_name} stopped ({supervisor.stop_reason or 'exit code ' + str(code)})")
     return code
 
 

@@ -66,7 +66,7 @@ def with_polling(client, endpoint_id: str, n: int) -> list:
 
 
 def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0].replace("\n", " "))
     parser.add_argument("--endpoint-id", required=True)
     parser.add_argument("--token", default=os.environ.get("COMPUTE_SERVICE_TOKEN"),
                         help="a compute-service token (default: $COMPUTE_SERVICE_TOKEN)")

@@ -219,7 +219,7 @@ def token_revoke(token_id: str, data_dir: Path, db_url: str | None) -> None:
     click.echo(f"Revoked {count} token(s).")
 
 
-@app.group()
+@app.group(short_help="Manage client identities.")
 def client() -> None:
     """Manage client identities (GLOBUS_COMPUTE_CLIENT_ID / GLOBUS_COMPUTE_CLIENT_SECRET)."""
 

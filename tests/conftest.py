@@ -13,6 +13,13 @@ from click.testing import CliRunner
 
 BIN_DIR = Path(sys.executable).parent
 
+# The SDK's result-watcher threads outlive the tests that stopped their service and log their
+# retries; between tests no handler is set, so Python would print them (tracebacks and all)
+# on the terminal of a passing run. Within a test pytest still captures them.
+import logging  # noqa: E402
+
+logging.getLogger("globus_compute_sdk").addHandler(logging.NullHandler())
+
 
 @pytest.fixture
 def user_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:

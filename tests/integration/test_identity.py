@@ -59,16 +59,16 @@ def test_local_login_refuses_a_token_the_service_does_not_know(local_env):
     _, env = local_env
     result = endpoint_cli(env, "login", "--token", "not-a-token")
     assert result.returncode == 77
-    assert "did not accept" in result.stderr and "Traceback" not in result.stderr
+    assert "does not accept this token" in result.stderr and "Traceback" not in result.stderr
     assert endpoint_cli(env, "whoami").returncode == 77  # nothing was kept
 
 
 def test_login_asks_for_the_token_when_not_given(local_env):
     service, env = local_env
     token = service.token("carol")
-    result = endpoint_cli(env, "login", input=token + "\n")
+    result = endpoint_cli(env, "login", input=token + "\n")  # no terminal: the piped token is read
     assert result.returncode == 0, result.stderr
-    assert "Token for" in result.stdout + result.stderr and "as carol" in result.stdout
+    assert "as carol" in result.stdout
     assert token not in result.stdout + result.stderr
 
 

@@ -38,3 +38,31 @@ def test_pip_install_puts_one_import_root_in_site_packages(tmp_path):
     script = subprocess.run([str(target / "bin" / "globus-compute-endpoint"), "version"],
                             capture_output=True, text=True, env=env, cwd=tmp_path)
     assert script.returncode == 0 and "Globus Compute endpoint version:" in script.stdout
+
+
+@pytest.mark.slow
+def test_a_stock_pip_in_a_fresh_venv_builds_and_installs_it(tmp_path):
+    """As the documentation installs endpoints: a venv made by the system's Python, with the
+    pip and setuptools it bundles (no upgrade), installing from the source tree (PEP 517)."""
+    interpreter = "/usr/bin/python3" if Path("/usr/bin/python3").exists() else sys.executable
+    venv = tmp_path / "venv"
+    made = subprocess.run([interpreter, "-m", "venv", str(venv)], capture_output=True, text=True, timeout=120)
+    if made.returncode:
+        pytest.skip(f"{interpreter} cannot make a venv here: {made.stderr[-300:]}")
+    wheels = tmp_path / "wheels"
+    built = subprocess.run([str(venv / "bin" / "pip"), "wheel", "--quiet", "--no-deps", "-w", str(wheels),
+                            str(PROJECT)], capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert built.returncode == 0, built.stderr[-2000:]
+    [wheel] = wheels.glob("compute_endpoint-*.whl")
+    installed = subprocess.run([str(venv / "bin" / "pip"), "install", "--quiet", str(wheel)],
+                               capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    assert installed.returncode == 0, installed.stderr[-2000:]
+    env = dict(os.environ, GLOBUS_COMPUTE_USER_DIR=str(tmp_path / "gc"))
+    for command, expected in ((["version"], "Globus Compute endpoint version:"),
+                              (["configure", "first"], "Created profile for endpoint named <first>"),
+                              (["list"], "| None        | Initialized | first")):
+        ran = subprocess.run([str(venv / "bin" / "globus-compute-endpoint"), *command], capture_output=True,
+                             text=True, env=env, cwd=tmp_path, timeout=60)
+        assert ran.returncode == 0 and expected in ran.stdout, ran.stdout + ran.stderr
+    service = subprocess.run([str(venv / "bin" / "compute-service"), "--help"], capture_output=True, text=True)
+    assert service.returncode == 0 and "serve" in service.stdout
