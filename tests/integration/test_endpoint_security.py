@@ -62,7 +62,7 @@ def test_cleanup_after_an_unclean_stop_spares_another_users_process_with_a_forge
                                f'exec -a "{forged_title}" sleep 60'])
     try:
         deadline = time.monotonic() + 5
-        while not psutil.Process(forged.pid).cmdline()[0].startswith(endpoint.title()):
+        while not (psutil.Process(forged.pid).cmdline() or [""])[0].startswith(endpoint.title()):  # until exec
             assert time.monotonic() < deadline
             time.sleep(0.05)
         os.kill(endpoint.supervisor().pid, signal.SIGKILL)
