@@ -6,6 +6,8 @@ submitted through the official SDK's Executor."""
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 import sys
 import time
@@ -177,13 +179,13 @@ def test_named_interface_works_and_a_worker_without_the_certificate_gets_nothing
         rogue = subprocess.Popen(
             ["nsenter", "--net=/var/run/netns/gcn2", "unshare", "--uts", "sh", "-c",
              'hostname rogue; exec "$@"', "sh", *rogue_command],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
         try:
             time.sleep(3)  # it connects, or tries to
             assert rogue.poll() is None or rogue.returncode != 0
             hosts = [f.result(timeout=120) for f in [executor.submit(nap, 0.2) for _ in range(20)]]
         finally:
-            rogue.kill()
+            os.killpg(rogue.pid, signal.SIGKILL)  # the pool and the workers it started
             rogue.wait()
     assert set(hosts) <= set(NODE_ADDRESSES), f"a pool without the certificate ran tasks: {hosts}"
     assert "rogue" not in hosts
