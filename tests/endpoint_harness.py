@@ -127,6 +127,20 @@ class EndpointHarness:
 
     # ------------------------------------------------------------------ tasks
 
+    def executor(self):
+        """An official SDK Executor for this endpoint, with a task group of its own (the SDK keeps
+        one per process otherwise), sending function source as a notebook would."""
+        import uuid
+
+        import globus_sdk
+        from globus_compute_sdk import Client, Executor
+
+        client = Client(local_compute_services=True, authorizer=globus_sdk.AccessTokenAuthorizer(self.token),
+                        code_serialization_strategy=PureSourceDill())
+        executor = Executor(endpoint_id=self.endpoint_id, client=client, task_group_id=uuid.uuid4())
+        executor.serializer = SERIALIZER
+        return executor
+
     def register_function(self, fn) -> str:
         if fn not in self._function_ids:
             code = SERIALIZER.pack_buffers([SERIALIZER.serialize(fn)])

@@ -11,10 +11,8 @@ import signal
 import subprocess
 import sys
 import time
-import uuid
 from pathlib import Path
 
-import globus_sdk
 import psutil
 import pytest
 
@@ -98,17 +96,6 @@ def cluster_endpoint(cluster_conf, sdk_port, start_service, tmp_path, monkeypatc
         time.sleep(0.5)  # the next test starts with free nodes
 
 
-def executor_for(endpoint: EndpointHarness):
-    from globus_compute_sdk import Client, Executor
-    from globus_compute_sdk.serialize import ComputeSerializer, PureSourceDill
-
-    client = Client(local_compute_services=True, authorizer=globus_sdk.AccessTokenAuthorizer(endpoint.token),
-                    code_serialization_strategy=PureSourceDill())
-    executor = Executor(endpoint_id=endpoint.endpoint_id, client=client, task_group_id=uuid.uuid4())
-    executor.serializer = ComputeSerializer(strategy_code=PureSourceDill())
-    return executor
-
-
 def interchange_of(endpoint: EndpointHarness) -> psutil.Process:
     engine = psutil.Process(endpoint.children()["engine"])
     for process in engine.children(recursive=True):
@@ -141,7 +128,7 @@ def test_default_address_reaches_pools_on_both_compute_nodes(cluster_endpoint):
     listening = {c.laddr.ip.removeprefix("::ffff:") for c in interchange.net_connections("tcp")
                  if c.status == psutil.CONN_LISTEN}
     assert listening - {"127.0.0.1"}, f"the interchange listens on loopback alone: {listening}"
-    with executor_for(endpoint) as executor:
+    with endpoint.executor() as executor:
         started = time.monotonic()
         host, job_id = executor.submit(where_am_i).result(timeout=120)
         first_result_s = time.monotonic() - started
@@ -165,7 +152,7 @@ def test_named_interface_works_and_a_worker_without_the_certificate_gets_nothing
     and the endpoint's own pool runs every task."""
     endpoint = cluster_endpoint(extra=f"  address: {{type: address_by_interface, ifname: {BRIDGE}}}\n")
     assert "worker pools will connect to 10.231.7.1 (encrypted with CurveZMQ)" in endpoint.log()
-    with executor_for(endpoint) as executor:
+    with endpoint.executor() as executor:
         assert executor.submit(where_am_i).result(timeout=120)[0] in NODE_ADDRESSES
         command = next(c for c in (p.info["cmdline"] or [] for p in psutil.process_iter(["cmdline"]))
                        if any(a.endswith("process_worker_pool.py") for a in c) and "--cert_dir" in c)
@@ -205,7 +192,7 @@ def test_killing_the_interchange_mid_run_loses_no_task(cluster_endpoint):
     """(e) kill -9 of the interchange during 500 tasks: the engine notices and exits, the
     supervisor starts a new one, and every task gets exactly one result at the SDK."""
     endpoint = cluster_endpoint(nodes=2, workers=2)
-    with executor_for(endpoint) as executor:
+    with endpoint.executor() as executor:
         assert executor.submit(where_am_i).result(timeout=120)[0] in NODE_ADDRESSES
         old_engine = endpoint.children()["engine"]
         futures = [executor.submit(nap, 0.05) for _ in range(500)]

@@ -8,9 +8,7 @@ import os
 import re
 import signal
 import time
-import uuid
 
-import globus_sdk
 import psutil
 import pytest
 
@@ -82,17 +80,6 @@ def sdk_endpoint(sdk_port, start_service, tmp_path):
         endpoint.kill_everything()
 
 
-def executor_for(endpoint):
-    from globus_compute_sdk import Client, Executor
-    from globus_compute_sdk.serialize import ComputeSerializer, PureSourceDill
-
-    client = Client(local_compute_services=True, authorizer=globus_sdk.AccessTokenAuthorizer(endpoint.token),
-                    code_serialization_strategy=PureSourceDill())
-    executor = Executor(endpoint_id=endpoint.endpoint_id, client=client, task_group_id=uuid.uuid4())
-    executor.serializer = ComputeSerializer(strategy_code=PureSourceDill())
-    return executor
-
-
 def outcomes(futures, timeout: float = 120) -> list:
     out = []
     for future in futures:
@@ -109,7 +96,7 @@ def test_an_engine_crash_fails_only_the_running_tasks(sdk_endpoint, engine):
     killed while the first ones run. With max_retries_on_system_failure 0, exactly the tasks
     that were running fail; the queued ones go to the new engine and succeed."""
     endpoint = sdk_endpoint(CONFIGS[engine])
-    with executor_for(endpoint) as executor:
+    with endpoint.executor() as executor:
         assert executor.submit(nap, 0).result(timeout=120) == 0  # workers are up
         futures = [executor.submit(nap, 3) for _ in range(3 * WORKERS)]
         time.sleep(1.5)  # the first tasks run now, well inside their 3 s
@@ -139,7 +126,7 @@ def test_a_task_holding_the_interpreter_longer_than_the_hung_timeout_completes(s
     size = _backtracking_size(10.0)
     endpoint = sdk_endpoint("hung_child_timeout_s: 3\nengine:\n  type: ThreadPoolEngine\n  max_workers: 2\n")
     engine_pid = endpoint.children()["engine"]
-    with executor_for(endpoint) as executor:
+    with endpoint.executor() as executor:
         took = executor.submit(backtrack, size).result(timeout=120)
     assert took > 3 * 2, f"the task held the interpreter only {took:.1f} s: not a test of the timeout"
     assert endpoint.children()["engine"] == engine_pid, "the busy engine was replaced"
@@ -151,7 +138,7 @@ def test_a_task_holding_the_interpreter_longer_than_the_hung_timeout_completes(s
 def test_a_stuck_engine_is_still_replaced(sdk_endpoint):
     endpoint = sdk_endpoint("hung_child_timeout_s: 3\nengine:\n  type: ThreadPoolEngine\n  max_workers: 2\n")
     engine_pid = endpoint.children()["engine"]
-    with executor_for(endpoint) as executor:
+    with endpoint.executor() as executor:
         [frozen] = outcomes([executor.submit(freeze)])
         assert executor.submit(nap, 0).result(timeout=60) == 0  # the new engine runs tasks
     assert isinstance(frozen, Exception) and "engine process died while running this task" in str(frozen)
@@ -165,7 +152,7 @@ def test_what_functions_print_cannot_grow_the_logs_past_their_limit(sdk_endpoint
     from compute_endpoint.workers.logs import BACKUPS, MAX_BYTES, MAX_OUTPUT_LINE
 
     endpoint = sdk_endpoint(CONFIGS[engine])
-    with executor_for(endpoint) as executor:
+    with endpoint.executor() as executor:
         printed = [executor.submit(chatter, 20, 1000) for _ in range(4)]  # 80 MB in lines
         printed.append(executor.submit(chatter, 12, 12 * 1024 * 1024))  # one 12 MB line
         assert [f.result(timeout=300) for f in printed] == [20] * 4 + [12]
