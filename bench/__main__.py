@@ -1,7 +1,7 @@
 """`make bench`: run every benchmark and print its table.
 
     python -m bench                 everything
-    python -m bench side_by_side    one of: cli_startup, engines, side_by_side
+    python -m bench side_by_side    one of: cli_startup, engines, side_by_side, memory
 """
 
 from __future__ import annotations
@@ -9,9 +9,10 @@ from __future__ import annotations
 import os
 import sys
 
-from . import cli_startup, engines, side_by_side
+from . import cli_startup, engines, memory, side_by_side
 
-BENCHMARKS = {"cli_startup": cli_startup.main, "engines": engines.main, "side_by_side": side_by_side.main}
+BENCHMARKS = {"cli_startup": cli_startup.main, "engines": engines.main, "side_by_side": side_by_side.main,
+              "memory": memory.main}
 
 
 def main(names: list[str]) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import inspect
+import re
 import types
 import typing
 from collections.abc import Iterator, Mapping
@@ -66,6 +67,7 @@ PortRange = NewType("PortRange", tuple)
 Address = NewType("Address", object)  # an address string, or {type: <Parsl address finder>, ...}
 Strategy = NewType("Strategy", str)
 Accelerators = NewType("Accelerators", object)  # a count, or a list of device names
+ByteSize = NewType("ByteSize", int)  # a number of bytes, or a string such as "512 MiB" or "2GB"
 
 
 class ConfigValueError(ValueError):
@@ -190,6 +192,8 @@ class EndpointConfig:
     restart_window_s: PositiveFloat = 60.0
     hung_child_timeout_s: PositiveFloat = 30.0
     prefetch: NonNegativeInt = 0  # unacknowledged tasks the task link may hold; 0: automatic
+    # Task bodies the tree may hold at once, in bytes: the second bound beside prefetch.
+    max_task_bytes_in_flight: ByteSize = ByteSize(256 * 2**20)
 
 
 # ---------------------------------------------------------------- the converter
@@ -217,6 +221,27 @@ def _bounded(base: str, check, rule: str):
             raise ConfigValueError(f"expected {rule}, got {value!r}")
         return value
     return structure
+
+
+BYTE_UNITS = {"": 1, "b": 1, "k": 10**3, "kb": 10**3, "kib": 2**10, "m": 10**6, "mb": 10**6, "mib": 2**20,
+              "g": 10**9, "gb": 10**9, "gib": 2**30}
+MIN_BYTE_SIZE = 2**20
+
+
+def _structure_byte_size(value: object, _: object) -> int:
+    """A positive number of bytes, at least 1 MiB: an integer, or a number and a unit."""
+    accepted = ('a number of bytes of at least 1 MiB: an integer, or a number and a unit '
+                '(KB, MB, GB, KiB, MiB, GiB), such as "512 MiB"')
+    if type(value) is int:
+        size = value
+    elif isinstance(value, str) and (match := re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*", value)) \
+            and match.group(2).lower() in BYTE_UNITS:
+        size = int(float(match.group(1)) * BYTE_UNITS[match.group(2).lower()])
+    else:
+        raise ConfigValueError(f"expected {accepted}, got {_type_name(value)} ({value!r})")
+    if size < MIN_BYTE_SIZE:
+        raise ConfigValueError(f"expected {accepted}, got {value!r}")
+    return size
 
 
 def _structure_port_range(value: object, _: object) -> tuple[int, int]:
@@ -419,6 +444,7 @@ def _make_converter() -> cattrs.Converter:
     conv.register_structure_hook(Strategy, _one_of(STRATEGIES))
     conv.register_structure_hook(Address, _structure_address)
     conv.register_structure_hook(Accelerators, _structure_accelerators)
+    conv.register_structure_hook(ByteSize, _structure_byte_size)
     conv.register_structure_hook(EngineConfig, _structure_engine)
     conv.register_structure_hook(ProviderConfig, _structure_provider)
 

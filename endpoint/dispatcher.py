@@ -42,6 +42,7 @@ from ..workers.messages import (
     TasksReceived,
     TasksStarted,
 )
+from ..workers.payloads import size_of
 
 log = logging.getLogger(__name__)
 
@@ -238,9 +239,11 @@ class EndpointDispatcher:
 
     def figures(self) -> dict:
         states = {s.value: 0 for s in TaskState}
+        body_bytes = 0
         for entry in self.inflight.values():
             states[entry.state.value] += 1
-        return {"in_flight": len(self.inflight), **states, **self.counts}
+            body_bytes += size_of(entry.delivery.body)
+        return {"in_flight": len(self.inflight), "task_bytes_in_flight": body_bytes, **states, **self.counts}
 
     def status_report(self, active: bool) -> bytes:
         global_state = {

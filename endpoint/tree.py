@@ -13,6 +13,7 @@ import cattrs
 from ..protocol.urls import is_embedded, portable_vhost, with_port
 from ..supervisor.spec import ChildSpec, RestartPolicy
 from ..supervisor.supervisor import Supervisor
+from ..workers.payloads import TASK_BODIES, PayloadStore
 from ..workers.settings import PublishTarget, WorkerSettings
 from .config import EndpointConfig
 from .daemon import Progress
@@ -60,6 +61,7 @@ def worker_settings(name: str, directory_path: Path, log_file: Path, config: End
         heartbeats=_publish_target(registration["heartbeat_queue_info"], config.amqp_port),
         engine=engine, heartbeat_period_s=float(config.heartbeat_period),
         prefetch=config.prefetch or prefetch_for(config.engine),
+        max_task_bytes_in_flight=config.max_task_bytes_in_flight,
         run_dir=str(directory_path), config_raw=config_text,
     )
 
@@ -109,7 +111,13 @@ def run_tree(settings: WorkerSettings, config: EndpointConfig, progress: Progres
     dispatcher.startup_listener = on_startup
     supervisor = Supervisor(specs, policy, dispatcher, settings, title=settings.title)
     log.info("starting endpoint %s (%s)", settings.endpoint_name, settings.endpoint_id)
-    code = supervisor.run()
+    # Bodies of tasks a previous run held: the broker delivers those tasks again.
+    task_bodies = PayloadStore(Path(settings.run_dir) / TASK_BODIES)
+    task_bodies.clear()
+    try:
+        code = supervisor.run()
+    finally:
+        task_bodies.clear()
     log.info("endpoint %s stopped with exit code %d; tasks: %s", settings.endpoint_name, code,
              dispatcher.figures())
     progress.say(f"Endpoint {settings.endpoint_name} stopped ({supervisor.stop_reason or 'exit code ' + str(code)})")

@@ -9,6 +9,7 @@ import signal
 import threading
 import time
 from multiprocessing.connection import wait
+from pathlib import Path
 
 from setproctitle import setproctitle
 
@@ -18,6 +19,7 @@ from ..supervisor.spec import ExitCode
 from .engines import build_engine
 from .logs import capture_output, setup_logging
 from .messages import EngineStatus, ResultsDone, RunTasks, TaskResult, TasksStarted
+from .payloads import INLINE_MAX, UNACKED_RESULTS, PayloadStore
 from .settings import WorkerSettings
 
 log = logging.getLogger(__name__)
@@ -44,8 +46,10 @@ def main(channel: ParentChannel, settings: WorkerSettings) -> int:
             awake.set()
             _poke(wake_write)
 
+    results = PayloadStore(Path(settings.run_dir) / UNACKED_RESULTS)
+
     def done(result: TaskResult) -> None:
-        finished.put(result)
+        finished.put(_keep_large(results, result))
         wake()
 
     def on_start(task_id: str) -> None:
@@ -89,6 +93,19 @@ def main(channel: ParentChannel, settings: WorkerSettings) -> int:
     engine.shutdown(cancel_pending=True)
     _send_finished(channel, finished)
     return 0
+
+
+def _keep_large(results: PayloadStore, result: TaskResult) -> TaskResult:
+    """A large result written once, here, in the thread that has it: the supervisor and
+    the result link hold a reference to its file, not a copy each."""
+    if not isinstance(result.packed, bytes) or len(result.packed) <= INLINE_MAX:
+        return result
+    try:
+        return TaskResult(result.task_id, results.write(result.task_id, result.packed))
+    except OSError as exc:  # e.g. a full disk: the result still goes, held in memory
+        log.warning("cannot keep the result of task %s in %s (%s); holding it in memory",
+                    result.task_id, results.directory, exc)
+        return result
 
 
 def _send_started(channel: ParentChannel, started: queue.SimpleQueue) -> None:

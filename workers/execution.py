@@ -17,6 +17,7 @@ import uuid
 
 from ..protocol import messages
 from ..protocol.serialize import SerializationError, deserialize, serialize_from_list, unpack_buffers
+from .payloads import Payload, load
 
 MAX_RESULT_BYTES = 10 * 1024 * 1024
 _TASK_ENV_LOCK = threading.Lock()
@@ -81,7 +82,7 @@ def mark_started(directory: str, task_id: str) -> None:
         pass  # the task runs all the same; it would count as unstarted if its engine died
 
 
-def run_tasks(tasks: list[tuple[str, bytes, list[str] | None]], endpoint_id: str | None = None,
+def run_tasks(tasks: list[tuple[str, Payload, list[str] | None]], endpoint_id: str | None = None,
               on_start=None) -> list[bytes]:
     """Run a chunk of tasks one after another, where one call per task would cost more than
     the tasks (a pool's or Parsl's per-call overhead); each gets its own Result."""
@@ -89,14 +90,14 @@ def run_tasks(tasks: list[tuple[str, bytes, list[str] | None]], endpoint_id: str
             for task_id, body, serializers in tasks]
 
 
-def run_tasks_in(working_dir: str, sandbox: bool, tasks: list[tuple[str, bytes, list[str] | None]],
+def run_tasks_in(working_dir: str, sandbox: bool, tasks: list[tuple[str, Payload, list[str] | None]],
                  endpoint_id: str | None = None, started_dir: str | None = None) -> list[bytes]:
     """run_tasks in a worker process of its own (a Parsl worker), each task with its working
     directory as the current one: working_dir, or with sandbox a fresh working_dir/<task id>."""
     return [run_task_in(working_dir, sandbox, *task, endpoint_id, started_dir) for task in tasks]
 
 
-def run_task_in(working_dir: str, sandbox: bool, task_id: str, body: bytes,
+def run_task_in(working_dir: str, sandbox: bool, task_id: str, body: Payload,
                 result_serializers: list[str] | None = None, endpoint_id: str | None = None,
                 started_dir: str | None = None) -> bytes:
     """run_task with the task's working directory as the current one (one task at a time in
@@ -114,20 +115,23 @@ def run_task_in(working_dir: str, sandbox: bool, task_id: str, body: bytes,
     return run_task(task_id, body, result_serializers, endpoint_id)
 
 
-def run_task(task_id: str, body: bytes, result_serializers: list[str] | None = None,
+def run_task(task_id: str, body: Payload, result_serializers: list[str] | None = None,
              endpoint_id: str | None = None, max_result_bytes: int = MAX_RESULT_BYTES, on_start=None) -> bytes:
-    """Run one task from its message body; return the packed Result, whatever happens.
-    on_start(task_id), if given, is told first."""
+    """Run one task from its message body (its bytes, or the file that keeps them); return
+    the packed Result, whatever happens. on_start(task_id), if given, is told first."""
     if on_start is not None:
         on_start(task_id)
     started = _now_ns()
     try:
-        task = messages.unpack(body)
+        task = messages.unpack(load(body))
         if not isinstance(task, messages.Task):
             raise messages.MessageError(f"expected a task message, got {task.message_type}")
         function, args, kwargs = (deserialize(b) for b in unpack_buffers(task.task_buffer))
     except (messages.MessageError, SerializationError, ValueError) as exc:
         return error_result(task_id, COULD_NOT_EXECUTE, f"The task could not be unpacked: {exc}",
+                            endpoint_id=endpoint_id)
+    except OSError as exc:
+        return error_result(task_id, COULD_NOT_EXECUTE, f"The task's body could not be read: {exc}",
                             endpoint_id=endpoint_id)
     except Exception as exc:  # e.g. a module the function needs is missing here
         return error_result(task_id, COULD_NOT_EXECUTE,

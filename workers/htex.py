@@ -25,6 +25,7 @@ from .addresses import host_addresses, resolve_address
 from .engines import ChunkedSubmission, Done, Started, ignore_start
 from .execution import UNKNOWN_TASK_FAILURE, error_result, run_task_in, run_tasks_in
 from .messages import TaskDelivery, TaskResult
+from .payloads import Payload, load
 
 log = logging.getLogger(__name__)
 
@@ -151,7 +152,7 @@ class GlobusComputeEngine(ChunkedSubmission):
         try:
             spec = _resource_specification(task.headers.get("resource_specification"))
             future = self.htex.submit(run_task_in, spec, self.working_dir, self.run_in_sandbox, task.task_id,
-                                      task.body, task.headers.get("result_serializers"), self.endpoint_id,
+                                      _carried(task.body), task.headers.get("result_serializers"), self.endpoint_id,
                                       self.started_dir)
         except Exception as exc:  # e.g. an unsupported resource_specification
             self.outstanding -= 1
@@ -162,6 +163,7 @@ class GlobusComputeEngine(ChunkedSubmission):
         future.add_done_callback(lambda f: self._finished(task.task_id, f, done))
 
     def _submit_chunk(self, arguments) -> Future:
+        arguments = [(task_id, _carried(body), serializers) for task_id, body, serializers in arguments]
         return self.htex.submit(run_tasks_in, {}, self.working_dir, self.run_in_sandbox, arguments,
                                 self.endpoint_id, self.started_dir)
 
@@ -270,6 +272,15 @@ class GlobusComputeEngine(ChunkedSubmission):
         # LocalProvider's job ids are process ids: after a crash they may name another
         # process, and its pools end by themselves when the interchange is gone.
         return type(self.provider).__name__ != "LocalProvider"
+
+
+def _carried(body: Payload) -> Payload:
+    """The bytes of a body kept in a file here: workers on other nodes cannot read it. (Should
+    it be gone, the reference goes, and the worker answers that it cannot read it.)"""
+    try:
+        return load(body)
+    except OSError:
+        return body
 
 
 def _resource_specification(text: object) -> dict:

@@ -3,12 +3,15 @@
 Flow: task link -TasksReceived-> dispatcher -RunTasks-> engine -ResultsDone->
 dispatcher -PublishResults-> result link -ResultsConfirmed-> dispatcher
 -AckDeliveries-> task link. A delivery is acknowledged only once its result is
-confirmed by the broker.
+confirmed by the broker. Task bodies and results larger than a few tens of KiB travel
+as references to the one file that holds them (payloads.py).
 """
 
 from __future__ import annotations
 
 import attrs
+
+from .payloads import Payload
 
 
 @attrs.frozen
@@ -19,28 +22,19 @@ class TaskDelivery:
     delivery_tag: int
     generation: str  # which task link channel the tag belongs to
     headers: dict
-    body: bytes
-    redelivered: bool = False
+    body: Payload
     problem: str | None = None  # why it cannot run (e.g. too large): answered with an error
 
 
 @attrs.frozen
 class TaskResult:
     task_id: str
-    packed: bytes  # a packed messagepack Result
+    packed: Payload  # a packed messagepack Result
 
 
 @attrs.frozen
 class TasksReceived:
     deliveries: tuple[TaskDelivery, ...]
-
-
-@attrs.frozen
-class RejectDeliveries:
-    """Deliveries that can never run: reject without requeue."""
-
-    generation: str
-    delivery_tags: tuple[int, ...]
 
 
 @attrs.frozen

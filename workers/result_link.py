@@ -4,14 +4,18 @@ Results are published asynchronously, up to a bound of unconfirmed ones, and eac
 reported back (ResultsConfirmed) only when the broker has confirmed it. What is not
 confirmed when the connection drops is published again on the next connection; what
 this process holds when it dies, the supervisor's dispatcher holds too and sends again.
+
+A large result arrives as a reference to its file in ``unacked_results/`` (the engine
+wrote it there, payloads.py); it is read only to be published, and its file goes once
+the broker confirmed it. Results still unconfirmed when the broker cannot be reached
+are written there too, and the next result link of this endpoint publishes whatever
+it finds there.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import time
-import uuid
 from collections import OrderedDict
 from pathlib import Path
 
@@ -22,6 +26,7 @@ from ..supervisor.channel import ParentChannel
 from ..supervisor.messages import Stop
 from .amqp import FatalBrokerError, connect, drain, is_connection_error, run_link
 from .messages import PublishResults, PublishStatus, ResultsConfirmed
+from .payloads import UNACKED_RESULTS, Payload, PayloadStore, Stored, load
 from .settings import PublishTarget, WorkerSettings
 
 log = logging.getLogger(__name__)
@@ -39,16 +44,16 @@ class ResultLink:
         self.parent = channel
         self.settings = settings
         self.stopping: str | None = None
-        self.to_publish: OrderedDict[str, bytes] = OrderedDict()  # task id -> packed Result
+        self.to_publish: OrderedDict[str, Payload] = OrderedDict()  # task id -> packed Result
         self.unconfirmed: dict[int, str] = {}  # publish sequence number -> task id
-        self.in_flight: dict[str, bytes] = {}  # task id -> packed Result, published, unconfirmed
+        self.in_flight: dict[str, Payload] = {}  # task id -> packed Result, published, unconfirmed
         self.statuses: list[bytes] = []  # packed status reports to publish
         self.confirmed: list[str] = []
         self.sequence = 0
         self.confirm_on_return = False
-        self.spool = ResultSpool(Path(settings.run_dir) / "unacked_results")
-        for task_id, packed in self.spool.load():
-            self.to_publish[task_id] = packed
+        self.spool = PayloadStore(Path(settings.run_dir) / UNACKED_RESULTS)
+        for task_id, stored in self.spool.stored():
+            self.to_publish[task_id] = stored
         if self.to_publish:
             log.info("result link found %d spooled results to publish", len(self.to_publish))
 
@@ -75,7 +80,7 @@ class ResultLink:
         if self.to_publish or self.in_flight:
             self._spool_unconfirmed()
             log.warning("result link stopping with %d unconfirmed results, spooled to %s",
-                        len(self.to_publish), self.spool.path)
+                        len(self.to_publish), self.spool.directory)
         log.info("result link stopped (%s)", self.stopping)
         return 0
 
@@ -116,8 +121,16 @@ class ResultLink:
         while self.statuses:
             self._publish(channel, self.settings.heartbeats, self.statuses.pop(0))
         while self.to_publish and len(self.in_flight) < MAX_UNCONFIRMED:
-            task_id, packed = self.to_publish.popitem(last=False)
-            self.in_flight[task_id] = packed
+            task_id, payload = self.to_publish.popitem(last=False)
+            try:
+                packed = load(payload)
+            except FileNotFoundError:
+                # Only a confirm removes a result's file: a result link before this one
+                # had it confirmed, and died before it could say so.
+                log.info("the result of task %s was confirmed already", task_id)
+                self.confirmed.append(task_id)
+                continue
+            self.in_flight[task_id] = payload
             self.unconfirmed[self._publish(channel, self.settings.results, packed)] = task_id
         if self.confirm_on_return and self.unconfirmed:
             self._on_ack(self.sequence, multiple=True)
@@ -133,9 +146,11 @@ class ResultLink:
     def _on_ack(self, delivery_tag: int, multiple: bool) -> None:
         for sequence in self._settled(delivery_tag, multiple):
             task_id = self.unconfirmed.pop(sequence, None)
-            if task_id is not None and self.in_flight.pop(task_id, None) is not None:
+            payload = self.in_flight.pop(task_id, None) if task_id is not None else None
+            if payload is not None:
                 self.confirmed.append(task_id)
-                self.spool.discard(task_id)
+                if isinstance(payload, Stored):
+                    self.spool.discard(task_id)
 
     def _on_nack(self, delivery_tag: int, multiple: bool) -> None:
         for sequence in self._settled(delivery_tag, multiple):
@@ -156,11 +171,12 @@ class ResultLink:
 
     def _spool_unconfirmed(self) -> None:
         """Keep every unconfirmed result for the next connection, and on disk meanwhile."""
-        for task_id, packed in self.in_flight.items():
-            self.to_publish[task_id] = packed
+        self.to_publish.update(self.in_flight)
         self.in_flight.clear()
         self.unconfirmed.clear()
-        self.spool.save(self.to_publish)
+        for task_id, payload in self.to_publish.items():
+            if isinstance(payload, bytes):
+                self.to_publish[task_id] = self.spool.write(task_id, payload)
 
     def _report_confirmed(self) -> None:
         if self.confirmed:
@@ -178,45 +194,3 @@ class ResultLink:
             self.stop(message.reason or "asked to stop")
             return False
         return True
-
-
-
-class ResultSpool:
-    """Results the broker has not confirmed, kept on disk while it cannot be reached: one
-    file per task id (0600) in a 0700 folder, read back by the next result link."""
-
-    def __init__(self, path: Path):
-        self.path = path
-        self.files: set[str] = set()
-
-    def load(self) -> list[tuple[str, bytes]]:
-        if not self.path.is_dir():
-            return []
-        found = []
-        for file in self.path.iterdir():
-            try:
-                task_id = str(uuid.UUID(file.name))
-                found.append((task_id, file.read_bytes()))
-                self.files.add(task_id)
-            except (ValueError, OSError):
-                continue  # not ours (a temporary file, say)
-        return found
-
-    def save(self, results: dict[str, bytes]) -> None:
-        if not results:
-            return
-        self.path.mkdir(mode=0o700, parents=True, exist_ok=True)
-        for task_id, packed in results.items():
-            if task_id in self.files:
-                continue
-            temporary = self.path / f".{task_id}.tmp"
-            fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(fd, "wb") as f:
-                f.write(packed)
-            os.replace(temporary, self.path / task_id)
-            self.files.add(task_id)
-
-    def discard(self, task_id: str) -> None:
-        if task_id in self.files:
-            self.files.discard(task_id)
-            (self.path / task_id).unlink(missing_ok=True)

@@ -37,6 +37,7 @@ class WorkerSettings:
     engine: Mapping[str, Any]  # the engine block of config.yaml, as plain data
     heartbeat_period_s: float = 30.0
     prefetch: int = 0  # 0: sized from the engine's capacity
+    max_task_bytes_in_flight: int = 0  # 0: the task link's default
     run_dir: str = ""
     config_raw: str = ""
 

@@ -11,13 +11,16 @@ import collections
 import logging
 import os
 import uuid
+from pathlib import Path
 
 import amqp
 
 from ..supervisor.channel import ParentChannel
 from ..supervisor.messages import Stop
 from .amqp import FatalBrokerError, connect, drain, is_connection_error, run_link
-from .messages import AckDeliveries, PauseConsuming, RejectDeliveries, TaskDelivery, TasksReceived
+from .memory import release_freed_memory
+from .messages import AckDeliveries, PauseConsuming, TaskDelivery, TasksReceived
+from .payloads import TASK_BODIES, Payload, PayloadStore, Stored, size_of
 from .settings import WorkerSettings
 
 log = logging.getLogger(__name__)
@@ -25,6 +28,10 @@ log = logging.getLogger(__name__)
 BATCH = 256
 DEFAULT_PREFETCH = 1024
 MAX_TASK_BYTES = 10 * 1024 * 1024
+DEFAULT_BYTES_BUDGET = 256 * 1024 * 1024
+# Consuming resumes once the bodies held fall to this share of the budget: a fresh consumer
+# each time a few results come back would cost a round trip per few tasks.
+RESUME_AT = 0.75
 
 
 def main(channel: ParentChannel, settings: WorkerSettings) -> int:
@@ -32,17 +39,36 @@ def main(channel: ParentChannel, settings: WorkerSettings) -> int:
 
 
 class TaskLink:
+    """Takes the endpoint's tasks from the broker and hands them to the supervisor.
+
+    Two bounds keep what the tree holds in check: a count (the prefetch) and bytes (the
+    budget). A task body counts against the budget from its delivery until its
+    acknowledgement; when the next one would not fit, it goes back to the queue, in its
+    place, and the consumer is cancelled until results have freed a quarter of the
+    budget. A body larger than a few tens of KiB is written once to a file (payloads.py)
+    that the rest of the tree refers to, and removed when the task is acknowledged.
+    """
+
     def __init__(self, channel: ParentChannel, settings: WorkerSettings):
         self.parent = channel
         self.settings = settings
         self.prefetch = settings.prefetch or DEFAULT_PREFETCH
+        self.budget = settings.max_task_bytes_in_flight or DEFAULT_BYTES_BUDGET
+        self.bodies = PayloadStore(Path(settings.run_dir) / TASK_BODIES)
         self.stopping: str | None = None
-        self.paused = False
+        self.paused = False  # the tree is stopping: no new tasks
+        self.full = False  # the budget is spent: no new tasks until results free some
         self.connections = 0
+        self.consumers = 0
         self.generation = ""
         self.channel = None  # the consuming channel; None while (re)connecting
+        self.consumer_tag: str | None = None
         self.batch: list[TaskDelivery] = []
         self.acks = AckWindow()
+        self.held: dict[int, tuple[str, int, bool]] = {}  # delivery tag -> (task id, bytes, in a file)
+        self.held_bytes = 0
+        self.typical_size: float | None = None  # of recent bodies, to size the prefetch on resuming
+        self.requeued = 0
 
     def stop(self, reason: str) -> None:
         self.stopping = self.stopping or reason
@@ -61,8 +87,10 @@ class TaskLink:
                     raise
                 log.warning("task link lost the broker: %s; reconnecting", exc)
             finally:
-                # Tags of this channel die with it: acks for them are dropped from now on.
+                # Tags of this channel die with it: acks for them are dropped from now on. The
+                # broker delivers those tasks again, and they count against the budget again.
                 self.channel, self.generation, self.batch, self.acks = None, "", [], AckWindow()
+                self.consumer_tag, self.held, self.held_bytes, self.full = None, {}, 0, False
                 connection.release()
         log.info("task link stopped (%s)", self.stopping)
         return 0
@@ -73,29 +101,57 @@ class TaskLink:
         # tags from those of a channel (or a process) that is gone.
         self.generation = f"{os.getpid()}.{self.connections}"
         channel = connection.channel()
-        channel.basic_qos(0, self.prefetch, False)
         try:
             channel.queue_declare(queue=self.settings.task_queue, passive=True)
         except amqp.exceptions.NotFound:
             raise FatalBrokerError(f"the task queue {self.settings.task_queue} does not exist; "
                                    "is the endpoint registered with this service?") from None
-        consumer_tag = f"task-link-{self.generation}"
-        channel.basic_consume(queue=self.settings.task_queue, callback=self._on_delivery, no_ack=False,
-                              consumer_tag=consumer_tag, exclusive=True)
-        log.info("task link consuming %s (prefetch %d)", self.settings.task_queue, self.prefetch)
         self.channel = channel
+        self._start_consuming()
         while not self.stopping:
             if drain(connection, 0.02):
-                while len(self.batch) < BATCH and drain(connection, 0.0005):
+                # Not past a full budget: the consumer must be cancelled first, or the broker
+                # hands the deliveries given back straight back to it.
+                while len(self.batch) < BATCH and not self.full and drain(connection, 0.0005):
                     pass
             self._forward()
             for message in self.parent.receive(0):
                 if not self._handle(message):
                     break
-            if self.paused and consumer_tag:
-                channel.basic_cancel(consumer_tag)
-                consumer_tag = None
+            self._regulate()
             connection.heartbeat_check()
+
+    def _start_consuming(self) -> None:
+        prefetch = self._prefetch_now()
+        self.channel.basic_qos(0, prefetch, False)  # applies to the consumer started next
+        self.consumers += 1
+        self.consumer_tag = f"task-link-{self.generation}-{self.consumers}"
+        self.channel.basic_consume(queue=self.settings.task_queue, callback=self._on_delivery, no_ack=False,
+                                   consumer_tag=self.consumer_tag, exclusive=True)
+        level = logging.INFO if self.consumers == 1 else logging.DEBUG
+        log.log(level, "task link consuming %s (prefetch %d, budget %s of task bodies)",
+                self.settings.task_queue, prefetch, _mib(self.budget))
+
+    def _prefetch_now(self) -> int:
+        """The configured prefetch, or fewer when that many bodies of the size seen lately
+        would not fit in what is left of the budget (the rest would only come back)."""
+        if not self.typical_size:
+            return self.prefetch
+        room = max(0, self.budget - self.held_bytes)
+        return max(1, min(self.prefetch, int(room / self.typical_size)))
+
+    def _regulate(self) -> None:
+        """Stop consuming when the tree stops or the budget is spent; resume when there is room."""
+        if self.consumer_tag is not None and (self.paused or self.full):
+            self.channel.basic_cancel(self.consumer_tag)
+            self.consumer_tag = None
+            if self.full:
+                log.debug("task link holds %s of task bodies (budget %s): waiting for results to free some",
+                          _mib(self.held_bytes), _mib(self.budget))
+        elif (self.consumer_tag is None and not self.paused and self.channel is not None
+              and self.held_bytes <= RESUME_AT * self.budget):
+            self.full = False
+            self._start_consuming()
 
     def _on_delivery(self, message) -> None:
         # py-amqp's and kombu's virtual messages share these attributes.
@@ -110,14 +166,36 @@ class TaskLink:
             self.channel.basic_reject(tag, requeue=False)
             return
         body = bytes(message.body)
+        if self.held_bytes and self.held_bytes + len(body) > self.budget:
+            # No room: back to the queue, in its place, until results free some.
+            self.channel.basic_reject(tag, requeue=True)
+            self.full = True
+            self.requeued += 1
+            return
         problem = None
         if len(body) > MAX_TASK_BYTES:
             problem = f"The task message of {len(body)} bytes exceeds the {MAX_TASK_BYTES} byte limit"
-            body = b""
+            payload: Payload = b""
+        else:
+            payload = self._keep(task_id, body)
+        del body, message  # the file has it now, or the delivery below
+        size = size_of(payload)
+        self.held[tag] = (task_id, size, isinstance(payload, Stored))
+        self.held_bytes += size
+        self.typical_size = size if self.typical_size is None else 0.9 * self.typical_size + 0.1 * size
+        if self.held_bytes + self.typical_size > self.budget:
+            self.full = True  # the next one would not fit either: stop the flow now, not after it
         self.acks.delivered(tag)
         self.batch.append(TaskDelivery(task_id=task_id, delivery_tag=tag, generation=self.generation,
-                                       headers=headers, body=body, problem=problem,
-                                       redelivered=bool(message.delivery_info.get("redelivered"))))
+                                       headers=headers, body=payload, problem=problem))
+
+    def _keep(self, task_id: str, body: bytes) -> Payload:
+        try:
+            return self.bodies.keep(task_id, body)
+        except OSError as exc:  # e.g. a full disk: the task still runs, its body held in memory
+            log.warning("cannot keep the body of task %s in %s (%s); holding it in memory",
+                        task_id, self.bodies.directory, exc)
+            return body
 
     def _forward(self) -> None:
         if self.batch:
@@ -125,29 +203,39 @@ class TaskLink:
             self.batch = []
 
     def _acknowledge(self, tags) -> None:
+        for tag in tags:
+            held = self.held.pop(tag, None)
+            if held is not None:
+                task_id, size, in_file = held
+                self.held_bytes -= size
+                if in_file:
+                    self.bodies.discard(task_id)
         upto, singles = self.acks.settle(tags)
         if upto is not None:
             self.channel.basic_ack(upto, multiple=True)
         for tag in singles:
             self.channel.basic_ack(tag)
+        if not self.held and self.requeued:
+            log.info("task link: the backlog of large tasks drained (%d deliveries waited in the queue "
+                     "for room in the %s budget)", self.requeued, _mib(self.budget))
+            self.requeued = 0
+            release_freed_memory()
 
     def _handle(self, message: object) -> bool:
         """Act on a supervisor message; False when it is time to stop."""
         if isinstance(message, AckDeliveries):
             if self.channel is not None and message.generation == self.generation:
                 self._acknowledge(message.delivery_tags)
-        elif isinstance(message, RejectDeliveries):
-            if self.channel is not None and message.generation == self.generation:
-                for tag in message.delivery_tags:
-                    self.channel.basic_reject(tag, requeue=False)
-                self.acks.done_elsewhere(message.delivery_tags)
-                self._acknowledge(())  # tags settled behind the rejected ones may go now
         elif isinstance(message, PauseConsuming):
             self.paused = True
         elif isinstance(message, Stop):
             self.stop(message.reason or "asked to stop")
             return False
         return True
+
+
+def _mib(size: float) -> str:
+    return f"{size / 2**20:,.0f} MiB"
 
 
 class AckWindow:
@@ -160,7 +248,7 @@ class AckWindow:
     def __init__(self):
         self.order: collections.deque[int] = collections.deque()  # delivered, in delivery order
         self.settled: set[int] = set()  # may be acked, not yet
-        self.gone: set[int] = set()  # acked one by one, or rejected
+        self.gone: set[int] = set()  # acked one by one already
 
     def delivered(self, tag: int) -> None:
         self.order.append(tag)
@@ -182,10 +270,6 @@ class AckWindow:
             self.gone.update(singles)
             self.settled.clear()
         return upto, singles
-
-    def done_elsewhere(self, tags) -> None:
-        """Tags answered otherwise (rejected): not to be covered by a multiple ack."""
-        self.gone.update(tags)
 
 
 def _canonical_uuid(value: object) -> str | None:

@@ -82,6 +82,15 @@ def test_engine_runs_sdk_functions_and_reports_errors(make_endpoint, engine):
     assert SERIALIZER.deserialize(sized[within]["result"]) == "x" * 1_000_000
     assert sized[over]["status"] == "failed" and "exceeds the" in sized[over]["exception"]
 
+    # Bodies and results over 64 KiB are kept in files (one by one, and in chunks of several).
+    large = [(f"{i}" + "a" * 300_000, "b" * 100_000) for i in range(7)]
+    assert endpoint.run(add, large) == [a + b for a, b in large]
+    deadline = time.monotonic() + 10
+    kept = [endpoint.directory / "task_bodies", endpoint.directory / "unacked_results"]
+    while any(folder.is_dir() and any(folder.iterdir()) for folder in kept):
+        assert time.monotonic() < deadline, "task bodies or results left after their tasks were acknowledged"
+        time.sleep(0.1)
+
 
 def test_globus_compute_engine_runs_worker_init_under_the_interchange(make_endpoint):
     endpoint = make_endpoint(GCE_CONFIG.format(retries=0))

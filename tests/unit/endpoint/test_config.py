@@ -170,6 +170,10 @@ BAD_CONFIGS = [
      "engine.address.ifname", 3, "address_by_hostname has no option 'ifname'"),
     ("engine:\n  type: GlobusComputeEngine\n  available_accelerators: -1", "engine.available_accelerators", 3,
      "expected a number of accelerators or a list of their names"),
+    ("engine: {type: ThreadPoolEngine}\nmax_task_bytes_in_flight: 12 parsecs", "max_task_bytes_in_flight", 2,
+     'a number of bytes of at least 1 MiB: an integer, or a number and a unit (KB, MB, GB, KiB, MiB, GiB)'),
+    ("engine: {type: ThreadPoolEngine}\nmax_task_bytes_in_flight: 1000", "max_task_bytes_in_flight", 2,
+     "got 1000"),
 ]
 
 
@@ -250,3 +254,11 @@ def test_task_prefetch_is_sized_from_the_engine_unless_configured(tmp_path, text
                      "heartbeat_queue_info": {"connection_url": "amqp://h/%2F", "queue_publish_kwargs": {}}}
     settings = worker_settings("ep", tmp_path, tmp_path / "log", parse_config(text), text, registration, False)
     assert settings.prefetch == prefetch
+
+
+@pytest.mark.parametrize("value, size", [
+    (None, 256 * 2**20), ("512 MiB", 512 * 2**20), ("2GB", 2 * 10**9), ("1.5 GiB", 3 * 2**29), (2**20, 2**20),
+])
+def test_task_bytes_in_flight_takes_bytes_or_a_size_with_its_unit(value, size):
+    text = "engine: {type: ThreadPoolEngine}" + ("" if value is None else f"\nmax_task_bytes_in_flight: {value}")
+    assert parse_config(text).max_task_bytes_in_flight == size
