@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import ctypes
+import faulthandler
 import os
+import resource
 import signal
 import sys
 import threading
@@ -74,9 +76,23 @@ def die_with_parent(parent: int | None = None) -> None:
     threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
 
+def report_stacks_on_abort() -> None:
+    """On SIGABRT (the supervisor's first blow to a hung child) and on fatal errors, write
+    every thread's stack to the stderr this process started with (the endpoint's log), on a
+    descriptor of its own: a child may point its fd 2 elsewhere later. No core file: the
+    stacks say what is needed, and a core of a large process fills a disk."""
+    resource.setrlimit(resource.RLIMIT_CORE, (0, resource.getrlimit(resource.RLIMIT_CORE)[1]))
+    try:
+        stream = os.fdopen(os.dup(sys.stderr.fileno()), "w")
+    except (OSError, AttributeError, ValueError):
+        return  # no stderr to write to
+    faulthandler.enable(file=stream, all_threads=True)
+
+
 def bootstrap(spec: ChildSpec, conn: Connection, config: object) -> None:
     """The first code of every child process (the multiprocessing target)."""
     die_with_parent()
+    report_stacks_on_abort()
     try:
         target = spec.resolve()
     except Exception as exc:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+import os
 import queue
 import signal
 import threading
@@ -16,7 +17,7 @@ import psutil
 from .channel import bootstrap
 from .messages import Ping, Stop
 from .spec import ChildSpec
-from .states import TRANSITIONS, ChildState
+from .states import LIVE_STATES, TRANSITIONS, ChildState
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +41,7 @@ class Child:
         self.window_start = 0.0
         self.window_cpu = 0.0
         self.outbox: Outbox | None = None
+        self.kill_at = float("inf")  # when a child asked for its stack (hung) is killed
 
     @property
     def name(self) -> str:
@@ -68,11 +70,12 @@ class Child:
         self.outbox = Outbox(parent_end, self.spec.name)
         self.answered(time.monotonic())
         self.started_at = self.last_pong
+        self.kill_at = float("inf")
         self.change_state(ChildState.STARTING)
 
     def send(self, message: object) -> bool:
         """Queue for the child if it can take it; False when it is not there to take it."""
-        if self.outbox is None or self.state not in (ChildState.STARTING, ChildState.RUNNING):
+        if self.outbox is None or self.state not in LIVE_STATES:
             return False
         return self.outbox.put(message)
 
@@ -107,10 +110,21 @@ class Child:
         self.send(Ping(self.ping_seq))
 
     def request_stop(self, reason: str, now: float) -> None:
-        if self.state in (ChildState.STARTING, ChildState.RUNNING):
+        if self.state in LIVE_STATES:
             self.send(Stop(reason))
             self.stop_deadline = now + self.spec.shutdown_timeout_s
             self.change_state(ChildState.STOPPING, reason)
+
+    def abort(self, now: float, grace_s: float) -> None:
+        """SIGABRT a hung child: faulthandler (enabled in every child) writes the stack of each
+        of its threads to its stderr, so the log says where it hung. Killed at kill_at if it
+        is still there (a stopped process, say, takes no signal but SIGKILL)."""
+        if self.process is not None and self.process.exitcode is None:
+            try:
+                os.kill(self.process.pid, signal.SIGABRT)
+            except ProcessLookupError:
+                pass
+        self.kill_at = now + grace_s
 
     def kill(self) -> None:
         if self.process is not None and self.process.exitcode is None:
@@ -176,7 +190,8 @@ def describe_exit(code: int) -> str:
             name = signal.Signals(-code).name
         except ValueError:
             name = f"signal {-code}"
-        hint = ": perhaps out of memory, or killed by hand" if -code == signal.SIGKILL else ""
+        hint = {signal.SIGKILL: ": perhaps out of memory, or killed by hand",
+                signal.SIGABRT: " (its threads' stacks are in the log above)"}.get(-code, "")
         return f"killed by {name}{hint}"
     return f"exited with status {code}"
 

@@ -66,6 +66,7 @@ class RestartPolicy:
     backoff_max_s: float = 5.0
     ping_interval_s: float = 1.0
     hung_after_s: float = 15.0  # no Pong for this long, and no progress meanwhile: the child is hung
+    abort_grace_s: float = 2.0  # a hung child asked for its stack (SIGABRT) is killed after this
     # Progress: at least this share of one core used over that time (a long computation that
     # holds the child's interpreter is busy, not hung; idle threads use far less).
     busy_cpu_share: float = 0.25

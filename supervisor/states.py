@@ -11,6 +11,9 @@ class ChildState(enum.Enum):
     STOPPED = "stopped"  # exited and will not be restarted
 
 
+# The states of a child whose process lives and is not on its way out.
+LIVE_STATES = frozenset({ChildState.STARTING, ChildState.RUNNING})
+
 # Which edges are legal; anything else is a bug in the supervisor.
 TRANSITIONS = {
     ChildState.STOPPED: {ChildState.STARTING},

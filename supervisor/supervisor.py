@@ -22,7 +22,7 @@ from .child import Child, describe_exit, spawn_context
 from .messages import Pong, Ready
 from .signals import SignalQueue
 from .spec import HALT_CODES, ChildSpec, ExitCode, Restart, RestartPolicy
-from .states import ChildState
+from .states import LIVE_STATES, ChildState
 
 log = logging.getLogger(__name__)
 
@@ -127,10 +127,11 @@ class Supervisor:
     def _roll_next(self) -> None:
         while self.rolling:
             child = self.children[self.rolling[0]]
-            if child.state in (ChildState.STARTING, ChildState.RUNNING):
+            # A temporary child is never restarted: stopping it would end it for good.
+            if child.state in LIVE_STATES and child.spec.restart is not Restart.TEMPORARY:
                 child.request_stop("rolling restart", time.monotonic())
                 return
-            self.rolling.pop(0)  # not running: nothing to restart
+            self.rolling.pop(0)  # not running, or not to be restarted: nothing to do
 
     # ------------------------------------------------------------------ messages
 
@@ -212,13 +213,18 @@ class Supervisor:
 
     def _check_liveness(self, now: float) -> None:
         for child in self.children.values():
-            if child.state not in (ChildState.STARTING, ChildState.RUNNING):
+            if child.state not in LIVE_STATES:
+                continue
+            if child.kill_at != float("inf"):  # hung, asked for its stack: killed once the grace is over
+                if now >= child.kill_at:
+                    child.kill()
                 continue
             verdict, cpu_used = child.silence(now, self.policy.hung_after_s, self.policy.busy_cpu_share)
             if verdict == "hung":
                 log.error("%s (pid %s) has not answered for %.1f s and used %.1f s of CPU meanwhile: hung "
-                          "(stuck, not busy); killing it", child.name, child.pid, now - child.last_pong, cpu_used)
-                child.kill()
+                          "(stuck, not busy); killing it (SIGABRT first, for its stack in the log)",
+                          child.name, child.pid, now - child.last_pong, cpu_used)
+                child.abort(now, self.policy.abort_grace_s)
                 continue
             if verdict == "busy":
                 log.warning("%s (pid %s) has not answered for %.1f s but used %.1f s of CPU in the last %.0f s: "
@@ -248,7 +254,7 @@ class Supervisor:
             child = self.children[name]
             if child.state is ChildState.STOPPED:
                 continue
-            if child.state in (ChildState.STARTING, ChildState.RUNNING):
+            if child.state in LIVE_STATES:
                 child.request_stop(self.stop_reason, now)
             elif child.state is ChildState.STOPPING and now > child.stop_deadline:
                 log.warning("%s (pid %s) did not stop within %.0f s; killing it", child.name, child.pid,

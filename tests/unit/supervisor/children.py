@@ -40,6 +40,14 @@ def busy_then_echo(channel, config) -> int:
     return echo(channel, config)
 
 
+def hang_after_ready(channel, config) -> int:
+    """Says it is ready, then waits on nothing, answering nothing: hung."""
+    setproctitle(f"{config['title']} {current_process().name}")
+    channel.ready()
+    time.sleep(3600)
+    return 0
+
+
 def config_error(channel, config) -> int:
     return ExitCode.CONFIG_ERROR
 

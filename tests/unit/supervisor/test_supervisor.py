@@ -27,8 +27,9 @@ class Tree:
         self.title = f"test-tree-{uuid.uuid4().hex[:8]}"
         self.events = tmp_path / "events.jsonl"
         self.log = tmp_path / "supervisor.log"
+        self.stderr = tmp_path / "stderr.log"
         setup = {"children": children, "policy": policy or {}, "events": str(self.events),
-                 "log": str(self.log), "title": self.title, "send_from": send_from}
+                 "log": str(self.log), "stderr": str(self.stderr), "title": self.title, "send_from": send_from}
         self.process = subprocess.Popen(
             [sys.executable, "-m", "tests.unit.supervisor.tree", json.dumps(setup)], cwd=ROOT)
 
@@ -186,10 +187,25 @@ def test_hung_child_is_killed_and_replaced(make_tree, tmp_path):
     tree = make_tree([{"name": "a"}, {"name": "b"}], policy={"ping_interval_s": 0.2, "hung_after_s": 1.0})
     all_ready(tree, "ab")
     hung = tree.pid_of("a")
-    os.kill(hung, signal.SIGSTOP)  # stopped: alive to the OS, but it answers nothing
+    os.kill(hung, signal.SIGSTOP)  # stopped: alive to the OS, but it answers nothing (SIGABRT included)
     tree.pid_of("a", other_than=hung)
-    assert "used 0.0 s of CPU meanwhile: hung (stuck, not busy); killing it" in tree.log.read_text()
+    log = tree.log.read_text()
+    assert "used 0.0 s of CPU meanwhile: hung (stuck, not busy); killing it (SIGABRT first" in log
+    assert f"a (pid {hung}) killed by SIGKILL" in log  # the stopped one took only the second blow
     assert not psutil.pid_exists(hung) or psutil.Process(hung).status() == psutil.STATUS_ZOMBIE
+
+
+def test_a_hung_child_leaves_the_stack_where_it_hung_before_it_is_killed(make_tree):
+    tree = make_tree([{"name": "a", "target": "tests.unit.supervisor.children:hang_after_ready"}, {"name": "b"}],
+                     policy={"ping_interval_s": 0.2, "hung_after_s": 1.0})
+    all_ready(tree, "ab")
+    hung = tree.pid_of("a")
+    tree.pid_of("a", other_than=hung)
+    tree.wait_for(lambda: f"a (pid {hung}) killed by SIGABRT (its threads' stacks are in the log above)"
+                  in tree.log.read_text(), what="the abort logged")
+    stacks = tree.stderr.read_text()
+    assert "Fatal Python error: Aborted" in stacks
+    assert 'children.py", line' in stacks and "in hang_after_ready" in stacks
 
 
 def test_a_busy_child_is_not_taken_for_a_hung_one(make_tree):
@@ -214,6 +230,18 @@ def test_sighup_restarts_every_child_one_by_one(make_tree):
     events = [(e["event"], e["name"]) for e in tree.read_events() if e["event"] in ("ready", "exited")][3:]
     assert events == [("exited", "a"), ("ready", "a"), ("exited", "b"), ("ready", "b"),
                       ("exited", "c"), ("ready", "c")]
+    assert tree.process.poll() is None
+
+
+def test_sighup_restarts_the_others_around_a_temporary_child(make_tree):
+    tree = make_tree([{"name": "a"}, {"name": "t", "restart": "temporary"}, {"name": "c"}])
+    all_ready(tree, "atc")
+    before = tree.children()
+    tree.process.send_signal(signal.SIGHUP)
+    tree.wait_for(lambda: tree.ready_count("a") == 2 and tree.ready_count("c") == 2, what="a and c restarted")
+    after = tree.children()
+    assert after["a"] != before["a"] and after["c"] != before["c"]
+    assert after["t"] == before["t"]  # left running: stopped, a temporary child would never come back
     assert tree.process.poll() is None
 
 

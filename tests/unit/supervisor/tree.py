@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 
 from compute_endpoint.supervisor.spec import ChildSpec, Restart, RestartPolicy
@@ -49,6 +50,8 @@ class RecordingDispatcher:
 
 def main() -> int:
     setup = json.loads(sys.argv[1])
+    stderr = os.open(setup["stderr"], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    os.dup2(stderr, 2)  # the children's too, as the endpoint's daemon points it at its log
     logging.basicConfig(filename=setup["log"], level=logging.DEBUG,
                         format="%(asctime)s supervisor %(levelname)s %(message)s")
     specs = [ChildSpec(name=c["name"], target=c.get("target", "tests.unit.supervisor.children:echo"),
