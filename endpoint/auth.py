@@ -24,6 +24,7 @@ from pathlib import Path
 import attrs
 
 from .credentials import is_hosted
+from .exit_codes import Exit
 
 CLIENT_ID_ENV = "GLOBUS_COMPUTE_CLIENT_ID"
 CLIENT_SECRET_ENV = "GLOBUS_COMPUTE_CLIENT_SECRET"
@@ -40,9 +41,9 @@ TIMEOUT_S = 30
 
 
 class AuthError(Exception):
-    """Cannot prove who we are; str() says what to do. Exit code 77 (EX_NOPERM)."""
+    """Cannot prove who we are; str() says what to do."""
 
-    exit_code = 77
+    exit_code = Exit.NO_PERMISSION
 
 
 class NotLoggedIn(AuthError):
@@ -52,7 +53,7 @@ class NotLoggedIn(AuthError):
 class ServiceUnreachable(AuthError):
     """The Compute service does not answer: nothing is wrong with the credentials."""
 
-    exit_code = 69  # EX_UNAVAILABLE
+    exit_code = Exit.UNAVAILABLE
 
 
 @attrs.frozen

@@ -13,6 +13,7 @@ from pathlib import Path
 import click
 
 from .directory import EndpointDirectory, EndpointDirectoryError, default_base_dir, validate_name
+from .exit_codes import Exit
 
 
 class EndpointContext:
@@ -152,7 +153,7 @@ def _exit_on_error(run):
         sys.exit(exc.exit_code)
     except ConfigError as exc:
         click.echo(f"Error: {exc}", err=True)
-        sys.exit(78)
+        sys.exit(Exit.CONFIG)
 
 
 @app.command(short_help="Register and start an endpoint (as a daemon).")

@@ -47,6 +47,10 @@ from ..workers.payloads import size_of
 log = logging.getLogger(__name__)
 
 TASK_LINK, RESULT_LINK, ENGINE = "task link", "result link", "engine"
+# Ids of tasks whose results are confirmed and acknowledged, to acknowledge a redelivery
+# without running it again. A redelivery comes at most a prefetch window (16,384 at most)
+# after the task, from a task link that died with it unacknowledged: 100,000 ids cover
+# several windows, at about 10 MB.
 RECENTLY_CONFIRMED_MAX = 100_000
 # An engine reports a start a moment after it happens: a task that kills its engine at once
 # may die unreported. After this many engine deaths while it was held unreported, it counts
@@ -74,6 +78,9 @@ class InFlight:
 
 
 class EndpointDispatcher:
+    """The supervisor's dispatcher for an endpoint tree (see the module's docstring): routes
+    tasks, results and confirms between the children and keeps the in-flight table."""
+
     def __init__(self, endpoint_id: str, max_retries_on_system_failure: int = 0,
                  heartbeat_period_s: float = 30.0, ep_info: dict | None = None, engine_type: str | None = None):
         self.endpoint_id = endpoint_id
@@ -88,7 +95,7 @@ class EndpointDispatcher:
         self.tree: dict = {}
         self.next_report = 0.0
         self.counts = {"received": 0, "duplicates": 0, "completed": 0, "retried": 0, "failed_system": 0}
-        self.startup_listener = None  # callable(str) for start-up progress, set by the lifecycle
+        self.startup_listener = None  # callable(str) told each child's readiness; set by tree.run_tree
 
     # ------------------------------------------------------------------ routing
 

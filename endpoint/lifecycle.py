@@ -17,6 +17,7 @@ import psutil
 
 from ..workers.settings import tree_title
 from .directory import EndpointDirectory
+from .exit_codes import Exit
 from .status import EndpointState, endpoint_status
 
 DEFAULT_STOP_TIMEOUT_S = 30.0
@@ -30,7 +31,7 @@ log = logging.getLogger(__name__)
 class LifecycleError(Exception):
     """A start or stop step failed; str() says which and what to do. ``exit_code`` is for the CLI."""
 
-    def __init__(self, message: str, exit_code: int = 1):
+    def __init__(self, message: str, exit_code: int = Exit.FAILED):
         super().__init__(message)
         self.exit_code = exit_code
 
@@ -175,7 +176,7 @@ def start(directory: EndpointDirectory, echo: Echo, foreground: bool = False, de
         raise LifecycleError(
             f"Endpoint {directory.name} was registered by {owner.get('username')} ({owner['id']}); it cannot be "
             f"run by {identity}, who is logged in now. Log in as {owner.get('username')}, or configure a new "
-            "endpoint for this identity.", exit_code=77)
+            "endpoint for this identity.", exit_code=Exit.NO_PERMISSION)
     echo(f"Registering with the Compute service at {url} as {identity} ...")
     try:
         registration = register(url, token, directory.name, directory.read_endpoint_id(),
@@ -203,7 +204,7 @@ def start(directory: EndpointDirectory, echo: Echo, foreground: bool = False, de
         if read_progress(fd, echo, START_PROGRESS_TIMEOUT_S):
             return 0
         raise LifecycleError(f"Endpoint {directory.name} stopped while starting; the end of its log "
-                             f"({directory.log_file}):\n{log_tail(directory.log_file)}", exit_code=1)
+                             f"({directory.log_file}):\n{log_tail(directory.log_file)}", exit_code=Exit.FAILED)
     code = 1
     try:
         code = _run(directory, settings, config, fd=fd, echo=None)
@@ -224,7 +225,7 @@ def _check_engine_address(config, directory: EndpointDirectory) -> None:
         resolve_address(address)
     except AddressError as exc:
         raise LifecycleError(f"Invalid endpoint configuration in {directory.config_file}:\n  engine.{exc}",
-                             exit_code=78) from None
+                             exit_code=Exit.CONFIG) from None
 
 
 def _credentials_for_start(credentials, echo: Echo):
@@ -261,7 +262,7 @@ def _check_broker(url: str, queue: str, amqp_port: int | None = None) -> None:
     if is_embedded(url) and not Path(embedded_folder(url)).is_dir():
         raise LifecycleError(f"The service hands out the embedded broker in {embedded_folder(url)}, which is not "
                              "on this machine: run the endpoint where the service runs, or serve with RabbitMQ.",
-                             exit_code=69)
+                             exit_code=Exit.UNAVAILABLE)
     try:
         with broker_connection(url, connect_timeout=BROKER_CHECK_TIMEOUT_S) as connection:
             connection.connect()  # one attempt: a broker that does not answer now is reported now
@@ -270,12 +271,12 @@ def _check_broker(url: str, queue: str, amqp_port: int | None = None) -> None:
         tls_problem = explain_tls_error(exc, url)
         if tls_problem:
             raise LifecycleError(f"Refusing the broker at {redact_url(url)}: {tls_problem}. The endpoint never "
-                                 "talks to a broker it cannot verify.", exit_code=69) from None
+                                 "talks to a broker it cannot verify.", exit_code=Exit.UNAVAILABLE) from None
         port_hint = (f" config.yaml sets amqp_port: {amqp_port}, which replaces the port the service hands out; "
                      "a local compute-service's RabbitMQ listens on 5672: remove amqp_port (or set 5672)."
                      if amqp_port is not None else " Check that it runs and that this host can reach it.")
         raise LifecycleError(f"Cannot use the broker at {redact_url(url)} ({exc}).{port_hint}",
-                             exit_code=69) from None
+                             exit_code=Exit.UNAVAILABLE) from None
 
 
 def _run(directory: EndpointDirectory, settings, config, fd: int | None, echo: Echo | None) -> int:

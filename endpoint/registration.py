@@ -9,7 +9,7 @@ import uuid
 
 import requests
 
-from ..protocol.urls import redact_url
+from .exit_codes import Exit
 from .version import __version__
 
 TIMEOUT_S = 30
@@ -38,21 +38,22 @@ def register(service_url: str, token: str, name: str, endpoint_id: uuid.UUID | N
             response = requests.put(f"{service_url}/v3/endpoints/{endpoint_id}", json=body, headers=headers,
                                     timeout=TIMEOUT_S)
     except requests.RequestException as exc:
-        raise RegistrationError(f"cannot reach the Compute service at {service_url}: {exc}", 75) from None
+        raise RegistrationError(f"cannot reach the Compute service at {service_url}: {exc}", Exit.TRY_AGAIN) from None
     if response.status_code == 401:
         raise RegistrationError(f"the Compute service at {service_url} did not accept the stored token; "
-                                "log in again: globus-compute-endpoint login", 77)
+                                "log in again: globus-compute-endpoint login", Exit.NO_PERMISSION)
     if response.status_code == 404 and endpoint_id is not None:
         raise RegistrationError(
             f"the Compute service at {service_url} knows no endpoint {endpoint_id} that the identity logged in "
             "now may register: it belongs to another identity, or was deleted by it. Log in as the identity "
-            "that registered it, or configure a new endpoint.", 77)
+            "that registered it, or configure a new endpoint.", Exit.NO_PERMISSION)
     if response.status_code >= 400:
         try:
             detail = response.json().get("error") or response.text
         except ValueError:
             detail = response.text[:500]
-        code = {409: 69, 423: 69, 404: 69, 403: 77, 400: 65, 422: 65}.get(response.status_code, 69)
+        code = {403: Exit.NO_PERMISSION, 400: Exit.BAD_REQUEST, 422: Exit.BAD_REQUEST}.get(response.status_code,
+                                                                                          Exit.UNAVAILABLE)
         raise RegistrationError(f"the Compute service refused the registration "
                                 f"({response.status_code}): {detail}", code)
     try:
@@ -60,12 +61,8 @@ def register(service_url: str, token: str, name: str, endpoint_id: uuid.UUID | N
         for key in ("endpoint_id", "task_queue_info", "result_queue_info", "heartbeat_queue_info"):
             info[key]  # noqa: B018 - presence check
     except (ValueError, KeyError, TypeError) as exc:
-        raise RegistrationError(f"the Compute service answered the registration without {exc}", 76) from None
+        raise RegistrationError(f"the Compute service answered the registration without {exc}", Exit.PROTOCOL) from None
     if endpoint_id is not None and str(info["endpoint_id"]) != str(endpoint_id):
         raise RegistrationError(f"the service registered id {info['endpoint_id']}, not the requested "
-                                f"{endpoint_id}", 70)
+                                f"{endpoint_id}", Exit.SOFTWARE)
     return info
-
-
-def describe(info: dict) -> str:
-    return redact_url(info["task_queue_info"]["connection_url"])

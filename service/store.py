@@ -111,6 +111,11 @@ def hash_token(token: str) -> str:
 
 
 class Store:
+    """The service's records (endpoints, functions, tasks and their results, tokens) in one
+    SQL database, SQLite or PostgreSQL, through SQLAlchemy Core. Each method is one short
+    transaction; a task's result is kept once (the first to arrive), which is what makes
+    the service the idempotent consumer of results."""
+
     def __init__(self, url: str):
         connect_args = {"check_same_thread": False, "timeout": 30} if url.startswith("sqlite") else {}
         self.engine = sa.create_engine(url, connect_args=connect_args, pool_pre_ping=True)

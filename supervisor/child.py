@@ -23,6 +23,10 @@ log = logging.getLogger(__name__)
 
 
 class Child:
+    """One child process as the supervisor sees it: its spec, its process and pipe, its
+    state (every change through ``change_state``, checked against TRANSITIONS), and what
+    judging its health needs (last answer, CPU used since, when to kill it if hung)."""
+
     def __init__(self, spec: ChildSpec, context: SpawnContext, config: object):
         self.spec = spec
         self.context = context

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 import importlib
+import os
 from collections.abc import Callable
 
 import attrs
@@ -21,11 +22,11 @@ class ExitCode(enum.IntEnum):
     """Exit codes with a meaning to the supervisor. A child exiting with one of the
     'halt' codes cannot get better by restarting, so the whole tree stops."""
 
-    OK = 0
+    OK = os.EX_OK
     BOOT_FAILURE = 3  # the child could not start (missing module, bad environment)
-    DEPENDENCY_FAILED = 70  # EX_SOFTWARE: something the child depends on died; a new child may fare better
-    CONFIG_ERROR = 78  # EX_CONFIG: the configuration is wrong
-    RESTART_INTENSITY = 75  # the supervisor's own: too many restarts, gave up
+    DEPENDENCY_FAILED = os.EX_SOFTWARE  # 70: something the child depends on died; a new child may fare better
+    CONFIG_ERROR = os.EX_CONFIG  # 78: the configuration is wrong
+    RESTART_INTENSITY = os.EX_TEMPFAIL  # 75, the supervisor's own: too many restarts, gave up
 
 
 HALT_CODES = frozenset({ExitCode.BOOT_FAILURE, ExitCode.CONFIG_ERROR})
@@ -40,7 +41,7 @@ def _check_target(_instance: object, _attribute: attrs.Attribute, value: str) ->
 @attrs.frozen
 class ChildSpec:
     name: str
-    target: str = attrs.field(validator=_check_target)  # "package.module:function(conn, config)"
+    target: str = attrs.field(validator=_check_target)  # "package.module:function", called (ParentChannel, config)
     title: str = ""  # process title of the child; its name when empty
     restart: Restart = Restart.PERMANENT
     shutdown_timeout_s: float = 10.0  # after Stop, wait this long, then kill

@@ -40,6 +40,11 @@ def main(channel: ParentChannel, settings: WorkerSettings) -> int:
 
 
 class ResultLink:
+    """Publishes results and status reports, and tells the supervisor which results the
+    broker confirmed (only then may their tasks be acknowledged). Keeps each result until
+    its confirm: across reconnects in memory or in ``unacked_results/``, across its own
+    death in the supervisor's dispatcher."""
+
     def __init__(self, channel: ParentChannel, settings: WorkerSettings):
         self.parent = channel
         self.settings = settings

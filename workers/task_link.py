@@ -26,7 +26,7 @@ from .settings import WorkerSettings
 log = logging.getLogger(__name__)
 
 BATCH = 256
-DEFAULT_PREFETCH = 1024
+DEFAULT_PREFETCH = 1024  # only when the settings give none (the tree sizes it from the engine)
 MAX_TASK_BYTES = 10 * 1024 * 1024
 DEFAULT_BYTES_BUDGET = 256 * 1024 * 1024
 # Consuming resumes once the bodies held fall to this share of the budget: a fresh consumer
