@@ -20,9 +20,11 @@ from pathlib import Path
 
 import attrs
 
+from ..protocol.files import PRIVATE_FILE_MODE, write_private_file
+
 USER_DIR_ENV = "GLOBUS_COMPUTE_USER_DIR"
 DIR_MODE = 0o700
-SECRET_FILE_MODE = 0o600
+SECRET_FILE_MODE = PRIVATE_FILE_MODE
 MAX_NAME_LENGTH = 128
 
 CONFIG_FILE = "config.yaml"
@@ -62,19 +64,6 @@ def validate_name(name: str) -> str:
             "slashes, backslashes, whitespace or quotes."
         )
     return name
-
-
-def write_private_file(path: Path, text: str) -> None:
-    """Write text atomically into a file only the owner can read (0600)."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, SECRET_FILE_MODE)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 @attrs.frozen

@@ -17,6 +17,9 @@ import attrs
 import cattrs
 
 VERSION_BYTE = b"\x01"
+# The largest task or result the Globus Compute service accepts (and so the endpoint and the
+# local service): a bigger task gets an error result, a bigger result is replaced by one.
+MAX_MESSAGE_BYTES = 10 * 1024 * 1024
 
 TASK_STATES = frozenset({
     "received", "waiting-for-ep", "waiting-for-nodes", "waiting-for-launch", "execution-start",

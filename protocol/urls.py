@@ -121,14 +121,14 @@ def _atomic_filesystem_transport():
     from kombu.utils.encoding import str_to_bytes
     from kombu.utils.json import dumps
 
+    from .files import write_private_file
+
     class Channel(filesystem.Channel):
         def _put(self, queue, payload, **kwargs):
             name = f"{int(round(time.monotonic() * 1000))}_{uuid.uuid4()}.{queue}.msg"
             partial = os.path.join(self.data_folder_out, f".{uuid.uuid4()}.partial")  # no queue matches it
             # 0600: a message holds function code, arguments or results.
-            with os.fdopen(os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as f:
-                f.write(str_to_bytes(dumps(payload)))
-            os.replace(partial, os.path.join(self.data_folder_out, name))
+            write_private_file(os.path.join(self.data_folder_out, name), str_to_bytes(dumps(payload)), partial)
 
     class Transport(filesystem.Transport):
         pass

@@ -35,7 +35,7 @@ from .store import PENDING, Store
 log = logging.getLogger(__name__)
 
 API_VERSION = "1.0.0"
-MAX_BODY_BYTES = 10 * 1024 * 1024
+MAX_BODY_BYTES = messages.MAX_MESSAGE_BYTES
 LOCK_SECONDS = 300
 DEFAULT_MAX_TASKS_PER_SUBMIT = 10_000
 MAX_METADATA_DEPTH = 16

@@ -1,8 +1,5 @@
-"""Engines: where tasks run. One small interface, one class per engine type.
-
-An engine takes tasks and calls ``done`` with each packed Result, from whatever thread
-it likes; the engine process wakes on it.
-"""
+"""Engines: where tasks run. The standard library's pools here, GlobusComputeEngine in
+htex.py; the interface and the submission they share in submission.py."""
 
 from __future__ import annotations
 
@@ -11,110 +8,24 @@ import logging
 import multiprocessing
 import os
 import threading
-from collections.abc import Callable, Mapping
-from typing import Any, Protocol
+from collections.abc import Mapping
+from typing import Any
 
 from ..supervisor.channel import die_with_parent
 from .execution import UNKNOWN_TASK_FAILURE, error_result, notice_start, run_task, run_tasks, send_start_notices_to
 from .messages import TaskDelivery, TaskResult
+from .submission import (
+    ChunkedSubmission,
+    Done,
+    Engine,
+    ResourceSpecificationError,
+    Started,
+    check_no_resource_specification,
+    ignore_start,
+    report_outcome,
+)
 
 log = logging.getLogger(__name__)
-
-Done = Callable[[TaskResult], None]
-Started = Callable[[str], None]  # told each task id as a worker starts it, from any thread
-
-
-def ignore_start(_task_id: str) -> None:
-    pass
-
-
-class Engine(Protocol):
-    capacity: int
-
-    def submit(self, task: TaskDelivery, done: Done) -> None: ...
-
-    def submit_many(self, tasks: tuple[TaskDelivery, ...], done: Done) -> None: ...
-
-    def status(self) -> dict: ...
-
-    def failure(self) -> str | None: ...
-
-    def abandon(self) -> None: ...
-
-    def shutdown(self, cancel_pending: bool) -> None: ...
-
-
-class ResourceSpecificationError(ValueError):
-    pass
-
-
-MAX_CHUNK = 32
-
-
-def chunks(tasks: tuple[TaskDelivery, ...], capacity: int) -> list[tuple[TaskDelivery, ...]]:
-    """Tasks grouped for the workers: one by one while there are no more than the workers
-    can take at once (latency first); under a backlog, in chunks of up to MAX_CHUNK, a
-    couple per worker, so the per-call overhead is paid once a chunk (throughput first)."""
-    if len(tasks) <= 2 * capacity:
-        return [(task,) for task in tasks]
-    size = min(MAX_CHUNK, -(-len(tasks) // (2 * capacity)))
-    return [tasks[i:i + size] for i in range(0, len(tasks), size)]
-
-
-def chunk_arguments(chunk: tuple[TaskDelivery, ...]) -> list[tuple[str, bytes, list[str] | None]]:
-    return [(t.task_id, t.body, t.headers.get("result_serializers")) for t in chunk]
-
-
-class ChunkedSubmission:
-    """submit_many for an engine with ``submit``, ``capacity``, ``outstanding``,
-    ``endpoint_id`` and a ``_submit_chunk(arguments) -> Future`` running ``run_tasks``.
-    A task with a resource specification always goes alone (its own resources, or the
-    engine's refusal of them)."""
-
-    def submit_many(self, tasks: tuple[TaskDelivery, ...], done: Done) -> None:
-        plain = []
-        for task in tasks:
-            if task.headers.get("resource_specification") in NO_SPECIFICATION:
-                plain.append(task)
-            else:
-                self.submit(task, done)
-        for chunk in chunks(tuple(plain), self.capacity):
-            if len(chunk) == 1:
-                self.submit(chunk[0], done)
-                continue
-            self.outstanding += len(chunk)
-            future = self._submit_chunk(chunk_arguments(chunk))
-            future.add_done_callback(lambda f, chunk=chunk: self._chunk_finished(chunk, f, done))
-
-    def _chunk_finished(self, chunk: tuple[TaskDelivery, ...], future, done: Done) -> None:
-        self.outstanding -= len(chunk)
-        finish_chunk(chunk, future, done, self.endpoint_id)
-
-
-def finish_chunk(chunk: tuple[TaskDelivery, ...], future, done: Done, endpoint_id: str) -> None:
-    """Each task's Result; if the call itself failed (its worker died), an error for each."""
-    if future.cancelled():
-        return  # shutting down: the dispatcher still holds the tasks for the next engine
-    exc = future.exception()
-    if exc is None:
-        for task, packed in zip(chunk, future.result(), strict=True):
-            done(TaskResult(task.task_id, packed))
-        return
-    for task in chunk:
-        done(TaskResult(task.task_id, error_result(task.task_id, UNKNOWN_TASK_FAILURE,
-                                                   f"The worker running the task failed: {exc!r}",
-                                                   endpoint_id=endpoint_id)))
-
-
-NO_SPECIFICATION = (None, "", "null", "{}")
-
-
-def _check_no_resource_specification(engine: str, task: TaskDelivery) -> None:
-    spec = task.headers.get("resource_specification")
-    if spec not in NO_SPECIFICATION:
-        raise ResourceSpecificationError(
-            f"{engine} does not support resource_specification (got {spec}); "
-            "use GlobusComputeEngine for per-task resources")
 
 
 class _PoolEngine(ChunkedSubmission):
@@ -132,7 +43,7 @@ class _PoolEngine(ChunkedSubmission):
 
     def submit(self, task: TaskDelivery, done: Done) -> None:
         try:
-            _check_no_resource_specification(self.name, task)
+            check_no_resource_specification(self.name, task)
         except ResourceSpecificationError as exc:
             done(TaskResult(task.task_id, error_result(task.task_id, UNKNOWN_TASK_FAILURE, str(exc),
                                                        endpoint_id=self.endpoint_id)))
@@ -147,15 +58,7 @@ class _PoolEngine(ChunkedSubmission):
 
     def _finished(self, task_id: str, future: concurrent.futures.Future, done: Done) -> None:
         self.outstanding -= 1
-        if future.cancelled():
-            return  # shutting down: the dispatcher still holds the task for the next engine
-        exc = future.exception()
-        if exc is None:
-            done(TaskResult(task_id, future.result()))
-        else:  # the worker died under the task (e.g. a pool process killed)
-            done(TaskResult(task_id, error_result(task_id, UNKNOWN_TASK_FAILURE,
-                                                  f"The worker running the task failed: {exc!r}",
-                                                  endpoint_id=self.endpoint_id)))
+        report_outcome([task_id], future, done, self.endpoint_id)
 
     def status(self) -> dict:
         return {"engine_type": self.name, "total_workers": self.capacity,

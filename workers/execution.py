@@ -19,7 +19,7 @@ from ..protocol import messages
 from ..protocol.serialize import SerializationError, deserialize, serialize_from_list, unpack_buffers
 from .payloads import Payload, load
 
-MAX_RESULT_BYTES = 10 * 1024 * 1024
+MAX_RESULT_BYTES = messages.MAX_MESSAGE_BYTES
 _TASK_ENV_LOCK = threading.Lock()
 
 # The documented error codes the official endpoint uses.

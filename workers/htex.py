@@ -21,11 +21,12 @@ from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
+from ..protocol.files import write_private_file
 from .addresses import host_addresses, resolve_address
-from .engines import ChunkedSubmission, Done, Started, ignore_start
 from .execution import UNKNOWN_TASK_FAILURE, error_result, run_task_in, run_tasks_in
 from .messages import TaskDelivery, TaskResult
 from .payloads import Payload, load
+from .submission import NO_SPECIFICATION, ChunkedSubmission, Done, Started, ignore_start, report_outcome
 
 log = logging.getLogger(__name__)
 
@@ -169,15 +170,7 @@ class GlobusComputeEngine(ChunkedSubmission):
 
     def _finished(self, task_id: str, future: Future, done: Done) -> None:
         self.outstanding -= 1
-        if future.cancelled():
-            return
-        exc = future.exception()
-        if exc is None:
-            done(TaskResult(task_id, future.result()))
-        else:  # the worker, its node or its block failed under the task
-            done(TaskResult(task_id, error_result(task_id, UNKNOWN_TASK_FAILURE,
-                                                  f"The worker running the task failed: {exc!r}",
-                                                  endpoint_id=self.endpoint_id)))
+        report_outcome([task_id], future, done, self.endpoint_id)
 
     def status(self) -> dict:
         blocks = len(self.htex.blocks_to_job_id) if hasattr(self.htex, "blocks_to_job_id") else None
@@ -233,9 +226,8 @@ class GlobusComputeEngine(ChunkedSubmission):
         jobs = [str(j) for j in self.htex.blocks_to_job_id.values()]
         if jobs != self._recorded_jobs and self._is_batch_provider():
             self._recorded_jobs = jobs
-            temporary = self._blocks_file.with_suffix(".tmp")
-            temporary.write_text(json.dumps({"provider": type(self.provider).__name__, "jobs": jobs}))
-            os.replace(temporary, self._blocks_file)
+            write_private_file(self._blocks_file, json.dumps({"provider": type(self.provider).__name__,
+                                                              "jobs": jobs}))
 
     def _cancel_blocks_left_behind(self) -> None:
         try:
@@ -284,7 +276,7 @@ def _carried(body: Payload) -> Payload:
 
 
 def _resource_specification(text: object) -> dict:
-    if text in (None, "", "null"):
+    if text in NO_SPECIFICATION:
         return {}
     if isinstance(text, dict):
         return text

@@ -18,6 +18,8 @@ from pathlib import Path
 
 import attrs
 
+from ..protocol.files import write_private_file
+
 INLINE_MAX = 64 * 1024
 # The folders (in the endpoint's) of what is kept in files.
 TASK_BODIES = "task_bodies"  # written by the task link, removed as each task is acknowledged
@@ -46,15 +48,6 @@ def size_of(payload: Payload) -> int:
 def load(payload: Payload) -> bytes:
     """The bytes of a payload; FileNotFoundError if a Stored one was discarded."""
     return payload.read() if isinstance(payload, Stored) else payload
-
-
-def write_private_file(path: Path, data: bytes) -> None:
-    """Write data to path atomically (a reader sees the old file or the whole new one), 0600."""
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
-    os.replace(temporary, path)
 
 
 class PayloadStore:

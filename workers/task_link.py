@@ -15,6 +15,7 @@ from pathlib import Path
 
 import amqp
 
+from ..protocol import messages
 from ..supervisor.channel import ParentChannel
 from ..supervisor.messages import Stop
 from .amqp import FatalBrokerError, connect, drain, is_connection_error, run_link
@@ -27,7 +28,7 @@ log = logging.getLogger(__name__)
 
 BATCH = 256
 DEFAULT_PREFETCH = 1024  # only when the settings give none (the tree sizes it from the engine)
-MAX_TASK_BYTES = 10 * 1024 * 1024
+MAX_TASK_BYTES = messages.MAX_MESSAGE_BYTES
 DEFAULT_BYTES_BUDGET = 256 * 1024 * 1024
 # Consuming resumes once the bodies held fall to this share of the budget: a fresh consumer
 # each time a few results come back would cost a round trip per few tasks.
