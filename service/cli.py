@@ -85,7 +85,8 @@ def serve(host: str, port: int, db_url: str | None, broker_url: str | None, publ
 
     import uvicorn
 
-    from .app import ServiceConfigError, ServiceSettings, create_app
+    from .app import create_app
+    from .settings import ServiceConfigError, ServiceSettings
 
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     _hide_secrets_from_ps()

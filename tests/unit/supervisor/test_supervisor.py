@@ -209,8 +209,10 @@ def test_a_hung_child_leaves_the_stack_where_it_hung_before_it_is_killed(make_tr
 
 
 def test_a_busy_child_is_not_taken_for_a_hung_one(make_tree):
+    # Any CPU at all counts as progress here: on a loaded machine (tests running beside it on two
+    # cores) the busy child may get less than the default quarter of a core; a hung one gets none.
     tree = make_tree([{"name": "a", "target": "tests.unit.supervisor.children:busy_then_echo"}],
-                     policy={"ping_interval_s": 0.2, "hung_after_s": 1.0})
+                     policy={"ping_interval_s": 0.2, "hung_after_s": 1.0, "busy_cpu_share": 0.02})
     all_ready(tree, "a")
     busy = tree.pid_of("a")
     time.sleep(4)  # three seconds of computing, past the one-second timeout

@@ -1,0 +1,123 @@
+"""Endpoints: registration (which declares their queues), listing, status, lock, delete."""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+
+from fastapi import APIRouter
+
+from ..broker import Broker
+from ..http import ApiError, BrokerDep, Identity, SettingsDep, StoreDep, not_found
+from ..schemas import EndpointRegistration
+from ..store import Store
+
+log = logging.getLogger(__name__)
+
+LOCK_SECONDS = 300
+MAX_METADATA_DEPTH = 16
+
+router = APIRouter()
+
+
+def owned_endpoint(store: Store, owner: str, endpoint_id: uuid.UUID):
+    """The caller's endpoint; another identity's, live or deleted, looks absent, as everything of theirs does."""
+    row = store.endpoint(owner, str(endpoint_id))
+    if row is None:
+        raise not_found("endpoint", endpoint_id)
+    return row
+
+
+def describe_endpoint(row) -> dict:
+    return {"uuid": row.id, "name": row.name, "display_name": row.display_name,
+            "owner": row.owner, "public": row.public, "metadata": row.meta or {}}
+
+
+def register(store: Store, broker: Broker, owner: str, endpoint_id: str, body: EndpointRegistration) -> dict:
+    existing = store.get_endpoint_row(endpoint_id)
+    if existing is not None and existing.owner != owner:
+        raise not_found("endpoint", endpoint_id)
+    if body.metadata is not None and json_depth(body.metadata) > MAX_METADATA_DEPTH:
+        raise ApiError(400, f"metadata is nested deeper than {MAX_METADATA_DEPTH} levels")
+    if existing is not None and (existing.locked_until or 0) > time.time():
+        raise ApiError(423, f"endpoint {endpoint_id} is locked until {time.ctime(existing.locked_until)}")
+    store.upsert_endpoint(owner, endpoint_id, body.endpoint_name, body.display_name,
+                          bool(body.public), body.metadata)
+    try:
+        connection_url = broker.declare_endpoint(endpoint_id)
+    except Exception as exc:
+        raise ApiError(503, f"the message broker is unavailable: {exc}") from None
+    return broker.queue_info(endpoint_id, connection_url)
+
+
+@router.post("/v3/endpoints")
+def register_endpoint(body: EndpointRegistration, owner: Identity, store: StoreDep, broker: BrokerDep) -> dict:
+    return register(store, broker, owner, str(uuid.uuid4()), body)
+
+
+@router.put("/v3/endpoints/{endpoint_id}")
+def reregister_endpoint(endpoint_id: uuid.UUID, body: EndpointRegistration, owner: Identity, store: StoreDep,
+                        broker: BrokerDep) -> dict:
+    return register(store, broker, owner, str(endpoint_id), body)
+
+
+@router.get("/v2/endpoints")
+def list_endpoints(owner: Identity, store: StoreDep, role: str = "any") -> list[dict]:
+    return [describe_endpoint(row) for row in store.list_endpoints(owner)]
+
+
+@router.get("/v2/endpoints/{endpoint_id}")
+def get_endpoint(endpoint_id: uuid.UUID, owner: Identity, store: StoreDep) -> dict:
+    return describe_endpoint(owned_endpoint(store, owner, endpoint_id))
+
+
+@router.get("/v2/endpoints/{endpoint_id}/status")
+def endpoint_status(endpoint_id: uuid.UUID, owner: Identity, store: StoreDep, settings: SettingsDep) -> dict:
+    row = owned_endpoint(store, owner, endpoint_id)
+    report = row.report or {}
+    period = report.get("heartbeat_period") or 30
+    fresh = row.last_report is not None and (
+        time.time() - row.last_report < max(2 * period, settings.heartbeat_grace_s))
+    online = fresh and report.get("active", True) is not False
+    return {"status": "online" if online else "offline", "details": report}
+
+
+@router.delete("/v2/endpoints/{endpoint_id}")
+def delete_endpoint(endpoint_id: uuid.UUID, owner: Identity, store: StoreDep, broker: BrokerDep) -> dict:
+    owned_endpoint(store, owner, endpoint_id)
+    failed = store.delete_endpoint(owner, str(endpoint_id), f"endpoint {endpoint_id} was deleted before this task ran")
+    if failed:
+        log.info("endpoint %s deleted; %d pending task(s) failed", endpoint_id, failed)
+    try:
+        broker.delete_endpoint(str(endpoint_id))
+    except Exception as exc:  # the record is gone; a stale queue is harmless
+        log.warning("could not delete the task queue of %s: %s", endpoint_id, exc)
+    return {"result": 302}
+
+
+@router.post("/v3/endpoints/{endpoint_id}/lock")
+def lock_endpoint(endpoint_id: uuid.UUID, owner: Identity, store: StoreDep) -> dict:
+    owned_endpoint(store, owner, endpoint_id)
+    until = time.time() + LOCK_SECONDS
+    store.lock_endpoint(owner, str(endpoint_id), until)
+    return {"endpoint_id": str(endpoint_id), "lock_expiration": until}
+
+
+@router.get("/v3/endpoints/{endpoint_id}/allowed_functions")
+def allowed_functions(endpoint_id: uuid.UUID, owner: Identity, store: StoreDep) -> dict:
+    owned_endpoint(store, owner, endpoint_id)
+    return {"endpoint_id": str(endpoint_id), "functions": []}
+
+
+def json_depth(value: object, level: int = 1) -> int:
+    """How deeply a JSON value nests, counted without recursion (a deep one must not overflow)."""
+    deepest, stack = level, [(value, level)]
+    while stack:
+        item, at = stack.pop()
+        deepest = max(deepest, at)
+        if deepest > MAX_METADATA_DEPTH:
+            return deepest
+        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else ()
+        stack.extend((child, at + 1) for child in children)
+    return deepest
