@@ -1,6 +1,6 @@
-"""What both links share: their process's start, connecting to the broker with jittered
-backoff while staying responsive to the supervisor, and telling fatal broker errors
-from passing ones."""
+"""What both links share: the BrokerLink skeleton (connect, one session, reconnect on the
+connection's own errors), connecting with jittered backoff while answering the supervisor,
+and telling fatal broker errors (retrying cannot help) from passing ones."""
 
 from __future__ import annotations
 
@@ -12,13 +12,12 @@ from collections.abc import Callable
 
 import amqp.exceptions
 import kombu
-from setproctitle import setproctitle
 
 from ..protocol.urls import broker_connection, explain_tls_error, redact_url
 from ..supervisor.channel import ParentChannel
 from ..supervisor.spec import ExitCode
-from .logs import setup_logging
 from .settings import WorkerSettings
+from .startup import begin_child
 
 log = logging.getLogger(__name__)
 
@@ -76,23 +75,78 @@ def connect(url: str, what: str, channel: ParentChannel,
         delay = min(delay * 2, BACKOFF_MAX_S)
 
 
-def is_connection_error(exc: BaseException) -> bool:
-    """Errors after which a new connection may succeed."""
-    return isinstance(exc, (OSError, ConnectionError, amqp.exceptions.ConnectionError,
-                            amqp.exceptions.RecoverableConnectionError, amqp.exceptions.ChannelError,
-                            kombu.exceptions.OperationalError))
+class BrokerLink:
+    """A link process's life with the broker, in the manner of kombu's ConsumerMixin: connect
+    (with backoff, answering the supervisor meanwhile), run one session on the connection,
+    and when the connection fails (one of its own ``connection_errors`` or
+    ``channel_errors``) connect again; a FatalBrokerError ends it. A link says who it is
+    (``role``), where it connects (``url``), what a session does (``session``), how it
+    answers the supervisor (``handle``), and may act on the hooks."""
+
+    role = "link"
+    # Connect again when asked to stop while disconnected? (to publish what is left)
+    reconnect_while_stopping = False
+
+    def __init__(self, parent: ParentChannel, settings: WorkerSettings):
+        self.parent = parent  # the pipe to the supervisor
+        self.settings = settings
+        self.stopping: str | None = None
+
+    @property
+    def url(self) -> str:
+        raise NotImplementedError
+
+    def stop(self, reason: str) -> None:
+        self.stopping = self.stopping or reason
+
+    def handle(self, message: object) -> bool:
+        """Act on a supervisor message; False when it is time to stop."""
+        raise NotImplementedError
+
+    def session(self, connection: kombu.Connection) -> None:
+        """Work on one connection; return when done (the link then ends)."""
+        raise NotImplementedError
+
+    def connection_lost(self) -> None:
+        """After a session ended on a failed connection, before connecting again."""
+
+    def disconnected(self) -> None:
+        """After every session, however it ended."""
+
+    def finished(self) -> None:
+        """Once, when the link is about to end."""
+
+    def run(self) -> int:
+        while self.reconnect_while_stopping or not self.stopping:
+            connection = connect(self.url, self.role, self.parent, self.handle)
+            if connection is None:
+                break
+            try:
+                self.session(connection)
+                break
+            except FatalBrokerError:
+                raise
+            except (*connection.connection_errors, *connection.channel_errors, OSError,
+                    kombu.exceptions.OperationalError) as exc:  # the last from kombu's own calls
+                log.warning("%s lost the broker: %s; reconnecting", self.role, exc)
+                self.connection_lost()
+            finally:
+                self.disconnected()
+                connection.release()
+        self.finished()
+        log.info("%s stopped (%s)", self.role, self.stopping)
+        return 0
 
 
-def run_link(role: str, make_link: Callable, channel: ParentChannel, settings: WorkerSettings) -> int:
+def run_link(link_class: type[BrokerLink], channel: ParentChannel, settings: WorkerSettings) -> int:
     """The body of a link process's main: title and logging first, then the link's loop.
 
     A broker that refuses the credentials cannot be fixed by restarting: that exits
     with CONFIG_ERROR, which stops the tree with the reason in the log.
     """
-    setproctitle(settings.role_title(role))
-    setup_logging(settings.log_file, role.replace(" ", "-"), settings.debug)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # ^C reaches the whole group; the supervisor decides
-    link = make_link(channel, settings)
+    role = link_class.role
+    begin_child(settings, role)
+    link = link_class(channel, settings)
     signal.signal(signal.SIGTERM, lambda *_: link.stop("SIGTERM"))
     channel.ready()
     try:

@@ -11,16 +11,15 @@ import time
 from multiprocessing.connection import wait
 from pathlib import Path
 
-from setproctitle import setproctitle
-
 from ..supervisor.channel import ParentChannel
 from ..supervisor.messages import Stop
 from ..supervisor.spec import ExitCode
 from .engines import build_engine
-from .logs import capture_output, setup_logging
+from .logs import capture_output
 from .messages import EngineStatus, ResultsDone, RunTasks, TaskResult, TasksStarted
 from .payloads import INLINE_MAX, UNACKED_RESULTS, PayloadStore
 from .settings import WorkerSettings
+from .startup import begin_child
 
 log = logging.getLogger(__name__)
 
@@ -29,14 +28,12 @@ RESULT_BATCH = 512
 
 
 def main(channel: ParentChannel, settings: WorkerSettings) -> int:
-    setproctitle(settings.role_title("engine"))
-    setup_logging(settings.log_file, "engine", settings.debug)
+    begin_child(settings, "engine")
     capture_output()  # what tasks print (here and in the workers this process starts) is logged, bounded
     wake_read, wake_write = os.pipe()
     os.set_blocking(wake_write, False)
     stopping = []
     signal.signal(signal.SIGTERM, lambda *_: (stopping.append("SIGTERM"), _poke(wake_write)))
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the supervisor decides; ^C reaches the whole group
     finished: queue.SimpleQueue[TaskResult] = queue.SimpleQueue()
     started: queue.SimpleQueue[str] = queue.SimpleQueue()
     awake = threading.Event()  # set: a wake-up is on its way; finishing tasks need not send another

@@ -24,7 +24,7 @@ import amqp
 from ..protocol.urls import is_embedded, redact_url
 from ..supervisor.channel import ParentChannel
 from ..supervisor.messages import Stop
-from .amqp import FatalBrokerError, connect, drain, is_connection_error, run_link
+from .amqp import BrokerLink, FatalBrokerError, drain, run_link
 from .messages import PublishResults, PublishStatus, ResultsConfirmed
 from .payloads import UNACKED_RESULTS, Payload, PayloadStore, Stored, load
 from .settings import PublishTarget, WorkerSettings
@@ -36,19 +36,20 @@ FINAL_FLUSH_S = 5.0
 
 
 def main(channel: ParentChannel, settings: WorkerSettings) -> int:
-    return run_link("result link", ResultLink, channel, settings)
+    return run_link(ResultLink, channel, settings)
 
 
-class ResultLink:
+class ResultLink(BrokerLink):
     """Publishes results and status reports, and tells the supervisor which results the
     broker confirmed (only then may their tasks be acknowledged). Keeps each result until
     its confirm: across reconnects in memory or in ``unacked_results/``, across its own
     death in the supervisor's dispatcher."""
 
-    def __init__(self, channel: ParentChannel, settings: WorkerSettings):
-        self.parent = channel
-        self.settings = settings
-        self.stopping: str | None = None
+    role = "result link"
+    reconnect_while_stopping = True  # to publish what is left, the final status report included
+
+    def __init__(self, parent: ParentChannel, settings: WorkerSettings):
+        super().__init__(parent, settings)
         self.to_publish: OrderedDict[str, Payload] = OrderedDict()  # task id -> packed Result
         self.unconfirmed: dict[int, str] = {}  # publish sequence number -> task id
         self.in_flight: dict[str, Payload] = {}  # task id -> packed Result, published, unconfirmed
@@ -62,34 +63,20 @@ class ResultLink:
         if self.to_publish:
             log.info("result link found %d spooled results to publish", len(self.to_publish))
 
-    def stop(self, reason: str) -> None:
-        self.stopping = self.stopping or reason
+    @property
+    def url(self) -> str:
+        return self.settings.results.connection_url
 
-    def run(self) -> int:
-        while True:
-            connection = connect(self.settings.results.connection_url, "result link", self.parent, self._handle)
-            if connection is None:
-                break
-            try:
-                self._publish_loop(connection)
-                break
-            except FatalBrokerError:
-                raise
-            except Exception as exc:
-                if not is_connection_error(exc):
-                    raise
-                log.warning("result link lost the broker: %s; reconnecting", exc)
-                self._spool_unconfirmed()
-            finally:
-                connection.release()
+    def connection_lost(self) -> None:
+        self._spool_unconfirmed()
+
+    def finished(self) -> None:
         if self.to_publish or self.in_flight:
             self._spool_unconfirmed()
             log.warning("result link stopping with %d unconfirmed results, spooled to %s",
                         len(self.to_publish), self.spool.directory)
-        log.info("result link stopped (%s)", self.stopping)
-        return 0
 
-    def _publish_loop(self, connection) -> None:
+    def session(self, connection) -> None:
         channel = connection.channel()
         for target in (self.settings.results, self.settings.heartbeats):
             if not target.exchange:
@@ -113,7 +100,7 @@ class ResultLink:
             if self.to_publish or self.in_flight:
                 drain(connection, 0.0005)
             for message in self.parent.receive(0.0 if (self.to_publish or self.in_flight) else 0.02):
-                self._handle(message)
+                self.handle(message)
             self._report_confirmed()
             connection.heartbeat_check()
             if self.stopping:
@@ -188,7 +175,7 @@ class ResultLink:
             self.parent.send(ResultsConfirmed(tuple(self.confirmed)))
             self.confirmed = []
 
-    def _handle(self, message: object) -> bool:
+    def handle(self, message: object) -> bool:
         if isinstance(message, PublishResults):
             for result in message.results:
                 if result.task_id not in self.in_flight:

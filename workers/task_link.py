@@ -18,7 +18,7 @@ import amqp
 from ..protocol import messages
 from ..supervisor.channel import ParentChannel
 from ..supervisor.messages import Stop
-from .amqp import FatalBrokerError, connect, drain, is_connection_error, run_link
+from .amqp import BrokerLink, FatalBrokerError, drain, run_link
 from .memory import release_freed_memory
 from .messages import AckDeliveries, PauseConsuming, TaskDelivery, TasksReceived
 from .payloads import TASK_BODIES, Payload, PayloadStore, Stored, size_of
@@ -36,10 +36,10 @@ RESUME_AT = 0.75
 
 
 def main(channel: ParentChannel, settings: WorkerSettings) -> int:
-    return run_link("task link", TaskLink, channel, settings)
+    return run_link(TaskLink, channel, settings)
 
 
-class TaskLink:
+class TaskLink(BrokerLink):
     """Takes the endpoint's tasks from the broker and hands them to the supervisor.
 
     Two bounds keep what the tree holds in check: a count (the prefetch) and bytes (the
@@ -50,13 +50,13 @@ class TaskLink:
     that the rest of the tree refers to, and removed when the task is acknowledged.
     """
 
-    def __init__(self, channel: ParentChannel, settings: WorkerSettings):
-        self.parent = channel
-        self.settings = settings
+    role = "task link"
+
+    def __init__(self, parent: ParentChannel, settings: WorkerSettings):
+        super().__init__(parent, settings)
         self.prefetch = settings.prefetch or DEFAULT_PREFETCH
         self.budget = settings.max_task_bytes_in_flight or DEFAULT_BYTES_BUDGET
         self.bodies = PayloadStore(Path(settings.run_dir) / TASK_BODIES)
-        self.stopping: str | None = None
         self.paused = False  # the tree is stopping: no new tasks
         self.full = False  # the budget is spent: no new tasks until results free some
         self.connections = 0
@@ -71,32 +71,17 @@ class TaskLink:
         self.typical_size: float | None = None  # of recent bodies, to size the prefetch on resuming
         self.requeued = 0
 
-    def stop(self, reason: str) -> None:
-        self.stopping = self.stopping or reason
+    @property
+    def url(self) -> str:
+        return self.settings.task_queue_url
 
-    def run(self) -> int:
-        while not self.stopping:
-            connection = connect(self.settings.task_queue_url, "task link", self.parent, self._handle)
-            if connection is None:
-                break
-            try:
-                self._consume(connection)
-            except FatalBrokerError:
-                raise
-            except Exception as exc:
-                if not is_connection_error(exc):
-                    raise
-                log.warning("task link lost the broker: %s; reconnecting", exc)
-            finally:
-                # Tags of this channel die with it: acks for them are dropped from now on. The
-                # broker delivers those tasks again, and they count against the budget again.
-                self.channel, self.generation, self.batch, self.acks = None, "", [], AckWindow()
-                self.consumer_tag, self.held, self.held_bytes, self.full = None, {}, 0, False
-                connection.release()
-        log.info("task link stopped (%s)", self.stopping)
-        return 0
+    def disconnected(self) -> None:
+        # Tags of this channel die with it: acks for them are dropped from now on. The
+        # broker delivers those tasks again, and they count against the budget again.
+        self.channel, self.generation, self.batch, self.acks = None, "", [], AckWindow()
+        self.consumer_tag, self.held, self.held_bytes, self.full = None, {}, 0, False
 
-    def _consume(self, connection) -> None:
+    def session(self, connection) -> None:
         self.connections += 1
         # Delivery tags belong to one channel: the generation tells this channel's
         # tags from those of a channel (or a process) that is gone.
@@ -117,7 +102,7 @@ class TaskLink:
                     pass
             self._forward()
             for message in self.parent.receive(0):
-                if not self._handle(message):
+                if not self.handle(message):
                     break
             self._regulate()
             connection.heartbeat_check()
@@ -222,8 +207,7 @@ class TaskLink:
             self.requeued = 0
             release_freed_memory()
 
-    def _handle(self, message: object) -> bool:
-        """Act on a supervisor message; False when it is time to stop."""
+    def handle(self, message: object) -> bool:
         if isinstance(message, AckDeliveries):
             if self.channel is not None and message.generation == self.generation:
                 self._acknowledge(message.delivery_tags)
