@@ -28,7 +28,8 @@ import attrs
 
 from ..protocol import messages
 from ..workers.execution import UNKNOWN_TASK_FAILURE, error_result
-from ..workers.messages import (
+from ..workers.payloads import size_of
+from ..workers.pipe_messages import (
     AckDeliveries,
     EngineStatus,
     PauseConsuming,
@@ -42,7 +43,6 @@ from ..workers.messages import (
     TasksReceived,
     TasksStarted,
 )
-from ..workers.payloads import size_of
 
 log = logging.getLogger(__name__)
 

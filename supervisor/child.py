@@ -14,8 +14,8 @@ from multiprocessing.context import SpawnContext, SpawnProcess
 
 import psutil
 
-from .channel import bootstrap
-from .messages import Ping, Stop
+from .control import Ping, Stop
+from .pipe import bootstrap
 from .spec import ChildSpec
 from .states import LIVE_STATES, TRANSITIONS, ChildState
 

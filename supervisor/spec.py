@@ -41,7 +41,7 @@ def _check_target(_instance: object, _attribute: attrs.Attribute, value: str) ->
 @attrs.frozen
 class ChildSpec:
     name: str
-    target: str = attrs.field(validator=_check_target)  # "package.module:function", called (ParentChannel, config)
+    target: str = attrs.field(validator=_check_target)  # "package.module:function", called (ParentPipe, config)
     title: str = ""  # process title of the child; its name when empty
     restart: Restart = Restart.PERMANENT
     shutdown_timeout_s: float = 10.0  # after Stop, wait this long, then kill

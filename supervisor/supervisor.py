@@ -19,7 +19,7 @@ from typing import Protocol
 from setproctitle import setproctitle
 
 from .child import Child, describe_exit, spawn_context
-from .messages import Pong, Ready
+from .control import Pong, Ready
 from .signals import SignalQueue
 from .spec import HALT_CODES, ChildSpec, ExitCode, Restart, RestartPolicy
 from .states import LIVE_STATES, ChildState

@@ -14,7 +14,7 @@ import amqp.exceptions
 import kombu
 
 from ..protocol.urls import broker_connection, explain_tls_error, redact_url
-from ..supervisor.channel import ParentChannel
+from ..supervisor.pipe import ParentPipe
 from ..supervisor.spec import ExitCode
 from .settings import WorkerSettings
 from .startup import begin_child
@@ -39,7 +39,7 @@ def drain(connection: kombu.Connection, timeout: float) -> bool:
         return False
 
 
-def connect(url: str, what: str, channel: ParentChannel,
+def connect(url: str, what: str, parent: ParentPipe,
             on_message: Callable[[object], bool]) -> kombu.Connection | None:
     """Connect with jittered exponential backoff, answering the supervisor meanwhile.
 
@@ -69,7 +69,7 @@ def connect(url: str, what: str, channel: ParentChannel,
                     attempt, exc, delay)
         deadline = time.monotonic() + delay * random.uniform(0.5, 1.0)
         while time.monotonic() < deadline:
-            for message in channel.receive(timeout=min(0.2, max(0.0, deadline - time.monotonic()))):
+            for message in parent.receive(timeout=min(0.2, max(0.0, deadline - time.monotonic()))):
                 if not on_message(message):
                     return None
         delay = min(delay * 2, BACKOFF_MAX_S)
@@ -87,7 +87,7 @@ class BrokerLink:
     # Connect again when asked to stop while disconnected? (to publish what is left)
     reconnect_while_stopping = False
 
-    def __init__(self, parent: ParentChannel, settings: WorkerSettings):
+    def __init__(self, parent: ParentPipe, settings: WorkerSettings):
         self.parent = parent  # the pipe to the supervisor
         self.settings = settings
         self.stopping: str | None = None
@@ -138,7 +138,7 @@ class BrokerLink:
         return 0
 
 
-def run_link(link_class: type[BrokerLink], channel: ParentChannel, settings: WorkerSettings) -> int:
+def run_link(link_class: type[BrokerLink], parent: ParentPipe, settings: WorkerSettings) -> int:
     """The body of a link process's main: title and logging first, then the link's loop.
 
     A broker that refuses the credentials cannot be fixed by restarting: that exits
@@ -146,9 +146,9 @@ def run_link(link_class: type[BrokerLink], channel: ParentChannel, settings: Wor
     """
     role = link_class.role
     begin_child(settings, role)
-    link = link_class(channel, settings)
+    link = link_class(parent, settings)
     signal.signal(signal.SIGTERM, lambda *_: link.stop("SIGTERM"))
-    channel.ready()
+    parent.ready()
     try:
         return link.run()
     except FatalBrokerError as exc:

@@ -11,13 +11,13 @@ import time
 from multiprocessing.connection import wait
 from pathlib import Path
 
-from ..supervisor.channel import ParentChannel
-from ..supervisor.messages import Stop
+from ..supervisor.control import Stop
+from ..supervisor.pipe import ParentPipe
 from ..supervisor.spec import ExitCode
-from .engines import build_engine
 from .logs import capture_output
-from .messages import EngineStatus, ResultsDone, RunTasks, TaskResult, TasksStarted
 from .payloads import INLINE_MAX, UNACKED_RESULTS, PayloadStore
+from .pipe_messages import EngineStatus, ResultsDone, RunTasks, TaskResult, TasksStarted
+from .pools import build_engine
 from .settings import WorkerSettings
 from .startup import begin_child
 
@@ -27,7 +27,7 @@ STATUS_EVERY_S = 5.0
 RESULT_BATCH = 512
 
 
-def main(channel: ParentChannel, settings: WorkerSettings) -> int:
+def main(parent: ParentPipe, settings: WorkerSettings) -> int:
     begin_child(settings, "engine")
     capture_output()  # what tasks print (here and in the workers this process starts) is logged, bounded
     wake_read, wake_write = os.pipe()
@@ -61,22 +61,22 @@ def main(channel: ParentChannel, settings: WorkerSettings) -> int:
 
     threading.Thread(target=_watch_for_failure, args=(engine, wake_write), name="engine-watchdog",
                      daemon=True).start()
-    channel.ready()
+    parent.ready()
     log.info("%s ready with capacity %d", settings.engine["type"], engine.capacity)
-    channel.send(EngineStatus(engine.status()))
+    parent.send(EngineStatus(engine.status()))
     next_status = time.monotonic() + STATUS_EVERY_S
     while not stopping:
-        ready = wait([channel.conn, wake_read], timeout=1.0)
+        ready = wait([parent.conn, wake_read], timeout=1.0)
         if wake_read in ready:
             os.read(wake_read, 65536)
             awake.clear()  # after emptying the pipe, before draining: a result put after this pokes again
-        for message in channel.receive(0):
+        for message in parent.receive(0):
             if isinstance(message, RunTasks):
                 engine.submit_many(message.tasks, done)
             elif isinstance(message, Stop):
                 stopping.append(message.reason)
-        _send_started(channel, started)
-        _send_finished(channel, finished)
+        _send_started(parent, started)
+        _send_finished(parent, finished)
         problem = engine.failure()
         if problem:
             # Exit abnormally: the supervisor starts a new engine and hands it this one's tasks.
@@ -84,11 +84,11 @@ def main(channel: ParentChannel, settings: WorkerSettings) -> int:
             engine.abandon()
             return ExitCode.DEPENDENCY_FAILED
         if time.monotonic() >= next_status:
-            channel.send(EngineStatus(engine.status()))
+            parent.send(EngineStatus(engine.status()))
             next_status = time.monotonic() + STATUS_EVERY_S
     log.info("stopping (%s): finishing running tasks", stopping[0])
     engine.shutdown(cancel_pending=True)
-    _send_finished(channel, finished)
+    _send_finished(parent, finished)
     return 0
 
 
@@ -105,23 +105,23 @@ def _keep_large(results: PayloadStore, result: TaskResult) -> TaskResult:
         return result
 
 
-def _send_started(channel: ParentChannel, started: queue.SimpleQueue) -> None:
+def _send_started(parent: ParentPipe, started: queue.SimpleQueue) -> None:
     task_ids = []
     while not started.empty():
         task_ids.append(started.get())
     if task_ids:
-        channel.send(TasksStarted(tuple(task_ids)))
+        parent.send(TasksStarted(tuple(task_ids)))
 
 
-def _send_finished(channel: ParentChannel, finished: queue.SimpleQueue) -> None:
+def _send_finished(parent: ParentPipe, finished: queue.SimpleQueue) -> None:
     batch = []
     while not finished.empty():
         batch.append(finished.get())
         if len(batch) >= RESULT_BATCH:
-            channel.send(ResultsDone(tuple(batch)))
+            parent.send(ResultsDone(tuple(batch)))
             batch = []
     if batch:
-        channel.send(ResultsDone(tuple(batch)))
+        parent.send(ResultsDone(tuple(batch)))
 
 
 WATCH_EVERY_S = 0.5

@@ -24,8 +24,8 @@ from typing import Any
 from ..protocol.files import write_private_file
 from .addresses import host_addresses, resolve_address
 from .execution import UNKNOWN_TASK_FAILURE, error_result, run_task_in, run_tasks_in
-from .messages import TaskDelivery, TaskResult
 from .payloads import Payload, load
+from .pipe_messages import TaskDelivery, TaskResult
 from .submission import NO_SPECIFICATION, ChunkedSubmission, Done, Started, ignore_start, report_outcome
 
 log = logging.getLogger(__name__)

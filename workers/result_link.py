@@ -22,11 +22,11 @@ from pathlib import Path
 import amqp
 
 from ..protocol.urls import is_embedded, redact_url
-from ..supervisor.channel import ParentChannel
-from ..supervisor.messages import Stop
+from ..supervisor.control import Stop
+from ..supervisor.pipe import ParentPipe
 from .amqp import BrokerLink, FatalBrokerError, drain, run_link
-from .messages import PublishResults, PublishStatus, ResultsConfirmed
 from .payloads import UNACKED_RESULTS, Payload, PayloadStore, Stored, load
+from .pipe_messages import PublishResults, PublishStatus, ResultsConfirmed
 from .settings import PublishTarget, WorkerSettings
 
 log = logging.getLogger(__name__)
@@ -35,8 +35,8 @@ MAX_UNCONFIRMED = 2000
 FINAL_FLUSH_S = 5.0
 
 
-def main(channel: ParentChannel, settings: WorkerSettings) -> int:
-    return run_link(ResultLink, channel, settings)
+def main(parent: ParentPipe, settings: WorkerSettings) -> int:
+    return run_link(ResultLink, parent, settings)
 
 
 class ResultLink(BrokerLink):
@@ -48,7 +48,7 @@ class ResultLink(BrokerLink):
     role = "result link"
     reconnect_while_stopping = True  # to publish what is left, the final status report included
 
-    def __init__(self, parent: ParentChannel, settings: WorkerSettings):
+    def __init__(self, parent: ParentPipe, settings: WorkerSettings):
         super().__init__(parent, settings)
         self.to_publish: OrderedDict[str, Payload] = OrderedDict()  # task id -> packed Result
         self.unconfirmed: dict[int, str] = {}  # publish sequence number -> task id

@@ -12,7 +12,7 @@ from concurrent.futures import Future
 from typing import Any, Protocol
 
 from .execution import UNKNOWN_TASK_FAILURE, error_result
-from .messages import TaskDelivery, TaskResult
+from .pipe_messages import TaskDelivery, TaskResult
 
 Done = Callable[[TaskResult], None]
 Started = Callable[[str], None]  # told each task id as a worker starts it, from any thread

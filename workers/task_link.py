@@ -16,12 +16,12 @@ from pathlib import Path
 import amqp
 
 from ..protocol import messages
-from ..supervisor.channel import ParentChannel
-from ..supervisor.messages import Stop
+from ..supervisor.control import Stop
+from ..supervisor.pipe import ParentPipe
 from .amqp import BrokerLink, FatalBrokerError, drain, run_link
 from .memory import release_freed_memory
-from .messages import AckDeliveries, PauseConsuming, TaskDelivery, TasksReceived
 from .payloads import TASK_BODIES, Payload, PayloadStore, Stored, size_of
+from .pipe_messages import AckDeliveries, PauseConsuming, TaskDelivery, TasksReceived
 from .settings import WorkerSettings
 
 log = logging.getLogger(__name__)
@@ -35,8 +35,8 @@ DEFAULT_BYTES_BUDGET = 256 * 1024 * 1024
 RESUME_AT = 0.75
 
 
-def main(channel: ParentChannel, settings: WorkerSettings) -> int:
-    return run_link(TaskLink, channel, settings)
+def main(parent: ParentPipe, settings: WorkerSettings) -> int:
+    return run_link(TaskLink, parent, settings)
 
 
 class TaskLink(BrokerLink):
@@ -52,7 +52,7 @@ class TaskLink(BrokerLink):
 
     role = "task link"
 
-    def __init__(self, parent: ParentChannel, settings: WorkerSettings):
+    def __init__(self, parent: ParentPipe, settings: WorkerSettings):
         super().__init__(parent, settings)
         self.prefetch = settings.prefetch or DEFAULT_PREFETCH
         self.budget = settings.max_task_bytes_in_flight or DEFAULT_BYTES_BUDGET

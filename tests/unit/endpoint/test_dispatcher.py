@@ -15,7 +15,7 @@ from compute_endpoint.endpoint.dispatcher import (
     EndpointDispatcher,
     TaskState,
 )
-from compute_endpoint.workers.messages import (
+from compute_endpoint.workers.pipe_messages import (
     AckDeliveries,
     EngineStatus,
     PauseConsuming,

@@ -7,22 +7,22 @@ from multiprocessing import current_process
 
 from setproctitle import setproctitle
 
-from compute_endpoint.supervisor.messages import Stop
+from compute_endpoint.supervisor.control import Stop
 from compute_endpoint.supervisor.spec import ExitCode
 
 
-def echo(channel, config) -> int:
+def echo(parent, config) -> int:
     setproctitle(f"{config['title']} {current_process().name}")
-    channel.ready()
+    parent.ready()
     if config.get("send_from") == current_process().name:
-        channel.send(("echo", f"hello from {current_process().name}"))
+        parent.send(("echo", f"hello from {current_process().name}"))
     while True:
-        for message in channel.receive(timeout=0.5):
+        for message in parent.receive(timeout=0.5):
             if isinstance(message, Stop):
                 return 0
             kind, value = message
             if kind == "echo":
-                channel.send(("echoed", value))
+                parent.send(("echoed", value))
             elif kind == "hang":
                 time.sleep(3600)
 
@@ -30,44 +30,44 @@ def echo(channel, config) -> int:
                 return value
 
 
-def busy_then_echo(channel, config) -> int:
+def busy_then_echo(parent, config) -> int:
     """Computes for 3 s right after it is ready, answering nothing meanwhile; then echoes."""
     setproctitle(f"{config['title']} {current_process().name}")
-    channel.ready()
+    parent.ready()
     end = time.monotonic() + 3.0
     while time.monotonic() < end:
         pass
-    return echo(channel, config)
+    return echo(parent, config)
 
 
-def hang_after_ready(channel, config) -> int:
+def hang_after_ready(parent, config) -> int:
     """Says it is ready, then waits on nothing, answering nothing: hung."""
     setproctitle(f"{config['title']} {current_process().name}")
-    channel.ready()
+    parent.ready()
     time.sleep(3600)
     return 0
 
 
-def config_error(channel, config) -> int:
+def config_error(parent, config) -> int:
     return ExitCode.CONFIG_ERROR
 
 
-def flood(channel, config) -> int:
+def flood(parent, config) -> int:
     """Writes many big messages without reading, as a busy engine does: the supervisor's
     answers pile up meanwhile. Reports how many came back."""
     setproctitle(f"{config['title']} {current_process().name}")
-    channel.ready()
+    parent.ready()
     count, payload = 200, b"x" * 256 * 1024
     for _ in range(count):
-        channel.send(("flood", payload))
+        parent.send(("flood", payload))
     answered = 0
     while answered < count:
-        for message in channel.receive(timeout=0.5):
+        for message in parent.receive(timeout=0.5):
             if isinstance(message, Stop):
                 return 0
             answered += message[0] == "flooded"
-    channel.send(("done", answered))
+    parent.send(("done", answered))
     while True:
-        for message in channel.receive(timeout=0.5):
+        for message in parent.receive(timeout=0.5):
             if isinstance(message, Stop):
                 return 0

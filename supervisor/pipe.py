@@ -12,13 +12,13 @@ import threading
 import time
 from multiprocessing.connection import Connection, wait
 
-from .messages import Ping, Pong, Ready
+from .control import Ping, Pong, Ready
 from .spec import ChildSpec, ExitCode
 
 _PR_SET_PDEATHSIG = 1
 
 
-class ParentChannel:
+class ParentPipe:
     """Send to the supervisor; receive from it, answering pings on the way.
 
     A child's main loop calls ``receive`` often: answering pings there (not from a
@@ -98,4 +98,4 @@ def bootstrap(spec: ChildSpec, conn: Connection, config: object) -> None:
     except Exception as exc:
         print(f"{spec.name}: cannot load {spec.target}: {exc!r}", file=sys.stderr)
         sys.exit(ExitCode.BOOT_FAILURE)
-    sys.exit(target(ParentChannel(conn), config) or 0)
+    sys.exit(target(ParentPipe(conn), config) or 0)

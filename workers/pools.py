@@ -1,5 +1,6 @@
-"""Engines: where tasks run. The standard library's pools here, GlobusComputeEngine in
-htex.py; the interface and the submission they share in submission.py."""
+"""The standard library's pools as engines (ThreadPoolEngine, ProcessPoolEngine), and
+build_engine, which makes any engine from the config (GlobusComputeEngine is in htex.py;
+what all engines share is in submission.py)."""
 
 from __future__ import annotations
 
@@ -11,9 +12,9 @@ import threading
 from collections.abc import Mapping
 from typing import Any
 
-from ..supervisor.channel import die_with_parent
+from ..supervisor.pipe import die_with_parent
 from .execution import UNKNOWN_TASK_FAILURE, error_result, notice_start, run_task, run_tasks, send_start_notices_to
-from .messages import TaskDelivery, TaskResult
+from .pipe_messages import TaskDelivery, TaskResult
 from .submission import (
     ChunkedSubmission,
     Done,
