@@ -138,12 +138,17 @@ def clean_up_unclean_stop(directory: EndpointDirectory, echo: Echo) -> None:
 
 
 def start(directory: EndpointDirectory, echo: Echo, foreground: bool = False, debug: bool = False) -> int:
-    """Start the endpoint; return the exit code for the CLI (after the run, in the foreground)."""
-    from ..protocol.urls import redact_url
-    from .auth import AuthError, Credentials
+    """Start the endpoint: check, authenticate, register, spawn. Returns the exit code for the
+    CLI (after the run, when in the foreground)."""
+    config, config_text = _check(directory, echo)
+    identity, token, url = _authenticate(directory, config, echo)
+    settings = _register(directory, config, config_text, identity, token, url, debug, echo)
+    return _spawn(directory, settings, config, foreground, echo)
+
+
+def _check(directory: EndpointDirectory, echo: Echo):
+    """Not running already; the config loads; endpoint_setup ran."""
     from .config import load_config
-    from .credentials import environment_name, service_url
-    from .registration import RegistrationError, register
 
     status = endpoint_status(directory)
     if status.state is EndpointState.RUNNING:
@@ -154,16 +159,22 @@ def start(directory: EndpointDirectory, echo: Echo, foreground: bool = False, de
             f"there; if it does not run there any more, remove {directory.pid_file} and start again.")
     if status.state is EndpointState.DISCONNECTED:
         clean_up_unclean_stop(directory, echo)
-
     config_text = directory.config_file.read_text()
     config = load_config(directory.config_file)
     _check_engine_address(config, directory)
     directory.log_file.touch(mode=0o600)
     if config.endpoint_setup:
         run_hook("endpoint_setup", config.endpoint_setup, directory.log_file, echo)
-
     for warning in directory.loose_permissions():
         echo(f"Warning: {warning}")
+    return config, config_text
+
+
+def _authenticate(directory: EndpointDirectory, config, echo: Echo):
+    """(identity, token, service URL) of who is logged in, who must be who registered it."""
+    from .auth import AuthError, Credentials
+    from .credentials import environment_name, service_url
+
     url = service_url(config.environment, config.local_compute_services)
     try:
         credentials = Credentials(directory.base, url, environment_name(config.environment,
@@ -177,6 +188,17 @@ def start(directory: EndpointDirectory, echo: Echo, foreground: bool = False, de
             f"Endpoint {directory.name} was registered by {owner.get('username')} ({owner['id']}); it cannot be "
             f"run by {identity}, who is logged in now. Log in as {owner.get('username')}, or configure a new "
             "endpoint for this identity.", exit_code=Exit.NO_PERMISSION)
+    return identity, token, url
+
+
+def _register(directory: EndpointDirectory, config, config_text: str, identity, token: str, url: str,
+              debug: bool, echo: Echo):
+    """Register with the service and check its broker answers; then record the endpoint's id.
+    Returns the settings of the tree to start."""
+    from ..protocol.urls import redact_url
+    from .registration import RegistrationError, register
+    from .tree import worker_settings
+
     echo(f"Registering with the Compute service at {url} as {identity} ...")
     try:
         registration = register(url, token, directory.name, directory.read_endpoint_id(),
@@ -184,17 +206,19 @@ def start(directory: EndpointDirectory, echo: Echo, foreground: bool = False, de
     except RegistrationError as exc:
         raise LifecycleError(f"Registration failed: {exc}", exc.exit_code) from None
     endpoint_id = registration["endpoint_id"]
-
-    from .tree import worker_settings
-
     settings = worker_settings(directory.name, directory.path, directory.log_file, config, config_text,
                                registration, debug)
     echo(f"Checking the broker at {redact_url(settings.task_queue_url)} ...")
     _check_broker(settings.task_queue_url, settings.task_queue, config.amqp_port)
     # Recorded only now: an endpoint that could not start is not listed as one that ran.
+    owner = directory.read_owner()
     directory.write_endpoint_id(_uuid(endpoint_id), owner or {"id": identity.id, "username": identity.username})
     echo(f"Starting endpoint; registered ID: {endpoint_id}")
+    return settings
 
+
+def _spawn(directory: EndpointDirectory, settings, config, foreground: bool, echo: Echo) -> int:
+    """Run the tree here (foreground), or in a daemon, waiting for its start-up progress."""
     if foreground:
         return _run(directory, settings, config, fd=None, echo=echo)
     from .daemon import daemonize, read_progress

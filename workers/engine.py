@@ -30,66 +30,79 @@ RESULT_BATCH = 512
 def main(parent: ParentPipe, settings: WorkerSettings) -> int:
     begin_child(settings, "engine")
     capture_output()  # what tasks print (here and in the workers this process starts) is logged, bounded
-    wake_read, wake_write = os.pipe()
-    os.set_blocking(wake_write, False)
-    stopping = []
-    signal.signal(signal.SIGTERM, lambda *_: (stopping.append("SIGTERM"), _poke(wake_write)))
-    finished: queue.SimpleQueue[TaskResult] = queue.SimpleQueue()
-    started: queue.SimpleQueue[str] = queue.SimpleQueue()
-    awake = threading.Event()  # set: a wake-up is on its way; finishing tasks need not send another
-
-    def wake() -> None:
-        if not awake.is_set():
-            awake.set()
-            _poke(wake_write)
-
-    results = PayloadStore(Path(settings.run_dir) / UNACKED_RESULTS)
-
-    def done(result: TaskResult) -> None:
-        finished.put(_keep_large(results, result))
-        wake()
-
-    def on_start(task_id: str) -> None:
-        started.put(task_id)
-        wake()
-
+    process = EngineProcess(parent, PayloadStore(Path(settings.run_dir) / UNACKED_RESULTS))
+    signal.signal(signal.SIGTERM, lambda *_: process.stop("SIGTERM"))
     try:
-        engine = build_engine(settings.engine, settings.endpoint_id, settings.run_dir, on_start)
+        engine = build_engine(settings.engine, settings.endpoint_id, settings.run_dir, process.on_start)
     except Exception as exc:
         log.error("cannot build the %s engine: %s", settings.engine.get("type"), exc)
         return ExitCode.CONFIG_ERROR
-
-    threading.Thread(target=_watch_for_failure, args=(engine, wake_write), name="engine-watchdog",
+    threading.Thread(target=_watch_for_failure, args=(engine, process.wake_write), name="engine-watchdog",
                      daemon=True).start()
     parent.ready()
     log.info("%s ready with capacity %d", settings.engine["type"], engine.capacity)
-    parent.send(EngineStatus(engine.status()))
-    next_status = time.monotonic() + STATUS_EVERY_S
-    while not stopping:
-        ready = wait([parent.conn, wake_read], timeout=1.0)
-        if wake_read in ready:
-            os.read(wake_read, 65536)
-            awake.clear()  # after emptying the pipe, before draining: a result put after this pokes again
-        for message in parent.receive(0):
-            if isinstance(message, RunTasks):
-                engine.submit_many(message.tasks, done)
-            elif isinstance(message, Stop):
-                stopping.append(message.reason)
-        _send_started(parent, started)
-        _send_finished(parent, finished)
-        problem = engine.failure()
-        if problem:
-            # Exit abnormally: the supervisor starts a new engine and hands it this one's tasks.
-            log.error("the engine cannot run tasks any more: %s; exiting so that it is replaced", problem)
-            engine.abandon()
-            return ExitCode.DEPENDENCY_FAILED
-        if time.monotonic() >= next_status:
-            parent.send(EngineStatus(engine.status()))
-            next_status = time.monotonic() + STATUS_EVERY_S
-    log.info("stopping (%s): finishing running tasks", stopping[0])
-    engine.shutdown(cancel_pending=True)
-    _send_finished(parent, finished)
-    return 0
+    return process.run(engine)
+
+
+class EngineProcess:
+    """The engine process's loop: one wait over the supervisor's pipe and a wake-up pipe that
+    tasks starting and finishing (in any thread) poke; then pass on what they reported."""
+
+    def __init__(self, parent: ParentPipe, results: PayloadStore):
+        self.parent = parent
+        self.results = results
+        self.wake_read, self.wake_write = os.pipe()
+        os.set_blocking(self.wake_write, False)
+        self.stopping: list[str] = []
+        self.finished: queue.SimpleQueue[TaskResult] = queue.SimpleQueue()
+        self.started: queue.SimpleQueue[str] = queue.SimpleQueue()
+        self.awake = threading.Event()  # set: a wake-up is on its way; finishing tasks need not send another
+
+    def stop(self, reason: str) -> None:
+        self.stopping.append(reason)
+        _poke(self.wake_write)
+
+    def wake(self) -> None:
+        if not self.awake.is_set():
+            self.awake.set()
+            _poke(self.wake_write)
+
+    def done(self, result: TaskResult) -> None:
+        self.finished.put(_keep_large(self.results, result))
+        self.wake()
+
+    def on_start(self, task_id: str) -> None:
+        self.started.put(task_id)
+        self.wake()
+
+    def run(self, engine) -> int:
+        self.parent.send(EngineStatus(engine.status()))
+        next_status = time.monotonic() + STATUS_EVERY_S
+        while not self.stopping:
+            ready = wait([self.parent.conn, self.wake_read], timeout=1.0)
+            if self.wake_read in ready:
+                os.read(self.wake_read, 65536)
+                self.awake.clear()  # after emptying the pipe, before draining: a result put after this pokes again
+            for message in self.parent.receive(0):
+                if isinstance(message, RunTasks):
+                    engine.submit_many(message.tasks, self.done)
+                elif isinstance(message, Stop):
+                    self.stopping.append(message.reason)
+            _send_started(self.parent, self.started)
+            _send_finished(self.parent, self.finished)
+            problem = engine.failure()
+            if problem:
+                # Exit abnormally: the supervisor starts a new engine and hands it this one's tasks.
+                log.error("the engine cannot run tasks any more: %s; exiting so that it is replaced", problem)
+                engine.abandon()
+                return ExitCode.DEPENDENCY_FAILED
+            if time.monotonic() >= next_status:
+                self.parent.send(EngineStatus(engine.status()))
+                next_status = time.monotonic() + STATUS_EVERY_S
+        log.info("stopping (%s): finishing running tasks", self.stopping[0])
+        engine.shutdown(cancel_pending=True)
+        _send_finished(self.parent, self.finished)
+        return 0
 
 
 def _keep_large(results: PayloadStore, result: TaskResult) -> TaskResult:

@@ -97,13 +97,7 @@ class GlobusComputeEngine(ChunkedSubmission):
         self.run_in_sandbox = run_in_sandbox
         self._blocks_file = Path(self.run_dir) / "blocks.json"
         self._cancel_blocks_left_behind()
-        # Workers (on any node: the endpoint directory is shared) mark each task as it starts;
-        # a thread tells on_start and clears the marks. Marks a dead engine left are stale.
-        self.started_dir = str(Path(self.run_dir) / "started")
-        shutil.rmtree(self.started_dir, ignore_errors=True)
-        os.makedirs(self.started_dir, mode=0o700, exist_ok=True)
-        self._watching_starts = True
-        threading.Thread(target=self._watch_starts, args=(on_start,), name="start-marks", daemon=True).start()
+        self._begin_start_marks(on_start)
         named = resolve_address(address)
         if not encrypted:
             log.warning(UNENCRYPTED_WARNING)
@@ -119,16 +113,7 @@ class GlobusComputeEngine(ChunkedSubmission):
         if interchange_port_range:
             kwargs["interchange_port_range"] = tuple(interchange_port_range)
         self.htex = HighThroughputExecutor(**kwargs)
-        if named is None:
-            # The interchange listens on every interface (address None) and each worker
-            # pool tries every address of this host, as on a cluster it must.
-            self.htex.address = None
-            self.htex.all_addresses = set(host_addresses())
-        log.info("worker pools will connect to %s (%s)", ", ".join(sorted(self.htex.all_addresses)),
-                 "encrypted with CurveZMQ" if encrypted else "NOT encrypted")
-        self.htex.run_dir = self.run_dir
-        self.htex.provider.script_dir = os.path.join(self.run_dir, "submit_scripts")
-        os.makedirs(self.htex.provider.script_dir, mode=0o700, exist_ok=True)
+        self._place(named is None, encrypted)
         self.htex.launch_cmd = container_launch_cmd(self.htex.launch_cmd, self.run_dir, container_type,
                                                     container_uri, container_cmd_options)
         self.htex.start()
@@ -141,6 +126,28 @@ class GlobusComputeEngine(ChunkedSubmission):
         self.min_blocks = getattr(self.provider, "min_blocks", 0)
         self.max_blocks = getattr(self.provider, "max_blocks", 1)
         self._recorded_jobs: list[str] = []
+
+    def _begin_start_marks(self, on_start: Started) -> None:
+        """Workers (on any node: the endpoint directory is shared) mark each task as it starts;
+        a thread tells on_start and clears the marks. Marks a dead engine left are stale."""
+        self.started_dir = str(Path(self.run_dir) / "started")
+        shutil.rmtree(self.started_dir, ignore_errors=True)
+        os.makedirs(self.started_dir, mode=0o700, exist_ok=True)
+        self._watching_starts = True
+        threading.Thread(target=self._watch_starts, args=(on_start,), name="start-marks", daemon=True).start()
+
+    def _place(self, on_every_address: bool, encrypted: bool) -> None:
+        """Where the interchange listens and keeps its files, before it starts."""
+        if on_every_address:
+            # The interchange listens on every interface (address None) and each worker
+            # pool tries every address of this host, as on a cluster it must.
+            self.htex.address = None
+            self.htex.all_addresses = set(host_addresses())
+        log.info("worker pools will connect to %s (%s)", ", ".join(sorted(self.htex.all_addresses)),
+                 "encrypted with CurveZMQ" if encrypted else "NOT encrypted")
+        self.htex.run_dir = self.run_dir
+        self.htex.provider.script_dir = os.path.join(self.run_dir, "submit_scripts")
+        os.makedirs(self.htex.provider.script_dir, mode=0o700, exist_ok=True)
 
     @property
     def capacity(self) -> int:
