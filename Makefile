@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 # Re-install only when the project's declared dependencies change.
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench lint venv clean
+.PHONY: demo test bench lint typecheck check venv clean
 
 venv: $(STAMP)
 
@@ -33,6 +33,17 @@ bench: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check endpoint supervisor workers protocol service tests bench examples
+
+# mypy reads the package as it is installed (compute_endpoint.*): a tree of links gives it that shape.
+TYPECHECK_TREE := build/typecheck
+typecheck: $(STAMP)
+	@rm -rf $(TYPECHECK_TREE) && mkdir -p $(TYPECHECK_TREE)/compute_endpoint
+	@for folder in endpoint supervisor workers protocol service; do \
+		ln -s "$(CURDIR)/$$folder" $(TYPECHECK_TREE)/compute_endpoint/$$folder; done
+	cd $(TYPECHECK_TREE) && "$(CURDIR)/$(BIN)/python" -m mypy --config-file "$(CURDIR)/setup.cfg" -p compute_endpoint
+
+# What CI runs before the tests: both must pass.
+check: lint typecheck
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache

@@ -70,7 +70,7 @@ def client_credentials() -> tuple[str, str] | None:
     if bool(client_id) != bool(secret):
         raise AuthError(f"set both {CLIENT_ID_ENV} and {CLIENT_SECRET_ENV} to run as a client identity, "
                         "or neither to run as a user")
-    return (client_id, secret) if client_id else None
+    return (client_id, secret) if client_id and secret else None
 
 
 def compute_scope() -> str:
@@ -183,6 +183,7 @@ class Credentials:
     def _grant_client_tokens(self) -> dict:
         import globus_sdk
 
+        assert self.client is not None  # only called for a client identity
         client_id, secret = self.client
         auth = globus_sdk.ConfidentialAppAuthClient(client_id, secret, base_url=self._auth_base_url())
         scopes = [compute_scope(), *IDENTITY_SCOPES] if self.hosted else [compute_scope()]

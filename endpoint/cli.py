@@ -328,4 +328,4 @@ def _hide_token_from_ps(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

@@ -94,22 +94,22 @@ def _default_provider() -> ProviderConfig:
 class ThreadPoolEngineConfig:
     type: Literal["ThreadPoolEngine"] = "ThreadPoolEngine"
     max_workers: PositiveInt | None = None
-    max_retries_on_system_failure: NonNegativeInt = 0
+    max_retries_on_system_failure: NonNegativeInt = NonNegativeInt(0)
 
 
 @attrs.frozen
 class ProcessPoolEngineConfig:
     type: Literal["ProcessPoolEngine"] = "ProcessPoolEngine"
     max_workers: PositiveInt | None = None
-    max_retries_on_system_failure: NonNegativeInt = 0
+    max_retries_on_system_failure: NonNegativeInt = NonNegativeInt(0)
 
 
 @attrs.frozen
 class JobStatusConfig:
     """How often the engine looks at its blocks, and how long an idle block lives."""
 
-    strategy_period: PositiveFloat = 5.0
-    max_idletime: PositiveFloat = 120.0
+    strategy_period: PositiveFloat = PositiveFloat(5.0)
+    max_idletime: PositiveFloat = PositiveFloat(120.0)
 
 
 @attrs.frozen
@@ -129,20 +129,20 @@ class GlobusComputeEngineConfig:
     loopback_address: str = "127.0.0.1"
     # CurveZMQ between the interchange and the worker pools; off only by choice.
     encrypted: bool = True
-    strategy: Strategy | None = "simple"
+    strategy: Strategy | None = Strategy("simple")
     run_in_sandbox: bool = False  # each task runs in a fresh directory of working_dir
     working_dir: str = "tasks_working_dir"  # relative to the endpoint's directory
     max_workers_per_node: PositiveInt | None = None
-    cores_per_worker: PositiveFloat = 1.0
+    cores_per_worker: PositiveFloat = PositiveFloat(1.0)
     mem_per_worker: PositiveFloat | None = None
     available_accelerators: Accelerators | None = None
-    prefetch_capacity: NonNegativeInt = 0
-    heartbeat_period: PositiveInt = 30
-    heartbeat_threshold: PositiveInt = 120
+    prefetch_capacity: NonNegativeInt = NonNegativeInt(0)
+    heartbeat_period: PositiveInt = PositiveInt(30)
+    heartbeat_threshold: PositiveInt = PositiveInt(120)
     worker_port_range: PortRange | None = None
     interchange_port_range: PortRange | None = None
     worker_debug: bool = False
-    max_retries_on_system_failure: NonNegativeInt = 0
+    max_retries_on_system_failure: NonNegativeInt = NonNegativeInt(0)
     job_status_kwargs: JobStatusConfig = attrs.field(factory=JobStatusConfig)
     container_type: ContainerType | None = None
     container_uri: str | None = None
@@ -181,17 +181,17 @@ class EndpointConfig:
     engine: EngineConfig
     display_name: str | None = None
     amqp_port: AmqpPort | None = None
-    heartbeat_period: PositiveInt = 30
+    heartbeat_period: PositiveInt = PositiveInt(30)
     endpoint_setup: str | None = None
     endpoint_teardown: str | None = None
     environment: str | None = None
     local_compute_services: bool = False
     # The supervisor: more than max_restarts child restarts within restart_window_s
     # stops the endpoint; a child silent for hung_child_timeout_s is replaced.
-    max_restarts: NonNegativeInt = 5
-    restart_window_s: PositiveFloat = 60.0
-    hung_child_timeout_s: PositiveFloat = 30.0
-    prefetch: NonNegativeInt = 0  # unacknowledged tasks the task link may hold; 0: automatic
+    max_restarts: NonNegativeInt = NonNegativeInt(5)
+    restart_window_s: PositiveFloat = PositiveFloat(60.0)
+    hung_child_timeout_s: PositiveFloat = PositiveFloat(30.0)
+    prefetch: NonNegativeInt = NonNegativeInt(0)  # unacknowledged tasks the task link may hold; 0: automatic
     # Task bodies the tree may hold at once, in bytes: the second bound beside prefetch.
     max_task_bytes_in_flight: ByteSize = ByteSize(256 * 2**20)
 
@@ -244,7 +244,7 @@ def _structure_byte_size(value: object, _: object) -> int:
     return size
 
 
-def _structure_port_range(value: object, _: object) -> tuple[int, int]:
+def _structure_port_range(value: Any, _: object) -> tuple[int, int]:
     ports_ok = (isinstance(value, list) and len(value) == 2
                 and all(type(p) is int and 0 < p < 65536 for p in value))
     if not ports_ok or value[0] > value[1]:

@@ -17,6 +17,7 @@ import os
 import re
 import uuid
 from pathlib import Path
+from typing import Any
 
 import attrs
 
@@ -147,7 +148,7 @@ class EndpointDirectory:
         return owner if isinstance(owner, dict) and owner.get("id") else None
 
     def write_endpoint_id(self, endpoint_id: uuid.UUID, owner: dict | None = None) -> None:
-        record = {"endpoint_id": str(endpoint_id)}
+        record: dict[str, Any] = {"endpoint_id": str(endpoint_id)}
         if owner:
             record["identity"] = owner
         write_private_file(self.endpoint_json, json.dumps(record))

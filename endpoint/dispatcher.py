@@ -22,13 +22,13 @@ import os
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import attrs
 
 from ..protocol import messages
 from ..workers.execution import UNKNOWN_TASK_FAILURE, error_result
-from ..workers.payloads import size_of
+from ..workers.payloads import Payload, size_of
 from ..workers.pipe_messages import (
     AckDeliveries,
     EngineStatus,
@@ -73,7 +73,7 @@ class InFlight:
     state: TaskState = TaskState.QUEUED
     attempts: int = 0  # engines that died while running it
     unreported_losses: int = 0  # engines that died holding it, with no start reported
-    result: bytes | None = None
+    result: Payload | None = None
     extra_deliveries: list[TaskDelivery] = attrs.field(factory=list)  # duplicates to ack with it
 
 
@@ -95,7 +95,8 @@ class EndpointDispatcher:
         self.tree: dict = {}
         self.next_report = 0.0
         self.counts = {"received": 0, "duplicates": 0, "completed": 0, "retried": 0, "failed_system": 0}
-        self.startup_listener = None  # callable(str) told each child's readiness; set by tree.run_tree
+        # Told each child's readiness (start-up progress); set by tree.run_tree.
+        self.startup_listener: Callable[[str], None] | None = None
 
     # ------------------------------------------------------------------ routing
 
@@ -189,7 +190,8 @@ class EndpointDispatcher:
         if name == ENGINE:
             return self._resubmit()
         if name == RESULT_LINK:
-            unconfirmed = [TaskResult(t, e.result) for t, e in self.inflight.items() if e.state is TaskState.DONE]
+            unconfirmed = [TaskResult(t, e.result) for t, e in self.inflight.items()
+                           if e.state is TaskState.DONE and e.result is not None]
             if unconfirmed:
                 log.info("sending %d unconfirmed results to the new result link", len(unconfirmed))
                 return [(RESULT_LINK, PublishResults(tuple(unconfirmed)))]
@@ -263,4 +265,4 @@ class EndpointDispatcher:
             "report_time": time.time(),
         }
         return messages.pack(messages.EPStatusReport(endpoint_id=uuid.UUID(self.endpoint_id),
-                                                     global_state=global_state))
+                                                     global_state=messages.JsonObject(global_state)))

@@ -337,6 +337,7 @@ def stop(directory: EndpointDirectory, echo: Echo, timeout_s: float = DEFAULT_ST
     if status.state is not EndpointState.RUNNING:
         echo(f"Endpoint <{directory.name}> is not running")
         return
+    assert status.pid is not None  # a running endpoint has one
     echo(f"Stopping endpoint {directory.name} (pid {status.pid}) ...")
     stopped_by_itself = stop_process(status.pid, timeout_s, echo)
     leftovers = leftover_processes(directory)

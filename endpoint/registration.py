@@ -6,6 +6,7 @@ import getpass
 import platform
 import socket
 import uuid
+from typing import Any
 
 import requests
 
@@ -25,7 +26,7 @@ class RegistrationError(Exception):
 
 def register(service_url: str, token: str, name: str, endpoint_id: uuid.UUID | None,
              display_name: str | None, config_text: str) -> dict:
-    body = {"endpoint_name": name, "metadata": {
+    body: dict[str, Any] = {"endpoint_name": name, "metadata": {
         "endpoint_version": __version__, "python_version": platform.python_version(),
         "hostname": socket.getfqdn(), "local_user": getpass.getuser(), "endpoint_config": config_text}}
     if display_name:

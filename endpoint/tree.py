@@ -15,7 +15,7 @@ from ..supervisor.spec import ChildSpec, RestartPolicy
 from ..supervisor.supervisor import Supervisor
 from ..workers.payloads import TASK_BODIES, PayloadStore
 from ..workers.settings import PublishTarget, WorkerSettings
-from .config import EndpointConfig
+from .config import EndpointConfig, GlobusComputeEngineConfig
 from .daemon import Progress
 from .dispatcher import ENGINE, RESULT_LINK, TASK_LINK, EndpointDispatcher
 
@@ -51,7 +51,7 @@ def worker_settings(name: str, directory_path: Path, log_file: Path, config: End
                     config_text: str, registration: dict, debug: bool) -> WorkerSettings:
     task_info = registration["task_queue_info"]
     engine = cattrs.Converter().unstructure(config.engine)
-    if "provider" in engine:  # the provider's own options sit beside its type, as in config.yaml
+    if isinstance(config.engine, GlobusComputeEngineConfig):  # the provider's options sit beside its type
         engine["provider"] = {"type": config.engine.provider.type, **config.engine.provider.options}
     engine.update(engine.pop("executor_options", {}))  # HTEX's own options, beside ours as in config.yaml
     return WorkerSettings(

@@ -134,7 +134,7 @@ def unpack(buf: bytes) -> Message:
         raise MessageError("body is JSON nested too deeply") from None
     if not isinstance(envelope, dict) or not isinstance(envelope.get("data"), dict):
         raise MessageError("envelope must be an object with 'message_type' and an object 'data'")
-    cls = MESSAGE_TYPES.get(envelope.get("message_type"))  # type: ignore[arg-type]
+    cls: Any = MESSAGE_TYPES.get(envelope.get("message_type"))  # type: ignore[arg-type]
     if cls is None:
         raise MessageError(f"unknown message_type {envelope.get('message_type')!r}; "
                            f"accepted: {', '.join(MESSAGE_TYPES)}")

@@ -68,12 +68,13 @@ def explain_tls_error(exc: BaseException, url: str) -> str | None:
     """A sentence naming why the broker's certificate was refused, or None if exc is not that."""
     import ssl
 
-    while exc is not None and not isinstance(exc, ssl.SSLCertVerificationError):
-        exc = exc.__cause__ or exc.__context__
-    if exc is None:
+    found: BaseException | None = exc
+    while found is not None and not isinstance(found, ssl.SSLCertVerificationError):
+        found = found.__cause__ or found.__context__
+    if found is None:
         return None
     host = urlsplit(url).hostname
-    reason = getattr(exc, "verify_message", "") or str(exc)
+    reason = getattr(found, "verify_message", "") or str(found)
     if "Hostname mismatch" in reason or "IP address mismatch" in reason:
         why = f"its certificate is not issued for {host!r} (name mismatch)"
     elif "expired" in reason:

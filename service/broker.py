@@ -145,8 +145,9 @@ class Broker:
 
         def publish(producer: kombu.Producer) -> None:
             for task in outgoing:
-                headers = {"task_uuid": task.task_id, "function_uuid": task.function_id,
-                           "resource_specification": task.resource_specification}
+                headers: dict[str, typing.Any] = {
+                    "task_uuid": task.task_id, "function_uuid": task.function_id,
+                    "resource_specification": task.resource_specification}
                 if task.result_serializers:
                     headers["result_serializers"] = task.result_serializers
                 producer.publish(task.body, exchange=exchange, routing_key=routing_key,

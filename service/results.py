@@ -53,7 +53,7 @@ class ResultRecorder:
             fate = fates[task_id]
             if fate.error:
                 handled.refused[index] = f"result for task {task_id}: {fate.error}"
-            elif fate.forward:
+            elif fate.forward and fate.owner is not None:
                 handled.forwards.append((f"{queue_prefix(fate.owner)}{fate.task_group_id}", index, task_id))
         return handled
 

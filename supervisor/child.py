@@ -123,7 +123,7 @@ class Child:
         """SIGABRT a hung child: faulthandler (enabled in every child) writes the stack of each
         of its threads to its stderr, so the log says where it hung. Killed at kill_at if it
         is still there (a stopped process, say, takes no signal but SIGKILL)."""
-        if self.process is not None and self.process.exitcode is None:
+        if self.process is not None and self.process.exitcode is None and self.process.pid is not None:
             try:
                 os.kill(self.process.pid, signal.SIGABRT)
             except ProcessLookupError:
@@ -188,14 +188,19 @@ class Outbox:
         self.thread.join(timeout=1.0)
 
 
+EXIT_HINTS: dict[int, str] = {
+    signal.SIGKILL: ": perhaps out of memory, or killed by hand",
+    signal.SIGABRT: " (its threads' stacks are in the log above)",
+}
+
+
 def describe_exit(code: int) -> str:
     if code < 0:
         try:
             name = signal.Signals(-code).name
         except ValueError:
             name = f"signal {-code}"
-        hint = {signal.SIGKILL: ": perhaps out of memory, or killed by hand",
-                signal.SIGABRT: " (its threads' stacks are in the log above)"}.get(-code, "")
+        hint = EXIT_HINTS.get(-code, "")
         return f"killed by {name}{hint}"
     return f"exited with status {code}"
 

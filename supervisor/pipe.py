@@ -42,7 +42,7 @@ class ParentPipe:
 
         Raises EOFError when the supervisor is gone.
         """
-        messages = []
+        messages: list[object] = []
         if not wait([self.conn], timeout):
             return messages
         while self.conn.poll():

@@ -6,20 +6,18 @@ from __future__ import annotations
 import os
 import signal
 from collections.abc import Iterable
-from multiprocessing.connection import Connection, Pipe
+from multiprocessing.connection import Pipe
+from typing import Any
 
 
 class SignalQueue:
     def __init__(self) -> None:
-        self.reader: Connection | None = None
-        self._write_fd: int | None = None
-        self._previous: dict[int, object] = {}
+        self.reader, self._writer = Pipe(duplex=False)
+        self._write_fd = self._writer.fileno()
+        os.set_blocking(self._write_fd, False)
+        self._previous: dict[int, Any] = {}
 
     def install(self, signums: Iterable[int]) -> None:
-        reader, writer = Pipe(duplex=False)
-        self.reader, self._writer = reader, writer
-        self._write_fd = writer.fileno()
-        os.set_blocking(self._write_fd, False)
         for signum in signums:
             self._previous[signum] = signal.signal(signum, self._enqueue)
 

@@ -14,7 +14,7 @@ import time
 from collections import deque
 from collections.abc import Iterable, Sequence
 from multiprocessing.connection import wait
-from typing import Protocol
+from typing import Any, Protocol
 
 from setproctitle import setproctitle
 
@@ -91,17 +91,19 @@ class Supervisor:
         return int(self.exit_code)
 
     def _wait_and_handle(self) -> None:
-        live = [c for c in self.children.values() if c.process is not None and c.conn is not None]
-        waitables = [self.signals.reader, *(c.conn for c in live), *(c.process.sentinel for c in live)]
+        live = [(c, c.conn, c.process.sentinel) for c in self.children.values()
+                if c.process is not None and c.conn is not None]
+        waitables: list[Any] = [self.signals.reader, *(conn for _, conn, _ in live),
+                                *(sentinel for _, _, sentinel in live)]
         ready = wait(waitables, timeout=self._next_timeout())
         now = time.monotonic()
         if self.signals.reader in ready:
             self._handle_signals()
-        for child in live:
-            if child.conn in ready:
+        for child, conn, _ in live:
+            if conn in ready:
                 self._handle_messages(child)
-        for child in live:
-            if child.process.sentinel in ready:
+        for child, _, sentinel in live:
+            if sentinel in ready:
                 self._reap(child, now)
         self._check_liveness(now)
         self._start_due(now)

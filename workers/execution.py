@@ -53,7 +53,7 @@ def environment_details(endpoint_id: str | None = None) -> dict:
 def error_result(task_id: str, code: str, text: str, user_message: str | None = None,
                  endpoint_id: str | None = None) -> bytes:
     return messages.pack(messages.Result(
-        task_id=uuid.UUID(task_id), data=text, details=environment_details(endpoint_id),
+        task_id=uuid.UUID(task_id), data=text, details=messages.JsonObject(environment_details(endpoint_id)),
         error_details=messages.ResultErrorDetails(code=code, user_message=user_message or text.strip()[-500:]),
     ))
 
@@ -162,11 +162,11 @@ def run_task(task_id: str, body: Payload, result_serializers: list[str] | None =
                             "The task's result could not be serialized:\n" + _format_exception(exc),
                             endpoint_id=endpoint_id)
     if len(data) > max_result_bytes:
-        exc = MaxResultSizeExceeded(len(data), max_result_bytes)
-        return error_result(task_id, MAX_RESULT_SIZE_EXCEEDED, _format_exception(exc), str(exc),
+        too_large = MaxResultSizeExceeded(len(data), max_result_bytes)
+        return error_result(task_id, MAX_RESULT_SIZE_EXCEEDED, _format_exception(too_large), str(too_large),
                             endpoint_id=endpoint_id)
     return messages.pack(messages.Result(
-        task_id=uuid.UUID(task_id), data=data, details=environment_details(endpoint_id),
+        task_id=uuid.UUID(task_id), data=data, details=messages.JsonObject(environment_details(endpoint_id)),
         task_statuses=[messages.TaskTransition(started, "execution-start", "worker"),
                        messages.TaskTransition(ended, "execution-end", "worker")],
     ))

@@ -146,8 +146,8 @@ class GlobusComputeEngine(ChunkedSubmission):
         log.info("worker pools will connect to %s (%s)", ", ".join(sorted(self.htex.all_addresses)),
                  "encrypted with CurveZMQ" if encrypted else "NOT encrypted")
         self.htex.run_dir = self.run_dir
-        self.htex.provider.script_dir = os.path.join(self.run_dir, "submit_scripts")
-        os.makedirs(self.htex.provider.script_dir, mode=0o700, exist_ok=True)
+        self.provider.script_dir = os.path.join(self.run_dir, "submit_scripts")
+        os.makedirs(self.provider.script_dir, mode=0o700, exist_ok=True)
 
     @property
     def capacity(self) -> int:
@@ -184,7 +184,7 @@ class GlobusComputeEngine(ChunkedSubmission):
         connected = None
         if self.failure() is None:  # asking a dead interchange would wait forever
             try:
-                connected = self.htex.connected_workers
+                connected = self.htex.connected_workers  # type: ignore[attr-defined]
             except Exception:  # the interchange may be busy; figures are best effort
                 pass
         return {"engine_type": self.name, "outstanding_tasks": self.outstanding, "total_workers": connected,
@@ -289,5 +289,5 @@ def _resource_specification(text: object) -> dict:
         return text
     import json
 
-    value = json.loads(text)
+    value = json.loads(str(text))
     return value if isinstance(value, dict) else {}

@@ -79,7 +79,7 @@ class PayloadStore:
 
     def stored(self) -> list[tuple[str, Stored]]:
         """(task id, reference) of every payload in the folder; other files are left alone."""
-        found = []
+        found: list[tuple[str, Stored]] = []
         if not self.directory.is_dir():
             return found
         for entry in os.scandir(self.directory):

@@ -37,10 +37,14 @@ class _PoolEngine(ChunkedSubmission):
     def __init__(self, executor: concurrent.futures.Executor, capacity: int, endpoint_id: str,
                  on_start: Started):
         self.executor = executor
-        self.capacity = capacity
+        self.workers = capacity
         self.endpoint_id = endpoint_id
         self.on_start = on_start  # what the workers call as each task starts (picklable for processes)
         self.outstanding = 0
+
+    @property
+    def capacity(self) -> int:
+        return self.workers
 
     def submit(self, task: TaskDelivery, done: Done) -> None:
         try:

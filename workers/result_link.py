@@ -139,7 +139,7 @@ class ResultLink(BrokerLink):
         for sequence in self._settled(delivery_tag, multiple):
             task_id = self.unconfirmed.pop(sequence, None)
             payload = self.in_flight.pop(task_id, None) if task_id is not None else None
-            if payload is not None:
+            if task_id is not None and payload is not None:
                 self.confirmed.append(task_id)
                 if isinstance(payload, Stored):
                     self.spool.discard(task_id)

@@ -7,11 +7,13 @@ it likes; the engine process wakes on it.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future
 from typing import Any, Protocol
 
 from .execution import UNKNOWN_TASK_FAILURE, error_result
+from .payloads import Payload
 from .pipe_messages import TaskDelivery, TaskResult
 
 Done = Callable[[TaskResult], None]
@@ -23,7 +25,8 @@ def ignore_start(_task_id: str) -> None:
 
 
 class Engine(Protocol):
-    capacity: int
+    @property
+    def capacity(self) -> int: ...
 
     def submit(self, task: TaskDelivery, done: Done) -> None: ...
 
@@ -55,7 +58,7 @@ def chunks(tasks: tuple[TaskDelivery, ...], capacity: int) -> list[tuple[TaskDel
     return [tasks[i:i + size] for i in range(0, len(tasks), size)]
 
 
-def chunk_arguments(chunk: tuple[TaskDelivery, ...]) -> list[tuple[str, bytes, list[str] | None]]:
+def chunk_arguments(chunk: tuple[TaskDelivery, ...]) -> list[tuple[str, Payload, list[str] | None]]:
     return [(t.task_id, t.body, t.headers.get("result_serializers")) for t in chunk]
 
 
@@ -64,6 +67,19 @@ class ChunkedSubmission:
     ``endpoint_id`` and a ``_submit_chunk(arguments) -> Future`` running ``run_tasks``.
     A task with a resource specification always goes alone (its own resources, or the
     engine's refusal of them)."""
+
+    outstanding: int
+    endpoint_id: str
+
+    @property
+    def capacity(self) -> int:
+        raise NotImplementedError
+
+    def submit(self, task: TaskDelivery, done: Done) -> None:
+        raise NotImplementedError
+
+    def _submit_chunk(self, arguments: list[tuple[str, Payload, list[str] | None]]) -> Future:
+        raise NotImplementedError
 
     def submit_many(self, tasks: tuple[TaskDelivery, ...], done: Done) -> None:
         plain = []
@@ -78,9 +94,9 @@ class ChunkedSubmission:
                 continue
             self.outstanding += len(chunk)
             future = self._submit_chunk(chunk_arguments(chunk))
-            future.add_done_callback(lambda f, chunk=chunk: self._chunk_finished(chunk, f, done))
+            future.add_done_callback(functools.partial(self._chunk_finished, chunk, done=done))
 
-    def _chunk_finished(self, chunk: tuple[TaskDelivery, ...], future, done: Done) -> None:
+    def _chunk_finished(self, chunk: tuple[TaskDelivery, ...], future: Future, done: Done) -> None:
         self.outstanding -= len(chunk)
         report_outcome([t.task_id for t in chunk], future, done, self.endpoint_id, chunked=True)
 

@@ -12,6 +12,7 @@ import logging
 import os
 import uuid
 from pathlib import Path
+from typing import Any
 
 import amqp
 
@@ -62,7 +63,7 @@ class TaskLink(BrokerLink):
         self.connections = 0
         self.consumers = 0
         self.generation = ""
-        self.channel = None  # the consuming channel; None while (re)connecting
+        self.channel: Any = None  # the consuming channel (py-amqp's or kombu's); None while (re)connecting
         self.consumer_tag: str | None = None
         self.batch: list[TaskDelivery] = []
         self.acks = AckWindow()
@@ -230,7 +231,7 @@ class AckWindow:
 
     MAX_WAITING = 256
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.order: collections.deque[int] = collections.deque()  # delivered, in delivery order
         self.settled: set[int] = set()  # may be acked, not yet
         self.gone: set[int] = set()  # acked one by one already

@@ -30,7 +30,9 @@ def submit(endpoint_id: uuid.UUID, body: Submission, owner: Identity, store: Sto
     if task_group_id is None:
         raise not_found("task group", body.task_group_id)
     spec = json.dumps(body.resource_specification)
-    outgoing, ids_by_function, function_of_task = [], {}, {}
+    outgoing: list[OutgoingTask] = []
+    ids_by_function: dict[str, list[str]] = {}
+    function_of_task: dict[str, str] = {}
     for function_id, payloads in body.tasks.items():
         ids = ids_by_function.setdefault(str(function_id), [])
         for payload in payloads:
