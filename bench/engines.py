@@ -17,6 +17,8 @@ import threading
 import time
 import uuid
 
+from compute_endpoint.endpoint.config import parse_config
+from compute_endpoint.endpoint.tree import engine_options
 from compute_endpoint.protocol import messages
 from compute_endpoint.protocol.serialize import STRATEGIES_BY_NAME, pack_buffers, serialize
 from compute_endpoint.workers.pipe_messages import TaskDelivery
@@ -26,6 +28,11 @@ WORKERS = 4
 TASKS = int(os.environ.get("BENCH_ENGINE_TASKS", "2000"))
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
 
+
+
+def configured(engine_yaml: str) -> dict:
+    """An engine's options as the endpoint builds it: from config.yaml, defaults included."""
+    return engine_options(parse_config(f"engine: {engine_yaml}").engine)
 
 def noop():
     return None
@@ -98,10 +105,10 @@ def main() -> None:
     run_dir = tempfile.mkdtemp(prefix="bench-engines-")
     results: dict[str, list[float]] = {}
 
-    thread_engine = build_engine({"type": "ThreadPoolEngine", "max_workers": WORKERS}, "bench")
-    process_engine = build_engine({"type": "ProcessPoolEngine", "max_workers": WORKERS}, "bench")
-    gce = build_engine({"type": "GlobusComputeEngine", "max_workers_per_node": WORKERS,
-                        "provider": {"type": "LocalProvider", "init_blocks": 1, "min_blocks": 1, "max_blocks": 1}},
+    thread_engine = build_engine(configured(f"{{type: ThreadPoolEngine, max_workers: {WORKERS}}}"), "bench")
+    process_engine = build_engine(configured(f"{{type: ProcessPoolEngine, max_workers: {WORKERS}}}"), "bench")
+    gce = build_engine(configured(f"{{type: GlobusComputeEngine, max_workers_per_node: {WORKERS}, provider: "
+                                  "{type: LocalProvider, init_blocks: 1, min_blocks: 1, max_blocks: 1}}"),
                        "bench", run_dir=os.path.join(run_dir, "ours"))
     raw_threads = concurrent.futures.ThreadPoolExecutor(WORKERS)
     raw_processes = concurrent.futures.ProcessPoolExecutor(WORKERS, mp_context=multiprocessing.get_context("spawn"))

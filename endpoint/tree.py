@@ -15,7 +15,7 @@ from ..supervisor.spec import ChildSpec, RestartPolicy
 from ..supervisor.supervisor import Supervisor
 from ..workers.payloads import TASK_BODIES, PayloadStore
 from ..workers.settings import PublishTarget, WorkerSettings
-from .config import EndpointConfig, GlobusComputeEngineConfig
+from .config import EndpointConfig, EngineConfig, GlobusComputeEngineConfig
 from .daemon import Progress
 from .dispatcher import ENGINE, RESULT_LINK, TASK_LINK, EndpointDispatcher
 
@@ -50,10 +50,7 @@ def _publish_target(info: dict, amqp_port: int | None) -> PublishTarget:
 def worker_settings(name: str, directory_path: Path, log_file: Path, config: EndpointConfig,
                     config_text: str, registration: dict, debug: bool) -> WorkerSettings:
     task_info = registration["task_queue_info"]
-    engine = cattrs.Converter().unstructure(config.engine)
-    if isinstance(config.engine, GlobusComputeEngineConfig):  # the provider's options sit beside its type
-        engine["provider"] = {"type": config.engine.provider.type, **config.engine.provider.options}
-    engine.update(engine.pop("executor_options", {}))  # HTEX's own options, beside ours as in config.yaml
+    engine = engine_options(config.engine)
     return WorkerSettings(
         endpoint_id=str(registration["endpoint_id"]), endpoint_name=name, log_file=str(log_file), debug=debug,
         task_queue_url=_url(task_info["connection_url"], config.amqp_port), task_queue=task_info["queue"],
@@ -64,6 +61,16 @@ def worker_settings(name: str, directory_path: Path, log_file: Path, config: End
         max_task_bytes_in_flight=config.max_task_bytes_in_flight,
         run_dir=str(directory_path), config_raw=config_text,
     )
+
+
+def engine_options(engine_config: EngineConfig) -> dict:
+    """The engine's block of config.yaml as the engine is built from it: every option, its
+    default included (the config model is where engine defaults are declared)."""
+    engine = cattrs.Converter().unstructure(engine_config)
+    if isinstance(engine_config, GlobusComputeEngineConfig):  # the provider's options sit beside its type
+        engine["provider"] = {"type": engine_config.provider.type, **engine_config.provider.options}
+    engine.update(engine.pop("executor_options", {}))  # HTEX's own options, beside ours as in config.yaml
+    return engine
 
 
 # A task is acknowledged only once its result is confirmed, so the prefetch window must

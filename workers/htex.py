@@ -71,15 +71,15 @@ class GlobusComputeEngine(ChunkedSubmission):
 
     name = "GlobusComputeEngine"
 
-    def __init__(self, endpoint_id: str, provider: Mapping[str, Any] | None = None, label: str | None = None,
-                 address: str | Mapping[str, Any] | None = None, encrypted: bool = True,
-                 strategy: str | None = "simple", run_in_sandbox: bool = False,
-                 working_dir: str = "tasks_working_dir", available_accelerators: int | list[str] | None = None,
-                 worker_port_range: tuple[int, int] | None = None,
-                 interchange_port_range: tuple[int, int] | None = None,
-                 job_status_kwargs: Mapping[str, float] | None = None, container_type: str | None = None,
-                 container_uri: str | None = None, container_cmd_options: str | None = None,
-                 run_dir: str = ".", on_start: Started = ignore_start, **executor_options: Any):
+    def __init__(self, endpoint_id: str, *, provider: Mapping[str, Any], label: str | None,
+                 address: str | Mapping[str, Any] | None, encrypted: bool, strategy: str | None,
+                 run_in_sandbox: bool, working_dir: str, available_accelerators: int | list[str] | None,
+                 worker_port_range: tuple[int, int] | None, interchange_port_range: tuple[int, int] | None,
+                 job_status_kwargs: Mapping[str, float], container_type: str | None, container_uri: str | None,
+                 container_cmd_options: str | None, run_dir: str = ".", on_start: Started = ignore_start,
+                 **executor_options: Any):
+        """Built from the engine's block of config.yaml (endpoint.tree.engine_options), where
+        every option's default is declared; none is repeated here."""
         from parsl.executors import HighThroughputExecutor
         from parsl.jobs.job_status_poller import JobStatusPoller
 
@@ -88,9 +88,7 @@ class GlobusComputeEngine(ChunkedSubmission):
         # and this package: put this interpreter's bin first on its PATH.
         bin_dir = str(Path(sys.executable).parent)
         os.environ["PATH"] = bin_dir + os.pathsep + os.environ.get("PATH", "")
-        provider_spec = dict(provider or {"type": "LocalProvider", "init_blocks": 1, "min_blocks": 0,
-                                          "max_blocks": 1})
-        self.provider = build_parsl_object("parsl.providers", provider_spec)
+        self.provider = build_parsl_object("parsl.providers", dict(provider))
         self.run_dir = str(Path(run_dir) / "engine")
         os.makedirs(self.run_dir, mode=0o700, exist_ok=True)
         self.working_dir = str(Path(run_dir) / working_dir)
@@ -117,10 +115,9 @@ class GlobusComputeEngine(ChunkedSubmission):
         self.htex.launch_cmd = container_launch_cmd(self.htex.launch_cmd, self.run_dir, container_type,
                                                     container_uri, container_cmd_options)
         self.htex.start()
-        status = dict(job_status_kwargs or {})
         self.poller = JobStatusPoller(strategy=strategy or "none",
-                                      max_idletime=float(status.get("max_idletime", 120.0)),
-                                      strategy_period=float(status.get("strategy_period", 5.0)))
+                                      max_idletime=float(job_status_kwargs["max_idletime"]),
+                                      strategy_period=float(job_status_kwargs["strategy_period"]))
         self.poller.add_executors([self.htex])
         self.outstanding = 0
         self.min_blocks = getattr(self.provider, "min_blocks", 0)

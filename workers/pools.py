@@ -83,7 +83,7 @@ class _PoolEngine(ChunkedSubmission):
 class ThreadPoolEngine(_PoolEngine):
     name = "ThreadPoolEngine"
 
-    def __init__(self, endpoint_id: str, max_workers: int | None = None, on_start: Started = ignore_start,
+    def __init__(self, endpoint_id: str, *, max_workers: int | None, on_start: Started = ignore_start,
                  **_: Any):
         workers = max_workers or min(32, (os.cpu_count() or 1) + 4)
         super().__init__(concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix="task"),
@@ -98,7 +98,7 @@ def _pool_worker_setup(engine_pid: int, start_notices) -> None:
 class ProcessPoolEngine(_PoolEngine):
     name = "ProcessPoolEngine"
 
-    def __init__(self, endpoint_id: str, max_workers: int | None = None, on_start: Started = ignore_start,
+    def __init__(self, endpoint_id: str, *, max_workers: int | None, on_start: Started = ignore_start,
                  **_: Any):
         workers = max_workers or os.cpu_count() or 1
         # spawn: the engine process has threads, and forking a threaded process is unsafe.

@@ -9,10 +9,19 @@ import stat
 import psutil
 import pytest
 
-from compute_endpoint.workers.htex import UNENCRYPTED_WARNING, GlobusComputeEngine
+from compute_endpoint.endpoint.config import parse_config
+from compute_endpoint.endpoint.tree import engine_options
+from compute_endpoint.workers.htex import UNENCRYPTED_WARNING
+from compute_endpoint.workers.pools import build_engine
 
 pytestmark = pytest.mark.slow
-NO_BLOCKS = {"type": "LocalProvider", "init_blocks": 0, "min_blocks": 0, "max_blocks": 0}
+NO_BLOCKS = "provider: {type: LocalProvider, init_blocks: 0, min_blocks: 0, max_blocks: 0}"
+
+
+def engine_from(options: str, run_dir):
+    """A GlobusComputeEngine built as the endpoint builds it: from config.yaml, defaults and all."""
+    config = parse_config(f"engine: {{type: GlobusComputeEngine, {options}}}")
+    return build_engine(engine_options(config.engine), "ep", run_dir=str(run_dir))
 
 
 def listening_addresses(pid: int) -> set[str]:
@@ -22,7 +31,7 @@ def listening_addresses(pid: int) -> set[str]:
 
 def test_by_default_the_interchange_listens_beyond_loopback_and_encrypts(tmp_path, caplog):
     caplog.set_level(logging.INFO)
-    engine = GlobusComputeEngine("ep", provider=NO_BLOCKS, run_dir=str(tmp_path))
+    engine = engine_from(NO_BLOCKS, tmp_path)
     try:
         assert engine.htex.address is None
         assert engine.htex.all_addresses - {"127.0.0.1"}, "pools would be told loopback only"
@@ -39,8 +48,7 @@ def test_by_default_the_interchange_listens_beyond_loopback_and_encrypts(tmp_pat
 
 def test_unencrypted_is_possible_and_says_what_it_exposes(tmp_path, caplog):
     caplog.set_level(logging.INFO)
-    engine = GlobusComputeEngine("ep", provider=NO_BLOCKS, run_dir=str(tmp_path), encrypted=False,
-                                 address="127.0.0.1")
+    engine = engine_from(f"{NO_BLOCKS}, encrypted: false, address: 127.0.0.1", tmp_path)
     try:
         assert listening_addresses(engine.htex.interchange_proc.pid) == {"127.0.0.1"}
         warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
