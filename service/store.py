@@ -229,7 +229,9 @@ class Store:
         with self.engine.begin() as db:
             db.execute(endpoints.update().where(endpoints.c.id == endpoint_id, endpoints.c.owner == owner)
                        .values(deleted=now, report=None, last_report=None))
-            return db.execute(tasks.update().where(tasks.c.endpoint_id == endpoint_id, tasks.c.status == PENDING)
+            # Only the owner's tasks: the store keeps identities apart even if a caller did not.
+            return db.execute(tasks.update().where(tasks.c.endpoint_id == endpoint_id, tasks.c.owner == owner,
+                                                   tasks.c.status == PENDING)
                               .values(status="failed", exception=reason, completion_t=str(now))).rowcount
 
     def lock_endpoint(self, owner: str, endpoint_id: str, until: float) -> bool:

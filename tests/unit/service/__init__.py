@@ -1,0 +1,1 @@
+"""Unit tests of compute_endpoint.service."""

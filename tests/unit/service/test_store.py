@@ -1,0 +1,78 @@
+"""The service's store on a real SQLite file: tokens, ownership, and a task's first result."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from compute_endpoint.service.store import PENDING, Store, hash_token
+
+
+@pytest.fixture
+def store(tmp_path):
+    return Store(f"sqlite:///{tmp_path / 'service.db'}")
+
+
+def test_a_token_names_its_identity_until_it_expires_or_is_revoked(store):
+    token = store.create_token("alice")
+    short = store.create_token("alice", lifetime_s=0.05)
+    assert store.identity_for_token(token) == store.identity_for_token(short) == "alice"
+    assert store.identity_for_token(token + "x") is None
+    time.sleep(0.1)
+    assert store.identity_for_token(short) is None
+    [listed, _] = store.list_tokens("alice")
+    assert listed.token_sha256 == hash_token(token)  # the hash is kept, never the token
+    assert store.revoke_token(hash_token(token)[:12]) == 1
+    assert store.identity_for_token(token) is None
+    with pytest.raises(ValueError, match="12"):
+        store.revoke_token("abc")  # too short to name one token
+
+
+def test_client_secrets_are_checked_not_stored(store):
+    client_id, secret = store.create_client("robot")
+    assert store.identity_for_client(client_id, secret) == "robot"
+    assert store.identity_for_client(client_id, secret[:-1] + "?") is None
+
+
+def _task(store, owner="alice", endpoint="e1"):
+    store.upsert_endpoint(owner, endpoint, "ep", None, False, None)
+    group = store.ensure_task_group(owner, None)
+    store.create_tasks(owner, endpoint, group, {"t1": "f1"})
+    return group
+
+
+def test_the_first_result_of_a_task_is_kept_and_a_duplicate_changes_nothing(store):
+    group = _task(store)
+    first = store.complete_tasks([{"id": "t1", "endpoint_id": "e1", "status": "success", "result": "one",
+                                   "completion_t": "1"}])["t1"]
+    assert (first.forward, first.owner, first.task_group_id, first.error) == (True, "alice", group, None)
+    store.mark_forwarded(["t1"])
+    again = store.complete_tasks([{"id": "t1", "endpoint_id": "e1", "status": "success", "result": "two",
+                                   "completion_t": "2"}])["t1"]
+    assert not again.forward and again.error is None
+    assert store.tasks_by_id("alice", ["t1"])["t1"].result == "one"
+
+
+def test_a_result_from_another_endpoint_or_for_no_task_is_refused(store):
+    _task(store)
+    fates = store.complete_tasks([{"id": "t1", "endpoint_id": "e2", "status": "success", "result": "forged"},
+                                  {"id": "nope", "endpoint_id": "e1", "status": "success", "result": "x"}])
+    assert "another endpoint" in fates["t1"].error and fates["nope"].error == "no such task"
+    assert store.tasks_by_id("alice", ["t1"])["t1"].status == PENDING
+
+
+def test_another_identity_sees_nothing_of_alices(store):
+    group = _task(store)
+    assert store.endpoint("mallory", "e1") is None
+    assert store.tasks_by_id("mallory", ["t1"]) == {}
+    assert store.task_group_tasks("mallory", group) is None
+    assert store.delete_endpoint("mallory", "e1", "gone") == 0
+    assert store.endpoint("alice", "e1") is not None
+
+
+def test_deleting_an_endpoint_fails_its_pending_tasks_with_the_reason(store):
+    _task(store)
+    assert store.delete_endpoint("alice", "e1", "endpoint e1 was deleted before this task ran") == 1
+    row = store.tasks_by_id("alice", ["t1"])["t1"]
+    assert row.status == "failed" and "deleted before this task ran" in row.exception
