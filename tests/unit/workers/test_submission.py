@@ -36,7 +36,7 @@ def test_each_task_gets_its_result_or_an_error_naming_the_failure_and_cancelled_
     ids = [str(uuid.uuid4()) for _ in range(3)]
     got = []
     report_outcome(ids, finished([b"a", b"b", b"c"]), got.append, "ep", chunked=True)
-    assert [(r.task_id, r.packed) for r in got] == list(zip(ids, [b"a", b"b", b"c"]))
+    assert [(r.task_id, r.packed) for r in got] == list(zip(ids, [b"a", b"b", b"c"], strict=True))
     got.clear()
     report_outcome(ids[:1], finished(b"one"), got.append, "ep")
     assert [r.packed for r in got] == [b"one"]
