@@ -25,7 +25,7 @@ demo: $(STAMP)
 
 # Tests marked `exclusive` stop the shared RabbitMQ node, so they run alone, after the rest.
 test: $(STAMP)
-	$(BIN)/python -m pytest -n auto -m "not exclusive" --durations=15
+	$(BIN)/python -m pytest -n auto --dist loadgroup -m "not exclusive" --durations=25
 	$(BIN)/python -m pytest -p no:xdist -m exclusive
 
 bench: $(STAMP)

@@ -21,6 +21,15 @@ import logging  # noqa: E402
 logging.getLogger("globus_compute_sdk").addHandler(logging.NullHandler())
 
 
+def pytest_collection_modifyitems(items):
+    """Tests on port 5000 (where the official SDK looks for a local service) go to one xdist
+    worker, one after another (make test runs --dist loadgroup): the others never sit idle
+    waiting for the port's lock."""
+    for item in items:
+        if "sdk_port" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.xdist_group("sdk-port-5000"))
+
+
 @pytest.fixture
 def user_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """An empty GLOBUS_COMPUTE_USER_DIR, so no test touches ~/.globus_compute."""
