@@ -35,7 +35,7 @@ class ResultRecorder:
 
     def handle(self, batch: list[Delivery]) -> Handled:
         handled = Handled()
-        outcomes: dict[str, tuple[int, dict]] = {}
+        outcomes: list[tuple[int, dict]] = []
         for index, delivery in enumerate(batch):
             try:
                 outcome = self._one(delivery)
@@ -45,15 +45,19 @@ class ResultRecorder:
                 handled.refused[index] = f"cannot be handled: {type(exc).__name__}: {str(exc)[:200]}"
             else:
                 if outcome is not None:
-                    outcomes.setdefault(outcome["id"], (index, outcome))
+                    outcomes.append((index, outcome))
         if not outcomes:
             return handled
-        fates = self.store.complete_tasks([outcome for _, outcome in outcomes.values()])
-        for task_id, (index, _) in outcomes.items():
-            fate = fates[task_id]
+        # Every result goes to the store, the batch's duplicates too: a forged one ahead of the
+        # real one must be refused there, not taken as the task's one result of this batch.
+        fates = self.store.complete_tasks([outcome for _, outcome in outcomes])
+        forwarding: set[str] = set()
+        for (index, outcome), fate in zip(outcomes, fates, strict=True):
+            task_id = outcome["id"]
             if fate.error:
                 handled.refused[index] = f"result for task {task_id}: {fate.error}"
-            elif fate.forward and fate.owner is not None:
+            elif fate.forward and fate.owner is not None and task_id not in forwarding:
+                forwarding.add(task_id)  # once, however many copies this batch holds
                 handled.forwards.append((f"{queue_prefix(fate.owner)}{fate.task_group_id}", index, task_id))
         return handled
 

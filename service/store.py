@@ -307,23 +307,24 @@ class Store:
             return list(db.execute(sa.select(tasks.c.id).where(tasks.c.task_group_id == task_group_id)
                                    .order_by(tasks.c.created)).scalars())
 
-    def complete_tasks(self, outcomes: list[dict]) -> dict[str, ResultFate]:
+    def complete_tasks(self, outcomes: list[dict]) -> list[ResultFate]:
         """Record results, each from the endpoint named in its "endpoint_id"; say what became
-        of each. A task already complete keeps its first result: a duplicate delivery changes
-        nothing. One transaction for the batch; if it fails, one per result, so that one bad
-        row cannot hold back the others (it is reported as ResultFate.failed)."""
+        of each, in order. A task already complete keeps its first result: a duplicate (in
+        this batch or later) changes nothing, and one from another endpoint is refused. One
+        transaction for the batch; if it fails, one per result, so that one bad row cannot
+        hold back the others (it is reported with an error)."""
         try:
             with self.engine.begin() as db:
-                return {o["id"]: self._complete(db, o) for o in outcomes}
+                return [self._complete(db, o) for o in outcomes]
         except sa.exc.SQLAlchemyError as exc:
             log.warning("storing a batch of %d results failed (%s); storing them one by one", len(outcomes), exc)
-        fates = {}
+        fates = []
         for outcome in outcomes:
             try:
                 with self.engine.begin() as db:
-                    fates[outcome["id"]] = self._complete(db, outcome)
+                    fates.append(self._complete(db, outcome))
             except sa.exc.SQLAlchemyError as exc:
-                fates[outcome["id"]] = ResultFate(error=f"the store refused it: {exc}")
+                fates.append(ResultFate(error=f"the store refused it: {exc}"))
         return fates
 
     @staticmethod

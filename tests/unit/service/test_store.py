@@ -44,21 +44,21 @@ def _task(store, owner="alice", endpoint="e1"):
 
 def test_the_first_result_of_a_task_is_kept_and_a_duplicate_changes_nothing(store):
     group = _task(store)
-    first = store.complete_tasks([{"id": "t1", "endpoint_id": "e1", "status": "success", "result": "one",
-                                   "completion_t": "1"}])["t1"]
+    [first] = store.complete_tasks([{"id": "t1", "endpoint_id": "e1", "status": "success", "result": "one",
+                                     "completion_t": "1"}])
     assert (first.forward, first.owner, first.task_group_id, first.error) == (True, "alice", group, None)
     store.mark_forwarded(["t1"])
-    again = store.complete_tasks([{"id": "t1", "endpoint_id": "e1", "status": "success", "result": "two",
-                                   "completion_t": "2"}])["t1"]
+    [again] = store.complete_tasks([{"id": "t1", "endpoint_id": "e1", "status": "success", "result": "two",
+                                     "completion_t": "2"}])
     assert not again.forward and again.error is None
     assert store.tasks_by_id("alice", ["t1"])["t1"].result == "one"
 
 
 def test_a_result_from_another_endpoint_or_for_no_task_is_refused(store):
     _task(store)
-    fates = store.complete_tasks([{"id": "t1", "endpoint_id": "e2", "status": "success", "result": "forged"},
-                                  {"id": "nope", "endpoint_id": "e1", "status": "success", "result": "x"}])
-    assert "another endpoint" in fates["t1"].error and fates["nope"].error == "no such task"
+    forged, missing = store.complete_tasks([{"id": "t1", "endpoint_id": "e2", "status": "success", "result": "forged"},
+                                            {"id": "nope", "endpoint_id": "e1", "status": "success", "result": "x"}])
+    assert "another endpoint" in forged.error and missing.error == "no such task"
     assert store.tasks_by_id("alice", ["t1"])["t1"].status == PENDING
 
 
