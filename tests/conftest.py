@@ -21,6 +21,7 @@ import logging  # noqa: E402
 logging.getLogger("globus_compute_sdk").addHandler(logging.NullHandler())
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist's own, which reads the group marks
 def pytest_collection_modifyitems(items):
     """Tests on port 5000 (where the official SDK looks for a local service) go to one xdist
     worker, one after another (make test runs --dist loadgroup): the others never sit idle

@@ -409,9 +409,13 @@ def test_the_result_consumers_reconnect_backoff_resets_after_a_healthy_period(br
         time.sleep(wait_healthy)
         consumer.ready.clear()  # set again once it has reconnected
         def connections():  # rabbitmqctl sees a new connection at once (the management API lags)
-            listed = subprocess.run(["rabbitmqctl", "-q", "list_connections", "-p", vhost, "pid",
+            # list_connections takes no vhost: it lists the whole node's, so pick this test's by
+            # their vhost column (closing the others would break tests running beside this one).
+            listed = subprocess.run(["rabbitmqctl", "-q", "list_connections", "pid", "vhost",
                                      "--no-table-headers"], capture_output=True, text=True).stdout
-            return [n.strip() for n in listed.splitlines() if n.strip() and n.strip() not in closed]
+            rows = [line.split("\t") for line in listed.splitlines()]
+            return [row[0].strip() for row in rows
+                    if len(row) == 2 and row[1].strip() == vhost and row[0].strip() not in closed]
 
         for name in wait_for(connections, what="the consumer's connection listed"):
             subprocess.run(["rabbitmqctl", "-q", "close_connection", name, "test"], capture_output=True)

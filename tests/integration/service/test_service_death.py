@@ -57,9 +57,10 @@ def test_kill_9_of_the_service_mid_run_loses_and_duplicates_nothing(database, re
     data_dir = tmp_path / "service"
     data_dir.mkdir()
     service = RunningService(data_dir, db_url, broker_url, sdk_port)
-    endpoint = EndpointHarness(service, tmp_path / "gc")
-    endpoint.start()
-    try:
+    endpoint = None
+    try:  # whatever fails, port 5000 is free again for the next test
+        endpoint = EndpointHarness(service, tmp_path / "gc")
+        endpoint.start()
         client = Client(local_compute_services=True, authorizer=globus_sdk.AccessTokenAuthorizer(endpoint.token),
                         code_serialization_strategy=PureSourceDill())
         with Executor(endpoint_id=endpoint.endpoint_id, client=client, task_group_id=uuid.uuid4(),
@@ -76,8 +77,9 @@ def test_kill_9_of_the_service_mid_run_loses_and_duplicates_nothing(database, re
             results = [f.result(timeout=180) for f in futures]
             time.sleep(2)  # a duplicate would arrive by now
     finally:
-        endpoint.stop()
-        endpoint.kill_everything()
+        if endpoint is not None:
+            endpoint.stop()
+            endpoint.kill_everything()
         service.stop()
     assert results == [i + 1 for i in range(TASKS)]
     ids = [f.task_id for f in futures]
