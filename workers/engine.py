@@ -15,7 +15,7 @@ from ..supervisor.control import Stop
 from ..supervisor.pipe import ParentPipe
 from ..supervisor.spec import ExitCode
 from .logs import capture_output
-from .payloads import INLINE_MAX, UNACKED_RESULTS, PayloadStore
+from .payloads import UNACKED_RESULTS, PayloadStore
 from .pipe_messages import EngineStatus, ResultsDone, RunTasks, TaskResult, TasksStarted
 from .pools import build_engine
 from .settings import WorkerSettings
@@ -68,7 +68,13 @@ class EngineProcess:
             _poke(self.wake_write)
 
     def done(self, result: TaskResult) -> None:
-        self.finished.put(_keep_large(self.results, result))
+        # A large result is written once, here, in the thread that has it: the supervisor and
+        # the result link hold a reference to its file, not a copy each.
+        if isinstance(result.packed, bytes):
+            kept = self.results.keep(result.task_id, result.packed)
+            if kept is not result.packed:
+                result = TaskResult(result.task_id, kept)
+        self.finished.put(result)
         self.wake()
 
     def on_start(self, task_id: str) -> None:
@@ -103,19 +109,6 @@ class EngineProcess:
         engine.shutdown(cancel_pending=True)
         _send_finished(self.parent, self.finished)
         return 0
-
-
-def _keep_large(results: PayloadStore, result: TaskResult) -> TaskResult:
-    """A large result written once, here, in the thread that has it: the supervisor and
-    the result link hold a reference to its file, not a copy each."""
-    if not isinstance(result.packed, bytes) or len(result.packed) <= INLINE_MAX:
-        return result
-    try:
-        return TaskResult(result.task_id, results.write(result.task_id, result.packed))
-    except OSError as exc:  # e.g. a full disk: the result still goes, held in memory
-        log.warning("cannot keep the result of task %s in %s (%s); holding it in memory",
-                    result.task_id, results.directory, exc)
-        return result
 
 
 def _send_started(parent: ParentPipe, started: queue.SimpleQueue) -> None:

@@ -12,6 +12,7 @@ that grows with the backlog and keeps its size after it.
 
 from __future__ import annotations
 
+import logging
 import os
 import uuid
 from pathlib import Path
@@ -19,6 +20,8 @@ from pathlib import Path
 import attrs
 
 from ..protocol.files import write_private_file
+
+log = logging.getLogger(__name__)
 
 INLINE_MAX = 64 * 1024
 # The folders (in the endpoint's) of what is kept in files.
@@ -60,10 +63,17 @@ class PayloadStore:
         return self.directory / task_id
 
     def keep(self, task_id: str, data: bytes) -> Payload:
-        """data as it is when it is small; otherwise written here, and a reference to it."""
+        """data as it is when it is small; otherwise written here, and a reference to it. If it
+        cannot be written (a full disk, say), data as it is all the same: held in memory, the
+        work goes on."""
         if len(data) <= INLINE_MAX:
             return data
-        return self.write(task_id, data)
+        try:
+            return self.write(task_id, data)
+        except OSError as exc:
+            log.warning("cannot keep %d bytes of task %s in %s (%s); holding them in memory",
+                        len(data), task_id, self.directory, exc)
+            return data
 
     def write(self, task_id: str, data: bytes) -> Stored:
         self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)

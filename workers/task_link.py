@@ -164,7 +164,7 @@ class TaskLink(BrokerLink):
             problem = f"The task message of {len(body)} bytes exceeds the {MAX_TASK_BYTES} byte limit"
             payload: Payload = b""
         else:
-            payload = self._keep(task_id, body)
+            payload = self.bodies.keep(task_id, body)
         del body, message  # the file has it now, or the delivery below
         size = size_of(payload)
         self.held[tag] = (task_id, size, isinstance(payload, Stored))
@@ -175,14 +175,6 @@ class TaskLink(BrokerLink):
         self.acks.delivered(tag)
         self.batch.append(TaskDelivery(task_id=task_id, delivery_tag=tag, generation=self.generation,
                                        headers=headers, body=payload, problem=problem))
-
-    def _keep(self, task_id: str, body: bytes) -> Payload:
-        try:
-            return self.bodies.keep(task_id, body)
-        except OSError as exc:  # e.g. a full disk: the task still runs, its body held in memory
-            log.warning("cannot keep the body of task %s in %s (%s); holding it in memory",
-                        task_id, self.bodies.directory, exc)
-            return body
 
     def _forward(self) -> None:
         if self.batch:

@@ -51,3 +51,10 @@ def test_rewriting_a_body_never_shows_a_reader_half_a_file(tmp_path):
         store.write(task_id, b"b" * 100_000)
         assert reader.read() == b"a" * 100_000
     assert load(ref) == b"b" * 100_000
+
+
+def test_a_body_that_cannot_be_written_is_held_in_memory_all_the_same(tmp_path):
+    (tmp_path / "not-a-folder").write_text("a file where the folder should be")
+    store = PayloadStore(tmp_path / "not-a-folder")
+    large = os.urandom(INLINE_MAX + 1)
+    assert store.keep(str(uuid.uuid4()), large) is large
