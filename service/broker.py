@@ -30,6 +30,7 @@ import attrs
 import kombu
 from kombu.exceptions import OperationalError
 
+from ..protocol.reconnecting import ReconnectingClient
 from ..protocol.urls import broker_connection, is_embedded, portable_vhost
 from .broker_users import BrokerUsers
 
@@ -201,7 +202,7 @@ class ResultHandler(typing.Protocol):
     def forwarded(self, task_ids: list[str]) -> None: ...
 
 
-class ResultConsumer(threading.Thread):
+class ResultConsumer(ReconnectingClient, threading.Thread):
     """Reads results and heartbeats in batches and hands each batch to the handler.
 
     A batch is stored first; then its forwards to the SDK's task group queues, its refusals
@@ -214,38 +215,38 @@ class ResultConsumer(threading.Thread):
     queue with its reason; the rest of its batch is stored as usual.
     """
 
+    role = "result consumer"
     BATCH = 500
     GATHER_S = 0.05
-    HEALTHY_S = 30.0  # a connection that lasted this long resets the reconnect backoff
+    give_up_when_refused = False  # the service serves on; an operator may fix the broker meanwhile
+    # The store failing (a database restart) leaves the batch unacknowledged: it comes again.
+    recoverable_errors = (Exception,)
 
     def __init__(self, url: str, handler: ResultHandler):
-        super().__init__(name="result-consumer", daemon=True)
-        self.url = url
+        threading.Thread.__init__(self, name="result-consumer", daemon=True)
+        self._url = url
         self.forwarding = not is_embedded(url)
         self.handler = handler
         self._stop_event = threading.Event()
         self.ready = threading.Event()
-        self._consuming_since: float | None = None
+
+    @property
+    def url(self) -> str:
+        return self._url
 
     def stop(self) -> None:
         self._stop_event.set()
 
-    def run(self) -> None:
-        backoff = 0.5
-        while not self._stop_event.is_set():
-            self._consuming_since = None
-            try:
-                with broker_connection(self.url) as connection:
-                    self._consume(connection)
-            except Exception as exc:  # broker gone: keep trying until stopped
-                since = self._consuming_since
-                if since is not None and time.monotonic() - since > self.HEALTHY_S:
-                    backoff = 0.5
-                log.warning("result consumer lost the broker (%s); retrying in %.1f s", exc, backoff)
-                self._stop_event.wait(backoff)
-                backoff = min(backoff * 2, 10)
+    def wanted(self) -> bool:
+        return not self._stop_event.is_set()
 
-    def _consume(self, connection: kombu.Connection) -> None:
+    def pause(self, seconds: float) -> bool:
+        return not self._stop_event.wait(seconds)
+
+    def run(self) -> None:
+        ReconnectingClient.run(self)
+
+    def session(self, connection: kombu.Connection) -> None:
         pending: list[tuple[kombu.Message, Delivery]] = []
 
         def on_message(message: kombu.Message) -> None:
@@ -267,8 +268,8 @@ class ResultConsumer(threading.Thread):
         with kombu.Consumer(channel, [results_queue, heartbeats_queue], on_message=on_message,
                             accept=None, no_ack=False):
             self.ready.set()
-            self._consuming_since = time.monotonic()
             while not self._stop_event.is_set():
+                connection.heartbeat_check()  # AMQP heartbeats go out only when asked
                 # Gather for up to GATHER_S after the first arrival: one store transaction per
                 # batch, not per result, when results come one by one at a high rate.
                 first_at = None

@@ -1,0 +1,172 @@
+"""The endpoint's config.yaml as frozen attrs classes: every key, its type and its default."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Literal, NewType, Union
+
+import attrs
+import yaml
+
+from .values import ConfigValueError
+
+AMQP_PORTS = (443, 5671, 5672)
+CONTAINER_TYPES = ("docker", "podman", "podman-hpc", "apptainer", "singularity", "custom", "None")
+IMAGE_CONTAINER_TYPES = ("docker", "podman", "podman-hpc", "apptainer", "singularity")
+# Parsl's address finders, by the name a config gives as `address: {type: NAME, ...}`.
+ADDRESS_FUNCTIONS = ("address_by_interface", "address_by_hostname", "address_by_route", "address_by_query")
+# Parsl's scaling strategies; "none" (or null) keeps the blocks as they are.
+STRATEGIES = ("simple", "htex_auto_scale", "none")
+# HighThroughputExecutor arguments that are Python objects and cannot come from YAML,
+# and those the engine sets itself.
+HTEX_NOT_FROM_YAML = ("self", "provider", "manager_selector", "block_error_handler",
+                      "remote_monitoring_radio", "storage_access")
+CUSTOM_CONTAINER_FIELDS = ("{EXECUTOR_RUNDIR}", "{EXECUTOR_LAUNCH_CMD}")
+
+DEFAULT_CONFIG_TEMPLATE = """\
+amqp_port: 443
+display_name: {display_name}
+engine:
+  type: GlobusComputeEngine
+  provider:
+    type: LocalProvider
+    init_blocks: 1
+    max_blocks: 1
+    min_blocks: 0
+"""
+
+
+def default_config_text(display_name: str | None = None) -> str:
+    """The documented default config.yaml, with the display name when one is given."""
+    shown = "null" if display_name is None else yaml.safe_dump(display_name).splitlines()[0]
+    return DEFAULT_CONFIG_TEMPLATE.format(display_name=shown)
+
+
+PositiveInt = NewType("PositiveInt", int)
+NonNegativeInt = NewType("NonNegativeInt", int)
+PositiveFloat = NewType("PositiveFloat", float)
+AmqpPort = NewType("AmqpPort", int)
+ContainerType = NewType("ContainerType", str)
+PortRange = NewType("PortRange", tuple)
+Address = NewType("Address", object)  # an address string, or {type: <Parsl address finder>, ...}
+Strategy = NewType("Strategy", str)
+Accelerators = NewType("Accelerators", object)  # a count, or a list of device names
+ByteSize = NewType("ByteSize", int)  # a number of bytes, or a string such as "512 MiB" or "2GB"
+
+
+@attrs.frozen
+class ProviderConfig:
+    """A Parsl execution provider by class name, with options checked against its signature."""
+
+    type: str = "LocalProvider"
+    options: Mapping[str, Any] = attrs.field(factory=dict)
+
+
+def _default_provider() -> ProviderConfig:
+    return ProviderConfig("LocalProvider", {"init_blocks": 1, "max_blocks": 1, "min_blocks": 0})
+
+
+@attrs.frozen
+class ThreadPoolEngineConfig:
+    type: Literal["ThreadPoolEngine"] = "ThreadPoolEngine"
+    max_workers: PositiveInt | None = None
+    max_retries_on_system_failure: NonNegativeInt = NonNegativeInt(0)
+
+
+@attrs.frozen
+class ProcessPoolEngineConfig:
+    type: Literal["ProcessPoolEngine"] = "ProcessPoolEngine"
+    max_workers: PositiveInt | None = None
+    max_retries_on_system_failure: NonNegativeInt = NonNegativeInt(0)
+
+
+@attrs.frozen
+class JobStatusConfig:
+    """How often the engine looks at its blocks, and how long an idle block lives."""
+
+    strategy_period: PositiveFloat = PositiveFloat(5.0)
+    max_idletime: PositiveFloat = PositiveFloat(120.0)
+
+
+@attrs.frozen
+class GlobusComputeEngineConfig:
+    """Parsl's HighThroughputExecutor with a provider, as the official engine exposes it.
+
+    The options below are checked here; any other HighThroughputExecutor argument is
+    accepted too, checked against HTEX's own signature, and kept in ``executor_options``.
+    """
+
+    type: Literal["GlobusComputeEngine"] = "GlobusComputeEngine"
+    provider: ProviderConfig = attrs.field(factory=_default_provider)
+    label: str | None = None
+    # None: the interchange listens on every interface and workers try every address of
+    # this host, so pools on compute nodes reach it over the cluster network.
+    address: Address | None = None
+    loopback_address: str = "127.0.0.1"
+    # CurveZMQ between the interchange and the worker pools; off only by choice.
+    encrypted: bool = True
+    strategy: Strategy | None = Strategy("simple")
+    run_in_sandbox: bool = False  # each task runs in a fresh directory of working_dir
+    working_dir: str = "tasks_working_dir"  # relative to the endpoint's directory
+    max_workers_per_node: PositiveInt | None = None
+    cores_per_worker: PositiveFloat = PositiveFloat(1.0)
+    mem_per_worker: PositiveFloat | None = None
+    available_accelerators: Accelerators | None = None
+    prefetch_capacity: NonNegativeInt = NonNegativeInt(0)
+    heartbeat_period: PositiveInt = PositiveInt(30)
+    heartbeat_threshold: PositiveInt = PositiveInt(120)
+    worker_port_range: PortRange | None = None
+    interchange_port_range: PortRange | None = None
+    worker_debug: bool = False
+    max_retries_on_system_failure: NonNegativeInt = NonNegativeInt(0)
+    job_status_kwargs: JobStatusConfig = attrs.field(factory=JobStatusConfig)
+    container_type: ContainerType | None = None
+    container_uri: str | None = None
+    container_cmd_options: str | None = None
+    executor_options: Mapping[str, Any] = attrs.field(factory=dict)
+
+    def __attrs_post_init__(self) -> None:
+        kind = self.container_type
+        if kind in IMAGE_CONTAINER_TYPES and not self.container_uri:
+            raise ConfigValueError(
+                f"container_type {kind} needs container_uri (the image name or .sif path)",
+                ("container_uri",),
+            )
+        if kind == "custom":
+            template = self.container_cmd_options or ""
+            missing = [f for f in CUSTOM_CONTAINER_FIELDS if f not in template]
+            if missing:
+                raise ConfigValueError(
+                    "container_type custom needs container_cmd_options as a template "
+                    f"containing {' and '.join(CUSTOM_CONTAINER_FIELDS)}; missing {', '.join(missing)}",
+                    ("container_cmd_options",),
+                )
+
+
+# typing.Union, not `|`: cattrs dispatches its structure hook on this exact object.
+EngineConfig = Union[ThreadPoolEngineConfig, ProcessPoolEngineConfig, GlobusComputeEngineConfig]  # noqa: UP007
+ENGINE_TYPES: dict[str, type] = {
+    "GlobusComputeEngine": GlobusComputeEngineConfig,
+    "ThreadPoolEngine": ThreadPoolEngineConfig,
+    "ProcessPoolEngine": ProcessPoolEngineConfig,
+}
+
+
+@attrs.frozen
+class EndpointConfig:
+    engine: EngineConfig
+    display_name: str | None = None
+    amqp_port: AmqpPort | None = None
+    heartbeat_period: PositiveInt = PositiveInt(30)
+    endpoint_setup: str | None = None
+    endpoint_teardown: str | None = None
+    environment: str | None = None
+    local_compute_services: bool = False
+    # The supervisor: more than max_restarts child restarts within restart_window_s
+    # stops the endpoint; a child silent for hung_child_timeout_s is replaced.
+    max_restarts: NonNegativeInt = NonNegativeInt(5)
+    restart_window_s: PositiveFloat = PositiveFloat(60.0)
+    hung_child_timeout_s: PositiveFloat = PositiveFloat(30.0)
+    prefetch: NonNegativeInt = NonNegativeInt(0)  # unacknowledged tasks the task link may hold; 0: automatic
+    # Task bodies the tree may hold at once, in bytes: the second bound beside prefetch.
+    max_task_bytes_in_flight: ByteSize = ByteSize(256 * 2**20)
