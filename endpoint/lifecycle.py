@@ -9,6 +9,7 @@ import logging
 import os
 import signal
 import subprocess
+import time
 import traceback
 from collections.abc import Callable
 from pathlib import Path
@@ -76,13 +77,12 @@ def stop_process(pid: int, timeout_s: float = DEFAULT_STOP_TIMEOUT_S, echo: Echo
     except psutil.NoSuchProcess:
         return True
     root.send_signal(signal.SIGTERM)
-    try:
-        root.wait(timeout=timeout_s)
+    if wait_gone([root], timeout_s):
+        alive = [p for p in tree if _alive(p)]
+    else:
         # The supervisor stops its children before it exits: what outlives it by more than a
         # moment is a leftover (a helper the kernel reparented), not a child finishing work.
-        _, alive = psutil.wait_procs(tree[1:], timeout=LEFTOVER_GRACE_S)
-    except psutil.TimeoutExpired:
-        alive = [p for p in tree if p.is_running()]
+        alive = wait_gone(tree[1:], LEFTOVER_GRACE_S)
     if not alive:
         return True
     echo(f"{len(alive)} process(es) still running after {timeout_s:g} s; killing "
@@ -91,13 +91,31 @@ def stop_process(pid: int, timeout_s: float = DEFAULT_STOP_TIMEOUT_S, echo: Echo
     return False
 
 
+def _alive(process: psutil.Process) -> bool:
+    try:
+        return process.is_running() and process.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def wait_gone(processes: list[psutil.Process], timeout_s: float) -> list[psutil.Process]:
+    """The processes still alive after up to timeout_s. A zombie counts as gone: it has
+    exited, and reaping it is up to its new parent (psutil's own wait polls a reparented
+    zombie until whatever init there is reaps it, which may take seconds)."""
+    deadline = time.monotonic() + timeout_s
+    alive = list(processes)
+    while (alive := [p for p in alive if _alive(p)]) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return alive
+
+
 def kill_all(processes: list[psutil.Process]) -> None:
     for process in processes:
         try:
             process.kill()
         except (psutil.NoSuchProcess, psutil.AccessDenied):
-            pass  # gone already; or not ours to kill after all (wait_procs names it below)
-    _, still = psutil.wait_procs(processes, timeout=5)
+            pass  # gone already; or not ours to kill after all (named below)
+    still = wait_gone(processes, 5.0)
     if still:
         raise StopError("could not kill pid(s) " + ", ".join(str(p.pid) for p in still))
 
