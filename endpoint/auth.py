@@ -60,6 +60,7 @@ class ServiceUnreachable(AuthError):
 class Identity:
     id: str
     username: str
+    linked: tuple[Identity, ...] = ()  # the identity set it belongs to (userinfo's identity_set)
 
     def __str__(self) -> str:
         return f"{self.username} ({self.id})"
@@ -312,7 +313,10 @@ class Credentials:
         if not response.ok:
             raise AuthError(f"{url} answered {response.status_code}: {response.text[:200]}")
         info = response.json()
-        return Identity(id=str(info.get("sub")), username=str(info.get("preferred_username") or info.get("sub")))
+        linked = tuple(Identity(id=str(one.get("sub")), username=str(one.get("username") or one.get("sub")))
+                       for one in info.get("identity_set") or () if isinstance(one, dict))
+        return Identity(id=str(info.get("sub")), username=str(info.get("preferred_username") or info.get("sub")),
+                        linked=linked)
 
 
 def _api_message(exc) -> str:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import sys
+import uuid
 from pathlib import Path
 
 import click
@@ -17,11 +18,13 @@ from .exit_codes import Exit
 
 
 class EndpointContext:
-    """What every command needs: where endpoints live."""
+    """What every command needs: where endpoints live, and how to log."""
 
-    def __init__(self, base_dir: Path, debug: bool):
+    def __init__(self, base_dir: Path, debug: bool = False, log_to_console: bool = False, no_color: bool = False):
         self.base_dir = base_dir
         self.debug = debug
+        self.log_to_console = log_to_console
+        self.no_color = no_color  # our console lines have no colour; accepted as the official's are
 
     def directory(self, name: str) -> EndpointDirectory:
         try:
@@ -29,38 +32,81 @@ class EndpointContext:
         except EndpointDirectoryError as exc:
             raise click.BadParameter(str(exc), param_hint="NAME") from None
 
-    def existing(self, name: str) -> EndpointDirectory:
-        directory = self.directory(name)
+    def existing(self, name_or_uuid: str) -> EndpointDirectory:
+        """The endpoint directory named so, or the one registered with that endpoint UUID."""
+        endpoint_id = _as_uuid(name_or_uuid)
+        if endpoint_id is not None:
+            found = self.by_endpoint_id(endpoint_id)
+            if found is None:
+                raise click.ClickException(
+                    f"No endpoint on this machine has the ID {endpoint_id} (looked in {self.base_dir}); "
+                    "`globus-compute-endpoint list` shows the IDs of those here.")
+            return found
+        directory = self.directory(name_or_uuid)
         if not directory.exists():
             import difflib
 
             known = [p.name for p in self.base_dir.iterdir() if (p / "config.yaml").exists()] \
                 if self.base_dir.is_dir() else []
-            close = difflib.get_close_matches(name, known, n=1)
+            close = difflib.get_close_matches(name_or_uuid, known, n=1)
             hint = f"did you mean {close[0]!r}? Or create it" if close else "create it"
             raise click.ClickException(
-                f"Endpoint {name!r} is not configured in {self.base_dir}; "
-                f"{hint} with: globus-compute-endpoint configure {name}"
+                f"Endpoint {name_or_uuid!r} is not configured in {self.base_dir}; "
+                f"{hint} with: globus-compute-endpoint configure {name_or_uuid}"
             )
         return directory
+
+    def by_endpoint_id(self, endpoint_id: uuid.UUID) -> EndpointDirectory | None:
+        from .directory import list_endpoint_dirs
+
+        return next((d for d in list_endpoint_dirs(self.base_dir) if d.read_endpoint_id() == endpoint_id), None)
+
+
+def _as_uuid(value: str) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        return None
+
+
+def _set_log_flag(ctx: click.Context, param: click.Parameter, value: bool) -> None:
+    if value and not ctx.resilient_parsing:
+        setattr(ctx.find_object(EndpointContext), str(param.name), True)
+
+
+def logging_options(command):
+    """--debug, --log-to-console and --no-color: on the group and on every command, as the
+    official endpoint takes them (``start my_ep --debug`` as well as ``--debug start my_ep``)."""
+    for flag, help_text in (("--no-color", "Do not colour console log lines (they never are here)."),
+                            ("--log-to-console", "Also write log lines to the terminal (with --foreground; "
+                                                 "a daemon's log is endpoint.log)."),
+                            ("--debug", "Log at DEBUG level.")):
+        command = click.option(flag, is_flag=True, expose_value=False, is_eager=True, callback=_set_log_flag,
+                               help=help_text)(command)
+    return command
 
 
 pass_context = click.make_pass_decorator(EndpointContext)
 name_argument = click.argument("name", default="default", metavar="NAME")
+# Commands on an endpoint that exists take its name or its endpoint UUID, as the official's do.
+name_or_uuid_argument = click.argument("name", default="default", metavar="NAME|UUID")
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option(
-    "--config-dir",
+    "-c", "--config-dir",
     type=click.Path(file_okay=False, path_type=Path),
     envvar="GLOBUS_COMPUTE_USER_DIR",
     help="Where endpoint directories live [default: ~/.globus_compute; env GLOBUS_COMPUTE_USER_DIR].",
 )
 @click.option("--debug", is_flag=True, help="Log at DEBUG level.")
+@click.option("--log-to-console", is_flag=True, help="Also write log lines to the terminal (with --foreground).")
+@click.option("--no-color", is_flag=True, help="Do not colour console log lines (they never are here).")
 @click.pass_context
-def app(ctx: click.Context, config_dir: Path | None, debug: bool) -> None:
+def app(ctx: click.Context, config_dir: Path | None, debug: bool, log_to_console: bool, no_color: bool) -> None:
     """Run Python functions sent by a Globus Compute service on this machine."""
-    ctx.obj = EndpointContext((config_dir or default_base_dir()).expanduser().absolute(), debug)
+    ctx.obj = EndpointContext((config_dir or default_base_dir()).expanduser().absolute(), debug, log_to_console,
+                              no_color)
 
 
 @app.command()
@@ -95,9 +141,10 @@ def list_endpoints(obj: EndpointContext) -> None:
     from texttable import Texttable
 
     from .directory import list_endpoint_dirs
-    from .status import endpoint_status
+    from .status import EndpointState, endpoint_status, stop_note
 
-    statuses = [endpoint_status(d) for d in list_endpoint_dirs(obj.base_dir)]
+    directories = list_endpoint_dirs(obj.base_dir)
+    statuses = [endpoint_status(d) for d in directories]
     if not statuses:
         click.echo("No endpoints configured!")
         return
@@ -107,37 +154,58 @@ def list_endpoints(obj: EndpointContext) -> None:
     for status in statuses:
         table.add_row([str(status.endpoint_id), status.label, status.name])
     click.echo(table.draw())
+    for directory, status in zip(directories, statuses, strict=True):
+        note = stop_note(directory) if status.state is EndpointState.STOPPED else None
+        if note:
+            click.echo(f"{status.name}: {note}")
 
 
-@app.command()
-@name_argument
+@app.command(short_help="Delete an endpoint, at the service and here.")
+@name_or_uuid_argument
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
-@click.option("--force", is_flag=True, help="Stop the endpoint first if it is running.")
+@click.option("--force", is_flag=True,
+              help="Stop the endpoint first if it is running; delete the directory even when the service "
+                   "cannot delete the endpoint.")
 @pass_context
 def delete(obj: EndpointContext, name: str, yes: bool, force: bool) -> None:
-    """Delete the endpoint directory NAME and everything in it."""
-    import shutil
-
-    from .lifecycle import LifecycleError
-    from .lifecycle import stop as stop_endpoint
+    """Delete the endpoint NAME (or UUID): from the Compute service, then its directory and
+    everything in it. An UUID with no directory here is deleted at the service only."""
     from .status import EndpointState, endpoint_status
 
+    endpoint_id = _as_uuid(name)
+    if endpoint_id is not None and obj.by_endpoint_id(endpoint_id) is None:
+        if not yes:
+            click.confirm(f"Delete endpoint {endpoint_id} from the Compute service? It has no directory here.",
+                          abort=True)
+        _delete_at_service_only(obj, endpoint_id)
+        return
     directory = obj.existing(name)
     status = endpoint_status(directory)
     if status.state is EndpointState.RUNNING and not force:
         raise click.ClickException(
-            f"Endpoint {name!r} is running (pid {status.pid}); stop it first, or pass --force "
+            f"Endpoint {directory.name!r} is running (pid {status.pid}); stop it first, or pass --force "
             "to stop and delete it."
         )
+    registered = directory.read_endpoint_id()
     if not yes:
-        click.confirm(f"Delete endpoint {name!r} and all of {directory.path}?", abort=True)
-    if status.state is EndpointState.RUNNING:
-        try:
-            stop_endpoint(directory, click.echo)
-        except LifecycleError as exc:
-            raise click.ClickException(str(exc)) from None
-    shutil.rmtree(directory.path)
-    click.echo(f"Endpoint {name!r} deleted.")
+        at_service = f" from the Compute service (ID {registered})" if registered else ""
+        click.confirm(f"Delete endpoint {directory.name!r}{at_service} and all of {directory.path}?", abort=True)
+    from .remote import delete_endpoint
+
+    _exit_on_error(lambda: delete_endpoint(directory, click.echo, force))
+
+
+def _delete_at_service_only(obj: EndpointContext, endpoint_id: uuid.UUID) -> None:
+    from .remote import delete_registration
+    from .service_client import ServiceClient, ServiceError
+
+    credentials = _credentials(obj, None)
+    try:
+        delete_registration(ServiceClient(credentials.service_url, _exit_on_error(credentials.compute_token)),
+                            endpoint_id, click.echo)
+    except ServiceError as exc:
+        click.echo(f"Error: could not delete endpoint {endpoint_id}: {exc}", err=True)
+        sys.exit(exc.exit_code)
 
 
 def _exit_on_error(run):
@@ -145,10 +213,11 @@ def _exit_on_error(run):
     from .auth import AuthError
     from .config import ConfigError
     from .lifecycle import LifecycleError
+    from .service_client import ServiceError
 
     try:
         return run()
-    except (LifecycleError, AuthError) as exc:
+    except (LifecycleError, AuthError, ServiceError) as exc:
         click.echo(f"Error: {exc}", err=True)
         sys.exit(exc.exit_code)
     except ConfigError as exc:
@@ -157,40 +226,69 @@ def _exit_on_error(run):
 
 
 @app.command(short_help="Register and start an endpoint (as a daemon).")
-@name_argument
+@name_or_uuid_argument
 @click.option("--foreground", is_flag=True, help="Stay attached to the terminal (for systemd and debugging).")
+@click.option("--detach", is_flag=True, help="Run as a daemon (what start does anyway; the official's option).")
+@click.option("--endpoint-uuid", metavar="UUID", help="Register with this endpoint UUID (first start only).")
 @pass_context
-def start(obj: EndpointContext, name: str, foreground: bool) -> None:
-    """Register the endpoint NAME with the Compute service, then run it as a daemon."""
+def start(obj: EndpointContext, name: str, foreground: bool, detach: bool, endpoint_uuid: str | None) -> None:
+    """Register the endpoint NAME (or UUID) with the Compute service, then run it as a daemon."""
+    if foreground and detach:
+        raise click.UsageError("--foreground and --detach contradict each other: choose one")
+    directory = obj.existing(name)
+    sys.exit(_start(obj, directory, foreground, _checked_uuid(endpoint_uuid)))
+
+
+def _start(obj: EndpointContext, directory: EndpointDirectory, foreground: bool,
+           endpoint_uuid: uuid.UUID | None = None) -> int:
+    from .lifecycle import StartOptions
     from .lifecycle import start as start_endpoint
 
-    directory = obj.existing(name)
-    sys.exit(_exit_on_error(lambda: start_endpoint(directory, click.echo, foreground, obj.debug)))
+    options = StartOptions(foreground=foreground, debug=obj.debug, log_to_console=obj.log_to_console,
+                           endpoint_uuid=endpoint_uuid)
+    return _exit_on_error(lambda: start_endpoint(directory, click.echo, options))
+
+
+def _checked_uuid(value: str | None) -> uuid.UUID | None:
+    if value is None:
+        return None
+    found = _as_uuid(value)
+    if found is None:
+        raise click.BadParameter(f"{value!r} is not a UUID", param_hint="--endpoint-uuid")
+    return found
 
 
 @app.command(short_help="Stop a running endpoint.")
-@name_argument
+@name_or_uuid_argument
 @click.option("--timeout", default=30.0, show_default=True, help="Seconds to wait before killing what is left.")
+@click.option("--remote", is_flag=True,
+              help="Also ask the Compute service to stop the endpoint wherever it runs (another host too).")
 @pass_context
-def stop(obj: EndpointContext, name: str, timeout: float) -> None:
-    """Stop the running endpoint NAME (SIGTERM, then kill after the timeout)."""
+def stop(obj: EndpointContext, name: str, timeout: float, remote: bool) -> None:
+    """Stop the running endpoint NAME or UUID (SIGTERM, then kill after the timeout)."""
     from .lifecycle import stop as stop_endpoint
 
     directory = obj.existing(name)
+    if remote:
+        from .remote import stop_remotely
+
+        _exit_on_error(lambda: stop_remotely(directory, click.echo))
     _exit_on_error(lambda: stop_endpoint(directory, click.echo, timeout))
 
 
 @app.command()
-@name_argument
+@name_or_uuid_argument
+@click.option("--detach", is_flag=True, help="Run as a daemon (what restart does anyway).")
+@click.option("--endpoint-uuid", metavar="UUID", help="Register with this endpoint UUID (first start only).")
 @pass_context
-def restart(obj: EndpointContext, name: str) -> None:
-    """Stop the endpoint NAME if it runs, then start it."""
-    from .lifecycle import start as start_endpoint
+def restart(obj: EndpointContext, name: str, detach: bool, endpoint_uuid: str | None) -> None:
+    """Stop the endpoint NAME (or UUID) if it runs, then start it."""
     from .lifecycle import stop as stop_endpoint
 
     directory = obj.existing(name)
+    checked = _checked_uuid(endpoint_uuid)
     _exit_on_error(lambda: stop_endpoint(directory, click.echo))
-    sys.exit(_exit_on_error(lambda: start_endpoint(directory, click.echo, False, obj.debug)))
+    sys.exit(_start(obj, directory, False, checked))
 
 
 service_option = click.option(
@@ -252,13 +350,17 @@ def logout(obj: EndpointContext, service: str | None, force: bool) -> None:
 
 @app.command()
 @service_option
+@click.option("--linked-identities", is_flag=True, help="Also show the identities linked to this one.")
 @pass_context
-def whoami(obj: EndpointContext, service: str | None) -> None:
+def whoami(obj: EndpointContext, service: str | None, linked_identities: bool) -> None:
     """Show the identity the endpoint runs as."""
     credentials = _credentials(obj, service)
     identity = _exit_on_error(credentials.identity)
     kind = "client identity" if credentials.client else "user"
     click.echo(f"Logged in to {credentials.service_url} as {kind} {identity.username} (id {identity.id})")
+    if linked_identities:
+        others = [linked for linked in identity.linked if linked.id != identity.id]
+        click.echo("Linked identities: " + (", ".join(map(str, others)) if others else "none"))
 
 
 unit_dir_option = click.option(
@@ -306,6 +408,11 @@ def disable_on_boot(obj: EndpointContext, name: str, user_unit: bool, unit_dir: 
 
     obj.directory(name)
     click.echo(disable_instructions(name, unit_dir or default_unit_dir(user_unit), user_unit))
+
+
+# Every command takes the logging flags, as the official's do.
+for _command in app.commands.values():
+    logging_options(_command)
 
 
 def main() -> None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -183,6 +184,25 @@ class EndpointDirectory:
 
     def remove_pid_file(self) -> None:
         self.pid_file.unlink(missing_ok=True)
+
+    @property
+    def last_stop_file(self) -> Path:
+        return self.path / "last_stop.json"
+
+    def write_last_stop(self, reason: str, exit_code: int) -> None:
+        """Why the last run ended, for list (and status) to say."""
+        write_private_file(self.last_stop_file, json.dumps({"reason": reason, "exit_code": exit_code,
+                                                            "time": time.time()}))
+
+    def read_last_stop(self) -> dict | None:
+        try:
+            record = json.loads(self.last_stop_file.read_text())
+        except (OSError, ValueError):
+            return None
+        return record if isinstance(record, dict) and isinstance(record.get("reason"), str) else None
+
+    def forget_last_stop(self) -> None:
+        self.last_stop_file.unlink(missing_ok=True)
 
 
 def list_endpoint_dirs(base: Path) -> list[EndpointDirectory]:

@@ -27,7 +27,8 @@ from collections.abc import Callable, Iterable
 import attrs
 
 from ..protocol import messages
-from ..workers.execution import UNKNOWN_TASK_FAILURE, error_result
+from ..supervisor.control import SUPERVISOR, StopTree
+from ..workers.execution import FUNCTION_NOT_ALLOWED, UNKNOWN_TASK_FAILURE, error_result
 from ..workers.payloads import Payload, size_of
 from ..workers.pipe_messages import (
     AckDeliveries,
@@ -38,11 +39,13 @@ from ..workers.pipe_messages import (
     ResultsConfirmed,
     ResultsDone,
     RunTasks,
+    StopRequested,
     TaskDelivery,
     TaskResult,
     TasksReceived,
     TasksStarted,
 )
+from .idle import IdleWatch
 
 log = logging.getLogger(__name__)
 
@@ -82,8 +85,12 @@ class EndpointDispatcher:
     tasks, results and confirms between the children and keeps the in-flight table."""
 
     def __init__(self, endpoint_id: str, max_retries_on_system_failure: int = 0,
-                 heartbeat_period_s: float = 30.0, ep_info: dict | None = None, engine_type: str | None = None):
+                 heartbeat_period_s: float = 30.0, ep_info: dict | None = None, engine_type: str | None = None,
+                 idle: IdleWatch | None = None, allowed_functions: Iterable[str] | None = None):
         self.endpoint_id = endpoint_id
+        # None: any function; else only these (config allowed_functions, canonical UUID text).
+        self.allowed_functions = frozenset(allowed_functions) if allowed_functions is not None else None
+        self.idle = idle or IdleWatch()
         self.max_retries = max_retries_on_system_failure
         self.heartbeat_period_s = heartbeat_period_s
         self.ep_info = ep_info or {}
@@ -116,6 +123,8 @@ class EndpointDispatcher:
         if isinstance(message, EngineStatus):
             self.engine_figures = message.figures
             return []
+        if isinstance(message, StopRequested):
+            return [(SUPERVISOR, StopTree(f"the Compute service asked it to stop ({message.reason})"))]
         log.warning("dispatcher: unexpected %s from %s", type(message).__name__, source)
         return []
 
@@ -135,9 +144,10 @@ class EndpointDispatcher:
             else:
                 self.counts["received"] += 1
                 entry = self.inflight[delivery.task_id] = InFlight(delivery)
-                if delivery.problem:  # cannot run: answer with an error, never give it to the engine
+                refusal = self._refusal(delivery)
+                if refusal:  # cannot run: answer with an error, never give it to the engine
                     refused.append(TaskResult(delivery.task_id, error_result(
-                        delivery.task_id, UNKNOWN_TASK_FAILURE, delivery.problem, endpoint_id=self.endpoint_id)))
+                        delivery.task_id, *refusal, endpoint_id=self.endpoint_id)))
                     entry.state = TaskState.RUNNING
                 elif ENGINE in self.ready:
                     entry.state = TaskState.RUNNING
@@ -146,6 +156,16 @@ class EndpointDispatcher:
         if to_run:
             routed.append((ENGINE, RunTasks(tuple(to_run))))
         return routed
+
+    def _refusal(self, delivery: TaskDelivery) -> tuple[str, str] | None:
+        """(error code, text) when the task must not run; its body is never looked at."""
+        if delivery.problem:
+            return UNKNOWN_TASK_FAILURE, delivery.problem
+        function_id = _canonical_uuid(delivery.headers.get("function_uuid"))
+        if self.allowed_functions is not None and function_id not in self.allowed_functions:
+            return FUNCTION_NOT_ALLOWED, (f"Function {function_id} is not allowed on endpoint {self.endpoint_id}: "
+                                          "its configuration lists the functions it runs (allowed_functions)")
+        return None
 
     def _done(self, results: Iterable[TaskResult]) -> list[Routed]:
         publish = []
@@ -241,7 +261,11 @@ class EndpointDispatcher:
         if now < self.next_report or RESULT_LINK not in self.ready:
             return []
         self.next_report = now + self.heartbeat_period_s
-        return [(RESULT_LINK, PublishStatus(self.status_report(active=True)))]
+        routed: list[Routed] = [(RESULT_LINK, PublishStatus(self.status_report(active=True)))]
+        idle_reason = self.idle.heartbeat(self.counts["received"], self.counts["completed"])
+        if idle_reason:
+            routed.append((SUPERVISOR, StopTree(idle_reason)))
+        return routed
 
     def tree_stopping(self) -> Iterable[Routed]:
         return [(TASK_LINK, PauseConsuming()), (RESULT_LINK, PublishStatus(self.status_report(active=False)))]
@@ -266,3 +290,10 @@ class EndpointDispatcher:
         }
         return messages.pack(messages.EPStatusReport(endpoint_id=uuid.UUID(self.endpoint_id),
                                                      global_state=messages.JsonObject(global_state)))
+
+
+def _canonical_uuid(value: object) -> str | None:
+    try:
+        return str(uuid.UUID(str(value)))
+    except ValueError:
+        return None

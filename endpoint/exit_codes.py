@@ -10,6 +10,7 @@ import os
 class Exit(enum.IntEnum):
     OK = os.EX_OK
     FAILED = 1  # anything else; the message says what
+    USAGE = os.EX_USAGE  # 64: the command line asks for something that cannot be
     BAD_REQUEST = os.EX_DATAERR  # 65: the service refused what was sent as invalid (HTTP 400, 422)
     UNAVAILABLE = os.EX_UNAVAILABLE  # 69: the service or broker does not answer, or refuses for now
     SOFTWARE = os.EX_SOFTWARE  # 70: an answer that cannot be right (another endpoint's id)

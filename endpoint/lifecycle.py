@@ -11,9 +11,11 @@ import signal
 import subprocess
 import time
 import traceback
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 
+import attrs
 import psutil
 
 from ..workers.settings import tree_title
@@ -155,13 +157,21 @@ def clean_up_unclean_stop(directory: EndpointDirectory, echo: Echo) -> None:
     directory.remove_pid_file()
 
 
-def start(directory: EndpointDirectory, echo: Echo, foreground: bool = False, debug: bool = False) -> int:
+@attrs.frozen
+class StartOptions:
+    foreground: bool = False  # run the tree here instead of in a daemon
+    debug: bool = False
+    log_to_console: bool = False  # the supervisor's log lines on stderr too (foreground only)
+    endpoint_uuid: uuid.UUID | None = None  # register with this id when it has none yet
+
+
+def start(directory: EndpointDirectory, echo: Echo, options: StartOptions = StartOptions()) -> int:
     """Start the endpoint: check, authenticate, register, spawn. Returns the exit code for the
     CLI (after the run, when in the foreground)."""
     config, config_text = _check(directory, echo)
     identity, token, url = _authenticate(directory, config, echo)
-    settings = _register(directory, config, config_text, identity, token, url, debug, echo)
-    return _spawn(directory, settings, config, foreground, echo)
+    settings = _register(directory, config, config_text, identity, token, url, options, echo)
+    return _spawn(directory, settings, config, options, echo)
 
 
 def _check(directory: EndpointDirectory, echo: Echo):
@@ -185,21 +195,22 @@ def _check(directory: EndpointDirectory, echo: Echo):
         run_hook("endpoint_setup", config.endpoint_setup, directory.log_file, echo)
     for warning in directory.loose_permissions():
         echo(f"Warning: {warning}")
+    if config.heartbeat_period < config.effective_heartbeat_period:
+        echo(f"Note: heartbeat_period {config.heartbeat_period:g} is below the minimum; using "
+             f"{config.effective_heartbeat_period:g} s")
     return config, config_text
 
 
 def _authenticate(directory: EndpointDirectory, config, echo: Echo):
     """(identity, token, service URL) of who is logged in, who must be who registered it."""
-    from .auth import AuthError, Credentials
-    from .credentials import environment_name, service_url
+    from .auth import AuthError
 
-    url = service_url(config.environment, config.local_compute_services)
     try:
-        credentials = Credentials(directory.base, url, environment_name(config.environment,
-                                                                         config.local_compute_services))
+        credentials = credentials_for(directory, config)
         token, identity = _credentials_for_start(credentials, echo)
     except AuthError as exc:
         raise LifecycleError(str(exc), exit_code=exc.exit_code) from None
+    url = credentials.service_url
     owner = directory.read_owner()
     if owner and owner["id"] != identity.id:
         raise LifecycleError(
@@ -209,8 +220,19 @@ def _authenticate(directory: EndpointDirectory, config, echo: Echo):
     return identity, token, url
 
 
+def credentials_for(directory: EndpointDirectory, config=None):
+    """The credentials for the service this endpoint's config names."""
+    from .auth import Credentials
+    from .config import load_config
+    from .credentials import environment_name, service_url
+
+    config = config or load_config(directory.config_file)
+    return Credentials(directory.base, service_url(config.environment, config.local_compute_services),
+                       environment_name(config.environment, config.local_compute_services))
+
+
 def _register(directory: EndpointDirectory, config, config_text: str, identity, token: str, url: str,
-              debug: bool, echo: Echo):
+              options: StartOptions, echo: Echo):
     """Register with the service and check its broker answers; then record the endpoint's id.
     Returns the settings of the tree to start."""
     from ..protocol.urls import redact_url
@@ -219,13 +241,13 @@ def _register(directory: EndpointDirectory, config, config_text: str, identity, 
 
     echo(f"Registering with the Compute service at {url} as {identity} ...")
     try:
-        registration = register(url, token, directory.name, directory.read_endpoint_id(),
-                                config.display_name, config_text)
+        registration = register(url, token, directory.name, _endpoint_id_to_register(directory, options),
+                                config.display_name, config_text, config.registration_fields())
     except RegistrationError as exc:
         raise LifecycleError(f"Registration failed: {exc}", exc.exit_code) from None
     endpoint_id = registration["endpoint_id"]
     settings = worker_settings(directory.name, directory.path, directory.log_file, config, config_text,
-                               registration, debug)
+                               registration, options.debug or config.debug)
     echo(f"Checking the broker at {redact_url(settings.task_queue_url)} ...")
     _check_broker(settings.task_queue_url, settings.task_queue, config.amqp_port)
     # Recorded only now: an endpoint that could not start is not listed as one that ran.
@@ -235,10 +257,19 @@ def _register(directory: EndpointDirectory, config, config_text: str, identity, 
     return settings
 
 
-def _spawn(directory: EndpointDirectory, settings, config, foreground: bool, echo: Echo) -> int:
+def _endpoint_id_to_register(directory: EndpointDirectory, options: StartOptions) -> uuid.UUID | None:
+    known = directory.read_endpoint_id()
+    if options.endpoint_uuid and known and options.endpoint_uuid != known:
+        raise LifecycleError(f"Endpoint {directory.name} is registered as {known}; --endpoint-uuid "
+                             f"{options.endpoint_uuid} cannot change that (configure a new endpoint for a new ID).",
+                             exit_code=Exit.USAGE)
+    return known or options.endpoint_uuid
+
+
+def _spawn(directory: EndpointDirectory, settings, config, options: StartOptions, echo: Echo) -> int:
     """Run the tree here (foreground), or in a daemon, waiting for its start-up progress."""
-    if foreground:
-        return _run(directory, settings, config, fd=None, echo=echo)
+    if options.foreground:
+        return _run(directory, settings, config, fd=None, echo=echo, to_console=options.log_to_console)
     from .daemon import daemonize, read_progress
 
     is_foreground, fd = daemonize(str(directory.log_file))
@@ -271,17 +302,25 @@ def _check_engine_address(config, directory: EndpointDirectory) -> None:
 
 
 def _credentials_for_start(credentials, echo: Echo):
-    """The token and who it speaks for; with no credentials, log in first where a person can
-    answer (a terminal), else say how to log in."""
+    """The token and who it speaks for. With no credentials, log in first, as the official
+    start does: the Globus Auth link at once; where there is no terminal to paste the code
+    back into, how to finish (``login``), and stop."""
     import sys
 
     from .auth import NotLoggedIn
 
     try:
         return credentials.compute_token(), credentials.identity()
-    except NotLoggedIn:
+    except NotLoggedIn as not_logged_in:
         if not sys.stdin.isatty():
-            raise
+            if credentials.hosted and not credentials.client:
+                def no_terminal() -> str:
+                    raise NotLoggedIn("No terminal to read the authorization code from. Run "
+                                      "`globus-compute-endpoint login` where you can paste it (or set "
+                                      "GLOBUS_COMPUTE_CLIENT_ID and GLOBUS_COMPUTE_CLIENT_SECRET), then start "
+                                      "again.")
+                credentials.native_login(show=echo, ask_code=no_terminal)
+            raise not_logged_in from None
     from .login import login_step
 
     echo("No stored credentials; logging in first.")
@@ -289,9 +328,7 @@ def _credentials_for_start(credentials, echo: Echo):
     return credentials.compute_token(), credentials.identity()
 
 
-def _uuid(value: str):
-    import uuid
-
+def _uuid(value: str) -> uuid.UUID:
     return uuid.UUID(str(value))
 
 
@@ -321,15 +358,18 @@ def _check_broker(url: str, queue: str, amqp_port: int | None = None) -> None:
                              exit_code=Exit.UNAVAILABLE) from None
 
 
-def _run(directory: EndpointDirectory, settings, config, fd: int | None, echo: Echo | None) -> int:
+def _run(directory: EndpointDirectory, settings, config, fd: int | None, echo: Echo | None,
+         to_console: bool = False) -> int:
     """The daemon (or --foreground) body: pid file, logging, the tree, teardown."""
     from ..workers.logs import setup_logging
     from .daemon import Progress, own_pid_record
     from .tree import run_tree
 
     directory.write_pid_record(own_pid_record())
-    setup_logging(str(directory.log_file), "supervisor", settings.debug)
-    code = run_tree(settings, config, Progress(fd, echo))
+    directory.forget_last_stop()
+    setup_logging(str(directory.log_file), "supervisor", settings.debug, to_console=to_console)
+    code, reason = run_tree(settings, config, Progress(fd, echo))
+    directory.write_last_stop(reason or f"exit code {code}", code)
     if config.endpoint_teardown:
         try:
             run_hook("endpoint_teardown", config.endpoint_teardown, directory.log_file, log.info)

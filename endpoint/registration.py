@@ -25,8 +25,9 @@ class RegistrationError(Exception):
 
 
 def register(service_url: str, token: str, name: str, endpoint_id: uuid.UUID | None,
-             display_name: str | None, config_text: str) -> dict:
-    body: dict[str, Any] = {"endpoint_name": name, "metadata": {
+             display_name: str | None, config_text: str, fields: dict[str, Any] | None = None) -> dict:
+    """Register; ``fields`` are the config's registration fields (allowed_functions, public...)."""
+    body: dict[str, Any] = {**(fields or {}), "endpoint_name": name, "metadata": {
         "endpoint_version": __version__, "python_version": platform.python_version(),
         "hostname": socket.getfqdn(), "local_user": getpass.getuser(), "endpoint_config": config_text}}
     if display_name:

@@ -17,10 +17,11 @@ TIMEOUT_S = 30
 class ServiceError(Exception):
     """A call to the service failed; str() says why. ``unreachable``: no answer at all."""
 
-    def __init__(self, message: str, exit_code: int, unreachable: bool = False):
+    def __init__(self, message: str, exit_code: int, unreachable: bool = False, status: int | None = None):
         super().__init__(message)
         self.exit_code = exit_code
         self.unreachable = unreachable
+        self.status = status  # the HTTP status, when the service answered
 
 
 class ServiceClient:
@@ -55,7 +56,8 @@ class ServiceClient:
             except (ValueError, AttributeError):
                 detail = response.text[:500]
             code = Exit.NO_PERMISSION if response.status_code in (403, 404) else Exit.UNAVAILABLE
-            raise ServiceError(f"the Compute service answered {response.status_code}: {detail}", code)
+            raise ServiceError(f"the Compute service answered {response.status_code}: {detail}", code,
+                               status=response.status_code)
         try:
             return response.json()
         except ValueError:

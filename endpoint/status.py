@@ -75,3 +75,16 @@ def endpoint_status(directory: EndpointDirectory, hostname: str | None = None) -
     if endpoint_id is None:
         return EndpointStatus(directory.name, None, EndpointState.INITIALIZED)
     return EndpointStatus(directory.name, endpoint_id, EndpointState.STOPPED)
+
+
+def stop_note(directory: EndpointDirectory) -> str | None:
+    """Why a stopped endpoint stopped, when it stopped itself (idle, asked by the service, a
+    failure); None when a person stopped it (a signal) or nothing is recorded."""
+    import time
+
+    record = directory.read_last_stop()
+    if record is None or record["reason"].startswith("received SIG"):
+        return None
+    when = record.get("time")
+    at = time.strftime(" at %Y-%m-%d %H:%M:%S", time.localtime(when)) if isinstance(when, (int, float)) else ""
+    return f"stopped itself{at}: {record['reason']}"

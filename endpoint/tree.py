@@ -18,6 +18,7 @@ from ..workers.settings import PublishTarget, WorkerSettings
 from .config import EndpointConfig, EngineConfig, GlobusComputeEngineConfig
 from .daemon import Progress
 from .dispatcher import ENGINE, RESULT_LINK, TASK_LINK, EndpointDispatcher
+from .idle import IdleWatch
 
 log = logging.getLogger(__name__)
 
@@ -56,10 +57,12 @@ def worker_settings(name: str, directory_path: Path, log_file: Path, config: End
         task_queue_url=_url(task_info["connection_url"], config.amqp_port), task_queue=task_info["queue"],
         results=_publish_target(registration["result_queue_info"], config.amqp_port),
         heartbeats=_publish_target(registration["heartbeat_queue_info"], config.amqp_port),
-        engine=engine, heartbeat_period_s=float(config.heartbeat_period),
+        engine=engine, heartbeat_period_s=config.effective_heartbeat_period,
         prefetch=config.prefetch or prefetch_for(config.engine),
         max_task_bytes_in_flight=config.max_task_bytes_in_flight,
         run_dir=str(directory_path), config_raw=config_text,
+        command_queue=(registration.get("command_queue_info") or {}).get("queue", ""),
+        broker_silence_s=float(config.heartbeat_threshold),
     )
 
 
@@ -92,7 +95,8 @@ def prefetch_for(engine) -> int:
     return min(MAX_PREFETCH, max(MIN_PREFETCH, workers * PREFETCH_PER_WORKER))
 
 
-def run_tree(settings: WorkerSettings, config: EndpointConfig, progress: Progress) -> int:
+def run_tree(settings: WorkerSettings, config: EndpointConfig, progress: Progress) -> tuple[int, str | None]:
+    """Run the tree to its end: (exit code, why it stopped)."""
     specs = [ChildSpec(name=role, target=target, title=settings.role_title(role),
                        shutdown_timeout_s=30.0 if role == ENGINE else 10.0)
              for role, target in CHILD_TARGETS.items()]
@@ -101,7 +105,10 @@ def run_tree(settings: WorkerSettings, config: EndpointConfig, progress: Progres
     dispatcher = EndpointDispatcher(settings.endpoint_id,
                                     getattr(config.engine, "max_retries_on_system_failure", 0),
                                     settings.heartbeat_period_s, ep_info=_ep_info(settings),
-                                    engine_type=config.engine.type)
+                                    engine_type=config.engine.type,
+                                    idle=IdleWatch(config.idle_heartbeats_soft, config.idle_heartbeats_hard,
+                                                   settings.heartbeat_period_s),
+                                    allowed_functions=config.allowed_functions)
     waiting = set(CHILD_TARGETS)
 
     def on_startup(event: str) -> None:
@@ -128,7 +135,7 @@ def run_tree(settings: WorkerSettings, config: EndpointConfig, progress: Progres
     log.info("endpoint %s stopped with exit code %d; tasks: %s", settings.endpoint_name, code,
              dispatcher.figures())
     progress.say(f"Endpoint {settings.endpoint_name} stopped ({supervisor.stop_reason or 'exit code ' + str(code)})")
-    return code
+    return code, supervisor.stop_reason
 
 
 def _ep_info(settings: WorkerSettings) -> dict:

@@ -68,6 +68,8 @@ class ReconnectingClient:
     give_up_when_refused = True
     # Errors of the session's own making that a new connection may cure, beside the broker's.
     recoverable_errors: tuple[type[BaseException], ...] = ()
+    # AMQP heartbeats: a connection that misses two is taken as dead.
+    amqp_heartbeat_s: float = AMQP_HEARTBEAT_S
 
     @property
     def url(self) -> str:
@@ -123,7 +125,7 @@ class ReconnectingClient:
         attempt = 0
         while True:
             attempt += 1
-            connection = broker_connection(self.url, heartbeat=AMQP_HEARTBEAT_S, connect_timeout=10)
+            connection = broker_connection(self.url, heartbeat=self.amqp_heartbeat_s, connect_timeout=10)
             try:
                 # One try per attempt: kombu's own connect() retries after 2 s, under our backoff.
                 connection.ensure_connection(max_retries=0)

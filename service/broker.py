@@ -30,6 +30,7 @@ import attrs
 import kombu
 from kombu.exceptions import OperationalError
 
+from ..protocol import commands
 from ..protocol.reconnecting import ReconnectingClient
 from ..protocol.urls import broker_connection, is_embedded, portable_vhost
 from .broker_users import BrokerUsers
@@ -51,6 +52,14 @@ heartbeats_queue = kombu.Queue("heartbeats", heartbeats_exchange, routing_key="*
 def task_queue(endpoint_id: str) -> kombu.Queue:
     name = f"{endpoint_id}.tasks"
     return kombu.Queue(name, tasks_exchange, routing_key=name, durable=True)
+
+
+def command_queue(endpoint_id: str) -> kombu.Queue:
+    """Where the service tells a running endpoint what to do (stop); a command no endpoint
+    took within its validity is dropped by the broker."""
+    name = f"{endpoint_id}.commands"
+    return kombu.Queue(name, exchange=kombu.Exchange(""), routing_key=name, durable=True,
+                       queue_arguments={"x-message-ttl": commands.MAX_AGE_S * 1000})
 
 
 DEAD_LETTER_QUEUE = "dead-letter"
@@ -126,12 +135,18 @@ class Broker:
         self._run(declare)
 
     def declare_endpoint(self, endpoint_id: str) -> str:
-        """Declare the endpoint's task queue; return the broker URL to hand it."""
-        self._run(lambda p: task_queue(endpoint_id).bind(p.channel).declare())
+        """Declare the endpoint's task and command queues; return the broker URL to hand it."""
+        def declare(producer: kombu.Producer) -> None:
+            task_queue(endpoint_id).bind(producer.channel).declare()
+            command_queue(endpoint_id).bind(producer.channel).declare()
+        self._run(declare)
         return self.users.grant(endpoint_id, self.public_url) if self.users else self.public_url
 
     def delete_endpoint(self, endpoint_id: str) -> None:
-        self._run(lambda p: task_queue(endpoint_id).bind(p.channel).delete())
+        def delete(producer: kombu.Producer) -> None:
+            task_queue(endpoint_id).bind(producer.channel).delete()
+            command_queue(endpoint_id).bind(producer.channel).delete()
+        self._run(delete)
         if self.users:
             self.users.revoke(endpoint_id)
 
@@ -155,6 +170,11 @@ class Broker:
                                  headers=headers, delivery_mode=2, mandatory=True)
         self._run(publish)
 
+    def send_stop(self, endpoint_id: str, reason: str) -> None:
+        body, properties = commands.stop_endpoint(reason)
+        self._run(lambda p: p.publish(body, exchange="", routing_key=command_queue(endpoint_id).name,
+                                      delivery_mode=2, **properties))
+
     def queue_info(self, endpoint_id: str, connection_url: str) -> dict:
         """What registration hands the endpoint: where to read tasks and write results."""
         def exchange(name: str) -> str:
@@ -172,6 +192,7 @@ class Broker:
                                   "queue": "results", "queue_publish_kwargs": publish_kwargs("results")},
             "heartbeat_queue_info": {"connection_url": connection_url, "exchange": exchange("heartbeats"),
                                      "queue": "heartbeats", "queue_publish_kwargs": publish_kwargs("heartbeats")},
+            "command_queue_info": {"connection_url": connection_url, "queue": command_queue(endpoint_id).name},
         }
 
     def close(self) -> None:

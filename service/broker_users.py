@@ -59,7 +59,7 @@ class BrokerUsers:
     def grant(self, endpoint_id: str, public_url: str) -> str:
         """(Re)create the endpoint's user with a new password; return public_url with its credentials."""
         user, password = endpoint_user(endpoint_id), secrets.token_urlsafe(24)
-        own_queue = f"^{re.escape(endpoint_id)}\\.tasks$"
+        own_queue = f"^{re.escape(endpoint_id)}\\.(tasks|commands)$"  # its tasks, and the service's commands
         self._call("put", f"users/{quote(user, safe='')}", {"password": password, "tags": ""})
         self._call("put", f"permissions/{quote(self.vhost, safe='')}/{quote(user, safe='')}",
                    {"configure": own_queue, "write": "^(results|heartbeats)$", "read": own_queue})

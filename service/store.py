@@ -21,7 +21,8 @@ log = logging.getLogger(__name__)
 
 # 1: first release. 2: client identities (clients), expiring tokens (tokens.expires).
 # 3: endpoint tombstones (endpoints.deleted), results forwarded once (tasks.forwarded).
-SCHEMA_VERSION = 3
+# 4: endpoint allow-lists and registration settings; public and group-shared functions.
+SCHEMA_VERSION = 4
 
 metadata = sa.MetaData()
 
@@ -61,6 +62,8 @@ endpoints = sa.Table(
     # Deleted endpoints stay as tombstones: their id is never registered again by anyone
     # else, who would otherwise receive the tasks sent to the old owner's running daemon.
     sa.Column("deleted", sa.Float),
+    sa.Column("allowed_functions", sa.JSON),  # None: any function; else a list of function ids
+    sa.Column("settings", sa.JSON),  # admins, authentication_policy, subscription_uuid, high_assurance
 )
 
 functions = sa.Table(
@@ -72,6 +75,8 @@ functions = sa.Table(
     sa.Column("description", sa.Text),
     sa.Column("meta", sa.JSON),
     sa.Column("created", sa.Float, nullable=False),
+    sa.Column("public", sa.Boolean, nullable=False, default=False),  # runnable by every identity
+    sa.Column("group_id", sa.String(36)),  # shared with a Globus group (kept; no groups here)
 )
 
 task_groups = sa.Table(
@@ -138,6 +143,10 @@ class Store:
                 self._add_missing_column(db, "endpoints", "deleted", "FLOAT")
                 # Results stored before version 3 were forwarded as they arrived.
                 self._add_missing_column(db, "tasks", "forwarded", "BOOLEAN NOT NULL DEFAULT TRUE")
+                self._add_missing_column(db, "endpoints", "allowed_functions", "JSON")
+                self._add_missing_column(db, "endpoints", "settings", "JSON")
+                self._add_missing_column(db, "functions", "public", "BOOLEAN NOT NULL DEFAULT FALSE")
+                self._add_missing_column(db, "functions", "group_id", "VARCHAR(36)")
                 db.execute(schema_version.update().values(version=SCHEMA_VERSION))
 
     @staticmethod
@@ -203,8 +212,10 @@ class Store:
             return db.execute(sa.select(endpoints).where(endpoints.c.id == endpoint_id)).first()
 
     def upsert_endpoint(self, owner: str, endpoint_id: str, name: str, display_name: str | None,
-                        public: bool, meta: dict | None) -> None:
-        values = dict(name=name, display_name=display_name, public=public, meta=meta, deleted=None)
+                        public: bool, meta: dict | None, allowed_functions: list[str] | None = None,
+                        settings: dict | None = None) -> None:
+        values = dict(name=name, display_name=display_name, public=public, meta=meta, deleted=None,
+                      allowed_functions=allowed_functions, settings=settings)
         with self.engine.begin() as db:
             updated = db.execute(endpoints.update().where(endpoints.c.id == endpoint_id,
                                                           endpoints.c.owner == owner).values(**values))
@@ -217,10 +228,12 @@ class Store:
             return db.execute(sa.select(endpoints).where(endpoints.c.id == endpoint_id, endpoints.c.owner == owner,
                                                          endpoints.c.deleted.is_(None))).first()
 
-    def list_endpoints(self, owner: str) -> list[Any]:
+    def list_endpoints(self, owner: str, public_too: bool = False) -> list[Any]:
+        """The owner's endpoints; with public_too, every identity's public ones as well."""
+        visible = sa.or_(endpoints.c.owner == owner, endpoints.c.public.is_(True)) if public_too \
+            else endpoints.c.owner == owner
         with self.engine.connect() as db:
-            return list(db.execute(sa.select(endpoints).where(endpoints.c.owner == owner,
-                                                              endpoints.c.deleted.is_(None))
+            return list(db.execute(sa.select(endpoints).where(visible, endpoints.c.deleted.is_(None))
                                    .order_by(endpoints.c.created)))
 
     def delete_endpoint(self, owner: str, endpoint_id: str, reason: str) -> int:
@@ -249,18 +262,20 @@ class Store:
     # ------------------------------------------------------------------ functions
 
     def create_function(self, owner: str, name: str, code: str, description: str | None,
-                        meta: dict | None) -> str:
+                        meta: dict | None, public: bool = False, group_id: str | None = None) -> str:
         function_id = str(uuid.uuid4())
         with self.engine.begin() as db:
             db.execute(functions.insert().values(id=function_id, owner=owner, name=name, code=code,
-                                                 description=description, meta=meta,
-                                                 created=time.time()))
+                                                 description=description, meta=meta, public=public,
+                                                 group_id=group_id, created=time.time()))
         return function_id
 
     def functions_by_id(self, owner: str, function_ids: Iterable[str]) -> dict[str, Any]:
+        """The functions the caller may run: its own, and every identity's public ones."""
         with self.engine.connect() as db:
             rows = db.execute(sa.select(functions).where(functions.c.id.in_(list(function_ids)),
-                                                         functions.c.owner == owner))
+                                                         sa.or_(functions.c.owner == owner,
+                                                                functions.c.public.is_(True))))
             return {row.id: row for row in rows}
 
     def delete_function(self, owner: str, function_id: str) -> bool:

@@ -28,3 +28,14 @@ class Stop:
     """Finish what you are doing and exit 0."""
 
     reason: str = ""
+
+
+# The address of the supervisor itself in what a dispatcher routes.
+SUPERVISOR = "supervisor"
+
+
+@attrs.frozen
+class StopTree:
+    """From the dispatcher, addressed to SUPERVISOR: stop the whole tree, gracefully, for this reason."""
+
+    reason: str

@@ -19,7 +19,7 @@ from typing import Any, Protocol
 from setproctitle import setproctitle
 
 from .child import Child, describe_exit, spawn_context
-from .control import Pong, Ready
+from .control import SUPERVISOR, Pong, Ready, StopTree
 from .signals import SignalQueue
 from .spec import HALT_CODES, ChildSpec, ExitCode, Restart, RestartPolicy
 from .states import LIVE_STATES, ChildState
@@ -32,7 +32,8 @@ Routed = tuple[str, object]  # (name of the child to send to, message)
 class Dispatcher(Protocol):
     """What the supervisor consults about the messages it carries. It returns the
     messages to send on; it must never block, and it keeps what a child that is down
-    should get once it is back (``child_ready``)."""
+    should get once it is back (``child_ready``). A ``StopTree`` addressed to SUPERVISOR
+    stops the tree (the dispatcher's own reasons: idle, asked from afar)."""
 
     def route(self, source: str, message: object) -> Iterable[Routed]: ...
 
@@ -168,7 +169,10 @@ class Supervisor:
 
     def _send(self, routed: Iterable[Routed]) -> None:
         for name, message in routed:
-            self.children[name].send(message)  # a child that is down is the dispatcher's to replay
+            if name == SUPERVISOR and isinstance(message, StopTree):
+                self.stop(message.reason)
+            else:
+                self.children[name].send(message)  # a child that is down is the dispatcher's to replay
 
     # ------------------------------------------------------------------ exits
 

@@ -43,6 +43,7 @@ class BrokerLink(ReconnectingClient):
         self.parent = parent  # the pipe to the supervisor
         self.settings = settings
         self.stopping: str | None = None
+        self.amqp_heartbeat_s = settings.broker_silence_s / 2
 
     def stop(self, reason: str) -> None:
         self.stopping = self.stopping or reason

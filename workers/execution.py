@@ -27,6 +27,7 @@ REMOTE_EXECUTION_ERROR = "RemoteExecutionError"
 MAX_RESULT_SIZE_EXCEEDED = "MaxResultSizeExceeded"
 COULD_NOT_EXECUTE = "CouldNotExecuteUserTaskError"
 UNKNOWN_TASK_FAILURE = "UNKNOWN_TASK_FAILURE"
+FUNCTION_NOT_ALLOWED = "FUNCTION_NOT_ALLOWED"  # the official code for a function outside allowed_functions
 
 
 class MaxResultSizeExceeded(Exception):

@@ -13,6 +13,7 @@ import fcntl
 import logging
 import logging.handlers
 import os
+import sys
 import threading
 
 MAX_BYTES = 10 * 1024 * 1024
@@ -76,15 +77,19 @@ class SharedRotatingFileHandler(logging.Handler):
         super().close()
 
 
-def setup_logging(log_file: str, role: str, debug: bool = False) -> logging.Handler:
+def setup_logging(log_file: str, role: str, debug: bool = False, to_console: bool = False) -> logging.Handler:
     handler = SharedRotatingFileHandler(log_file)
     os.chmod(log_file, 0o600)
-    handler.setFormatter(logging.Formatter(
-        f"%(asctime)s %(levelname)s {role} %(process)d %(name)s: %(message)s"))
+    formatter = logging.Formatter(f"%(asctime)s %(levelname)s {role} %(process)d %(name)s: %(message)s")
+    handler.setFormatter(formatter)
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)
     root.addHandler(handler)
+    if to_console:
+        console = logging.StreamHandler(sys.stderr)
+        console.setFormatter(formatter)
+        root.addHandler(console)
     root.setLevel(logging.DEBUG if debug else logging.INFO)
     for noisy in ("amqp", "kombu", "urllib3", "parsl"):
         logging.getLogger(noisy).setLevel(logging.INFO if debug else logging.WARNING)

@@ -84,3 +84,10 @@ class EngineStatus:
 @attrs.frozen
 class PublishStatus:
     packed: bytes  # a packed EPStatusReport
+
+
+@attrs.frozen
+class StopRequested:
+    """The Compute service asked the endpoint to stop (``stop --remote``), on its command queue."""
+
+    reason: str

@@ -84,9 +84,9 @@ class ThreadPoolEngine(_PoolEngine):
     name = "ThreadPoolEngine"
 
     def __init__(self, endpoint_id: str, *, max_workers: int | None, on_start: Started = ignore_start,
-                 **_: Any):
+                 thread_name_prefix: str = "task"):
         workers = max_workers or min(32, (os.cpu_count() or 1) + 4)
-        super().__init__(concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix="task"),
+        super().__init__(concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix=thread_name_prefix),
                          workers, endpoint_id, on_start)
 
 
@@ -99,17 +99,18 @@ class ProcessPoolEngine(_PoolEngine):
     name = "ProcessPoolEngine"
 
     def __init__(self, endpoint_id: str, *, max_workers: int | None, on_start: Started = ignore_start,
-                 **_: Any):
+                 mp_context: str = "spawn", max_tasks_per_child: int | None = None):
         workers = max_workers or os.cpu_count() or 1
-        # spawn: the engine process has threads, and forking a threaded process is unsafe.
-        # Workers die with the engine: an engine killed by SIGKILL must not leave them behind.
-        # A worker tells the engine through start_notices when it starts a task (the pool's own
-        # "running" state also covers the tasks it has only queued for its workers).
-        context = multiprocessing.get_context("spawn")
+        # spawn by default: the engine process has threads, and forking a threaded process is
+        # unsafe. Workers die with the engine: an engine killed by SIGKILL must not leave them
+        # behind. A worker tells the engine through start_notices when it starts a task (the
+        # pool's own "running" state also covers the tasks it has only queued for its workers).
+        context = multiprocessing.get_context(mp_context)
         self.start_notices = context.SimpleQueue()
+        recycling = {"max_tasks_per_child": max_tasks_per_child} if max_tasks_per_child else {}
         executor = concurrent.futures.ProcessPoolExecutor(workers, mp_context=context,
                                                           initializer=_pool_worker_setup,
-                                                          initargs=(os.getpid(), self.start_notices))
+                                                          initargs=(os.getpid(), self.start_notices), **recycling)
         super().__init__(executor, workers, endpoint_id, notice_start)
         threading.Thread(target=self._forward_start_notices, args=(on_start,), name="start-notices",
                          daemon=True).start()

@@ -40,6 +40,10 @@ class WorkerSettings:
     max_task_bytes_in_flight: int = 0  # 0: the task link's default
     run_dir: str = ""
     config_raw: str = ""
+    command_queue: str = ""  # where the service sends the endpoint commands (stop); none from older services
+    # A broker silent this long is taken as gone (config heartbeat_threshold): the AMQP
+    # heartbeat is half of it, as a connection is dead after two missed heartbeats.
+    broker_silence_s: float = 120.0
 
     @property
     def title(self) -> str:

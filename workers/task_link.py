@@ -16,13 +16,13 @@ from typing import Any
 
 import amqp
 
-from ..protocol import messages
+from ..protocol import commands, messages
 from ..supervisor.control import Stop
 from ..supervisor.pipe import ParentPipe
 from .amqp import BrokerLink, FatalBrokerError, drain, run_link
 from .memory import release_freed_memory
 from .payloads import TASK_BODIES, Payload, PayloadStore, Stored, size_of
-from .pipe_messages import AckDeliveries, PauseConsuming, TaskDelivery, TasksReceived
+from .pipe_messages import AckDeliveries, PauseConsuming, StopRequested, TaskDelivery, TasksReceived
 from .settings import WorkerSettings
 
 log = logging.getLogger(__name__)
@@ -95,6 +95,7 @@ class TaskLink(BrokerLink):
                                    "is the endpoint registered with this service?") from None
         self.channel = channel
         self._start_consuming()
+        self._consume_commands(connection)
         while not self.stopping:
             if drain(connection, 0.02):
                 # Not past a full budget: the consumer must be cancelled first, or the broker
@@ -107,6 +108,34 @@ class TaskLink(BrokerLink):
                     break
             self._regulate()
             connection.heartbeat_check()
+
+    def _consume_commands(self, connection) -> None:
+        """Commands from the service come on a queue and a channel of their own: no task
+        backlog delays them, and the task channel's multiple acks never cover them."""
+        queue = self.settings.command_queue
+        if not queue:
+            return  # a service that sends no commands
+        channel = connection.channel()
+        try:
+            channel.queue_declare(queue=queue, passive=True)
+        except amqp.exceptions.NotFound:
+            log.warning("the command queue %s does not exist: stop --remote cannot reach this endpoint", queue)
+            return
+        channel.basic_consume(queue=queue, callback=lambda message: self._on_command(channel, message),
+                              no_ack=False, consumer_tag=f"commands-{self.generation}")
+
+    def _on_command(self, channel, message) -> None:
+        properties = dict(getattr(message, "properties", None) or {})
+        properties.setdefault("content_type", getattr(message, "content_type", None))  # kombu's own messages
+        command = commands.read(message.body, properties)
+        if isinstance(command, commands.Refused):
+            log.warning("refused a message on the command queue: %s", command.reason)
+            channel.basic_reject(message.delivery_tag, requeue=False)
+            return
+        channel.basic_ack(message.delivery_tag)  # acted on below, at once: the supervisor stops the tree
+        if isinstance(command, commands.StopEndpoint):
+            log.info("the Compute service asks this endpoint to stop (%s)", command.reason)
+            self.parent.send(StopRequested(command.reason))
 
     def _start_consuming(self) -> None:
         prefetch = self._prefetch_now()

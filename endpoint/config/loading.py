@@ -4,6 +4,7 @@ Values are never coerced, so what the user wrote is what runs."""
 
 from __future__ import annotations
 
+import typing
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
@@ -35,8 +36,9 @@ from .model import (
     PositiveInt,
     ProviderConfig,
     Strategy,
+    UuidText,
 )
-from .parsl_options import check_parsl_options, split_executor_options, structure_address
+from .parsl_options import check_parsl_options, split_executor_options, split_pool_options, structure_address
 from .values import (
     ConfigValueError,
     bounded,
@@ -46,6 +48,7 @@ from .values import (
     structure_accelerators,
     structure_byte_size,
     structure_port_range,
+    structure_uuid,
     type_name,
 )
 
@@ -65,6 +68,8 @@ def _structure_engine(value: object, _: object) -> EngineConfig:
         )
     if kind == "GlobusComputeEngine":
         value = split_executor_options(value)
+    else:
+        value = split_pool_options(value, ENGINE_TYPES[kind])
     return _converter.structure(value, ENGINE_TYPES[kind])
 
 
@@ -94,8 +99,26 @@ def _make_converter() -> cattrs.Converter:
     conv.register_structure_hook(Address, structure_address)
     conv.register_structure_hook(Accelerators, structure_accelerators)
     conv.register_structure_hook(ByteSize, structure_byte_size)
+    conv.register_structure_hook(UuidText, structure_uuid)
     conv.register_structure_hook(EngineConfig, _structure_engine)
     conv.register_structure_hook(ProviderConfig, _structure_provider)
+
+    def list_first(list_type):
+        item_type = typing.get_args(list_type)[0]
+
+        def structure(value: object, _: object) -> list:
+            if not isinstance(value, list):
+                raise ConfigValueError(f"expected a list, got {type_name(value)} ({value!r})")
+            items = []
+            for index, item in enumerate(value):
+                try:
+                    items.append(conv.structure(item, item_type))
+                except ConfigValueError as exc:
+                    raise ConfigValueError(str(exc), (index, *exc.subpath)) from None
+            return items
+        return structure
+
+    conv.register_structure_hook_factory(lambda cls: typing.get_origin(cls) is list, list_first)
 
     def mapping_first(cls):
         generated = cattrs.gen.make_dict_structure_fn(cls, conv)

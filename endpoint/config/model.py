@@ -23,6 +23,8 @@ HTEX_NOT_FROM_YAML = ("self", "provider", "manager_selector", "block_error_handl
                       "remote_monitoring_radio", "storage_access")
 CUSTOM_CONTAINER_FIELDS = ("{EXECUTOR_RUNDIR}", "{EXECUTOR_LAUNCH_CMD}")
 
+MIN_HEARTBEAT_PERIOD_S = 5.0
+
 DEFAULT_CONFIG_TEMPLATE = """\
 amqp_port: 443
 display_name: {display_name}
@@ -52,6 +54,7 @@ Address = NewType("Address", object)  # an address string, or {type: <Parsl addr
 Strategy = NewType("Strategy", str)
 Accelerators = NewType("Accelerators", object)  # a count, or a list of device names
 ByteSize = NewType("ByteSize", int)  # a number of bytes, or a string such as "512 MiB" or "2GB"
+UuidText = NewType("UuidText", str)  # a UUID, kept in its canonical text form
 
 
 @attrs.frozen
@@ -71,6 +74,8 @@ class ThreadPoolEngineConfig:
     type: Literal["ThreadPoolEngine"] = "ThreadPoolEngine"
     max_workers: PositiveInt | None = None
     max_retries_on_system_failure: NonNegativeInt = NonNegativeInt(0)
+    # Any other option of the standard library's executor, checked against its signature.
+    executor_options: Mapping[str, Any] = attrs.field(factory=dict)
 
 
 @attrs.frozen
@@ -78,6 +83,8 @@ class ProcessPoolEngineConfig:
     type: Literal["ProcessPoolEngine"] = "ProcessPoolEngine"
     max_workers: PositiveInt | None = None
     max_retries_on_system_failure: NonNegativeInt = NonNegativeInt(0)
+    # Any other option of the standard library's executor, checked against its signature.
+    executor_options: Mapping[str, Any] = attrs.field(factory=dict)
 
 
 @attrs.frozen
@@ -157,7 +164,23 @@ class EndpointConfig:
     engine: EngineConfig
     display_name: str | None = None
     amqp_port: AmqpPort | None = None
-    heartbeat_period: PositiveInt = PositiveInt(30)
+    # Seconds between status reports; below MIN_HEARTBEAT_PERIOD_S it is raised to it, as
+    # the official does (effective_heartbeat_period).
+    heartbeat_period: PositiveFloat = PositiveFloat(30.0)
+    # Seconds of silence from the broker after which the connection is taken as lost.
+    heartbeat_threshold: PositiveInt = PositiveInt(120)
+    # Idle shutdown in heartbeat periods (endpoint/idle.py); 0 soft: never.
+    idle_heartbeats_soft: NonNegativeInt = NonNegativeInt(0)
+    idle_heartbeats_hard: NonNegativeInt = NonNegativeInt(5760)
+    debug: bool = False  # as --debug (which wins when given)
+    # Sent at registration, as the official sends them: the service keeps them, and
+    # allowed_functions is enforced at both ends (submit and the task link).
+    allowed_functions: list[UuidText] | None = None
+    admins: list[UuidText] | None = None
+    authentication_policy: UuidText | None = None
+    subscription_id: UuidText | None = None
+    public: bool = False
+    high_assurance: bool = False
     endpoint_setup: str | None = None
     endpoint_teardown: str | None = None
     environment: str | None = None
@@ -170,3 +193,16 @@ class EndpointConfig:
     prefetch: NonNegativeInt = NonNegativeInt(0)  # unacknowledged tasks the task link may hold; 0: automatic
     # Task bodies the tree may hold at once, in bytes: the second bound beside prefetch.
     max_task_bytes_in_flight: ByteSize = ByteSize(256 * 2**20)
+
+    @property
+    def effective_heartbeat_period(self) -> float:
+        return max(MIN_HEARTBEAT_PERIOD_S, self.heartbeat_period)
+
+    def registration_fields(self) -> dict[str, Any]:
+        """What registration sends besides the name and metadata, as the official sends it:
+        the optional ones only when set."""
+        fields: dict[str, Any] = {"public": self.public, "high_assurance": self.high_assurance}
+        optional = {"allowed_functions": self.allowed_functions, "admins": self.admins,
+                    "authentication_policy": self.authentication_policy, "subscription_uuid": self.subscription_id}
+        fields.update({key: value for key, value in optional.items() if value is not None})
+        return fields

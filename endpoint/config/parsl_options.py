@@ -125,12 +125,47 @@ def engine_fields(cls: type) -> set[str]:
 def split_executor_options(value: Mapping) -> dict:
     """GlobusComputeEngine's own options, with every other key checked against Parsl's
     HighThroughputExecutor and kept in executor_options (as the official engine passes them)."""
-    own = engine_fields(GlobusComputeEngineConfig)
+    from parsl.executors import HighThroughputExecutor
+
+    return _split(value, GlobusComputeEngineConfig, "GlobusComputeEngine", HighThroughputExecutor.__init__,
+                  HTEX_NOT_FROM_YAML)
+
+
+# The pools' own arguments that are Python objects, or that the engine sets itself.
+POOL_NOT_FROM_YAML = ("self", "initializer", "initargs")
+START_METHODS = ("spawn", "forkserver", "fork")
+
+
+def split_pool_options(value: Mapping, config_class: type) -> dict:
+    """ThreadPoolEngine's and ProcessPoolEngine's own options, with every other key checked
+    against the standard library executor's signature and kept in executor_options, as the
+    official engines pass them on (``thread_name_prefix``, ``mp_context``, ``max_tasks_per_child``)."""
+    import concurrent.futures
+
+    name = config_class.__name__.removesuffix("Config")
+    executor = (concurrent.futures.ThreadPoolExecutor if name == "ThreadPoolEngine"
+                else concurrent.futures.ProcessPoolExecutor)
+    split = _split(value, config_class, name, executor.__init__, POOL_NOT_FROM_YAML)
+    options = split.get("executor_options", {})
+    method = options.get("mp_context")
+    if method is not None and method not in START_METHODS:
+        raise ConfigValueError(f"mp_context must name a start method: {', '.join(START_METHODS)}; got {method!r}"
+                               + did_you_mean(method, START_METHODS), ("mp_context",))
+    per_child = options.get("max_tasks_per_child")
+    if per_child is not None and not (type(per_child) is int and per_child > 0):
+        raise ConfigValueError(f"max_tasks_per_child: expected a positive integer, got {type_name(per_child)} "
+                               f"({per_child!r})", ("max_tasks_per_child",))
+    if method == "fork" and per_child:
+        raise ConfigValueError("max_tasks_per_child needs mp_context spawn or forkserver, not fork",
+                               ("max_tasks_per_child",))
+    return split
+
+
+def _split(value: Mapping, config_class: type, owner: str, executor_init, not_from_yaml: tuple[str, ...]) -> dict:
+    own = engine_fields(config_class)
     extra = {k: v for k, v in value.items() if k not in own}
     if not extra:
         return dict(value)
-    from parsl.executors import HighThroughputExecutor
-
-    check_signature("GlobusComputeEngine", HighThroughputExecutor.__init__, extra, (),
-                     excluded=HTEX_NOT_FROM_YAML + tuple(own), also_accepted=tuple(sorted(own)))
+    check_signature(owner, executor_init, extra, (), excluded=not_from_yaml + tuple(own),
+                    also_accepted=tuple(sorted(own)))
     return {**{k: v for k, v in value.items() if k in own}, "executor_options": extra}

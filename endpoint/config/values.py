@@ -98,3 +98,15 @@ def structure_accelerators(value: object, _: object) -> int | list[str]:
         return list(value)
     raise ConfigValueError(f"expected a number of accelerators or a list of their names, got "
                            f"{type_name(value)} ({value!r})")
+
+
+def structure_uuid(value: object, _: object) -> str:
+    import uuid
+
+    if isinstance(value, str):
+        try:
+            return str(uuid.UUID(value))
+        except ValueError:
+            pass
+    raise ConfigValueError(f"expected a UUID (such as 4b116d3c-1703-4f8f-9f6f-39921e5864df), "
+                           f"got {type_name(value)} ({value!r})")

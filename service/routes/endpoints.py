@@ -42,8 +42,9 @@ def register(store: Store, broker: Broker, owner: str, endpoint_id: str, body: E
         raise ApiError(400, f"metadata is nested deeper than {MAX_METADATA_DEPTH} levels")
     if existing is not None and (existing.locked_until or 0) > time.time():
         raise ApiError(423, f"endpoint {endpoint_id} is locked until {time.ctime(existing.locked_until)}")
+    allowed = [str(f) for f in body.allowed_functions] if body.allowed_functions is not None else None
     store.upsert_endpoint(owner, endpoint_id, body.endpoint_name, body.display_name,
-                          bool(body.public), body.metadata)
+                          bool(body.public), body.metadata, allowed, body.settings())
     try:
         connection_url = broker.declare_endpoint(endpoint_id)
     except Exception as exc:
@@ -62,9 +63,15 @@ def reregister_endpoint(endpoint_id: uuid.UUID, body: EndpointRegistration, owne
     return register(store, broker, owner, str(endpoint_id), body)
 
 
+ROLES = ("owner", "any")
+
+
 @router.get("/v2/endpoints")
-def list_endpoints(owner: Identity, store: StoreDep, role: str = "any") -> list[dict]:
-    return [describe_endpoint(row) for row in store.list_endpoints(owner)]
+def list_endpoints(owner: Identity, store: StoreDep, role: str = "owner") -> list[dict]:
+    """The caller's endpoints (role owner, the default), or those and every public one (any)."""
+    if role not in ROLES:
+        raise ApiError(400, f"role {role[:40]!r} is not accepted; accepted: {', '.join(ROLES)}")
+    return [describe_endpoint(row) for row in store.list_endpoints(owner, public_too=role == "any")]
 
 
 @router.get("/v2/endpoints/{endpoint_id}")
@@ -97,17 +104,25 @@ def delete_endpoint(endpoint_id: uuid.UUID, owner: Identity, store: StoreDep, br
 
 
 @router.post("/v3/endpoints/{endpoint_id}/lock")
-def lock_endpoint(endpoint_id: uuid.UUID, owner: Identity, store: StoreDep) -> dict:
+def lock_endpoint(endpoint_id: uuid.UUID, owner: Identity, store: StoreDep, broker: BrokerDep) -> dict:
+    """Stop the endpoint wherever it runs: it is told on its command queue, and its
+    registration is refused until the lock expires."""
     owned_endpoint(store, owner, endpoint_id)
     until = time.time() + LOCK_SECONDS
     store.lock_endpoint(owner, str(endpoint_id), until)
+    try:
+        broker.send_stop(str(endpoint_id), f"stop requested by {owner}")
+    except Exception as exc:
+        raise ApiError(503, f"the endpoint is locked, but the message broker could not tell it to stop: {exc}") \
+            from None
     return {"endpoint_id": str(endpoint_id), "lock_expiration": until}
 
 
 @router.get("/v3/endpoints/{endpoint_id}/allowed_functions")
 def allowed_functions(endpoint_id: uuid.UUID, owner: Identity, store: StoreDep) -> dict:
-    owned_endpoint(store, owner, endpoint_id)
-    return {"endpoint_id": str(endpoint_id), "functions": []}
+    """The functions the endpoint runs (its config's allowed_functions); empty: any."""
+    row = owned_endpoint(store, owner, endpoint_id)
+    return {"endpoint_id": str(endpoint_id), "functions": list(row.allowed_functions or [])}
 
 
 def json_depth(value: object, level: int = 1) -> int:

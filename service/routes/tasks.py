@@ -24,8 +24,13 @@ router = APIRouter()
 @router.post("/v3/endpoints/{endpoint_id}/submit")
 def submit(endpoint_id: uuid.UUID, body: Submission, owner: Identity, store: StoreDep, broker: BrokerDep,
            settings: SettingsDep) -> dict:
-    owned_endpoint(store, owner, endpoint_id)
+    endpoint = owned_endpoint(store, owner, endpoint_id)
     function_code = _checked_functions(store, owner, body, settings.max_tasks_per_submit)
+    if endpoint.allowed_functions is not None:
+        for function_id in body.tasks:
+            if str(function_id) not in endpoint.allowed_functions:
+                raise ApiError(403, f"function {function_id} is not allowed on endpoint {endpoint_id}: its "
+                                    "configuration lists the functions it runs (allowed_functions)")
     task_group_id = store.ensure_task_group(owner, str(body.task_group_id) if body.task_group_id else None)
     if task_group_id is None:
         raise not_found("task group", body.task_group_id)

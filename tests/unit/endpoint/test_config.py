@@ -107,9 +107,9 @@ BAD_CONFIGS = [
      "accepted values: 443, 5671, 5672"),
     ("engine: {type: ThreadPoolEngine}\namqp_port: '5671'", "amqp_port", 2, "'5671' is not accepted"),
     ("engine: {type: ThreadPoolEngine}\nheartbeat_period: 0", "heartbeat_period", 2,
-     "a positive integer"),
+     "a positive number"),
     ("engine: {type: ThreadPoolEngine}\nheartbeat_period: ten", "heartbeat_period", 2,
-     "expected an integer, got a string"),
+     "expected a number, got a string"),
     ("engine: {type: ThreadPoolEngine}\ndisplay_name: 12", "display_name", 2,
      "expected a string, got an integer"),
     ("engine: {type: ThreadPoolEngine}\nlocal_compute_services: yes please", "local_compute_services",
@@ -119,7 +119,7 @@ BAD_CONFIGS = [
     ("engine:\n  type: ThreadPoolEngine\n  max_workers: -1", "engine.max_workers", 3,
      "a positive integer"),
     ("engine:\n  type: ThreadPoolEngine\n  provider: {type: LocalProvider}", "engine.provider", 3,
-     "accepted keys: type, max_workers"),
+     "accepted: max_retries_on_system_failure, max_workers, thread_name_prefix, type"),
     ("engine:\n  type: ProcessPoolEngine\n  max_retries_on_system_failure: -2",
      "engine.max_retries_on_system_failure", 3, "an integer >= 0"),
     ("engine:\n  type: GlobusComputeEngine\n  container_type: podmann", "engine.container_type", 3,
@@ -262,3 +262,79 @@ def test_task_prefetch_is_sized_from_the_engine_unless_configured(tmp_path, text
 def test_task_bytes_in_flight_takes_bytes_or_a_size_with_its_unit(value, size):
     text = "engine: {type: ThreadPoolEngine}" + ("" if value is None else f"\nmax_task_bytes_in_flight: {value}")
     assert parse_config(text).max_task_bytes_in_flight == size
+
+
+OFFICIAL_STYLE = """\
+display_name: Debug queue
+debug: true
+heartbeat_period: 2.5
+heartbeat_threshold: 240
+idle_heartbeats_soft: 10
+idle_heartbeats_hard: 5760
+allowed_functions:
+  - 4B116D3C-1703-4F8F-9F6F-39921E5864DF
+  - 2c9b1e3a-5f0e-4a3e-9d1b-0c6a8e2f7d11
+admins: [8d8c7a9e-0b7e-4a0e-9f5c-1a2b3c4d5e6f]
+authentication_policy: 1f0e2d3c-4b5a-6978-8a9b-0c1d2e3f4a5b
+subscription_id: 0a1b2c3d-4e5f-6071-8293-a4b5c6d7e8f9
+public: true
+high_assurance: false
+amqp_port: 443
+environment: production
+local_compute_services: false
+endpoint_setup: module load python
+endpoint_teardown: echo bye
+engine:
+  type: ProcessPoolEngine
+  max_workers: 2
+  mp_context: forkserver
+  max_tasks_per_child: 10
+"""
+
+
+def test_every_official_single_user_key_loads_with_its_official_meaning():
+    config = parse_config(OFFICIAL_STYLE)
+    assert config.debug is True and config.public is True and config.heartbeat_threshold == 240
+    assert (config.idle_heartbeats_soft, config.idle_heartbeats_hard) == (10, 5760)
+    # below the official's minimum of 5 s: raised, as the official raises it
+    assert config.heartbeat_period == 2.5 and config.effective_heartbeat_period == 5
+    assert config.allowed_functions == ["4b116d3c-1703-4f8f-9f6f-39921e5864df",
+                                        "2c9b1e3a-5f0e-4a3e-9d1b-0c6a8e2f7d11"]  # canonical
+    assert config.registration_fields() == {
+        "public": True, "high_assurance": False, "allowed_functions": config.allowed_functions,
+        "admins": ["8d8c7a9e-0b7e-4a0e-9f5c-1a2b3c4d5e6f"],
+        "authentication_policy": "1f0e2d3c-4b5a-6978-8a9b-0c1d2e3f4a5b",
+        "subscription_uuid": "0a1b2c3d-4e5f-6071-8293-a4b5c6d7e8f9"}
+    assert config.engine.executor_options == {"mp_context": "forkserver", "max_tasks_per_child": 10}
+
+
+def test_thread_pool_options_pass_through_and_are_checked_against_the_executor():
+    config = parse_config("engine: {type: ThreadPoolEngine, thread_name_prefix: mine}")
+    assert config.engine.executor_options == {"thread_name_prefix": "mine"}
+
+
+@pytest.mark.parametrize(("text", "phrase"), [
+    ("allowed_functions: [not-a-uuid]", "allowed_functions.0 (line 1): expected a UUID"),
+    ("allowed_functions: 4b116d3c-1703-4f8f-9f6f-39921e5864df", "allowed_functions (line 1): expected a list"),
+    ("idle_heartbeats_soft: -1", "idle_heartbeats_soft (line 1): expected an integer >= 0"),
+    ("heartbeat_threshold: 1.5", "heartbeat_threshold (line 1): expected an integer"),
+    ("publik: true", "publik (line 1): unknown key (did you mean 'public'?)"),
+])
+def test_official_keys_with_wrong_values_name_the_key_and_line(text, phrase):
+    with pytest.raises(ConfigError) as caught:
+        parse_config(text + "\nengine: {type: ThreadPoolEngine}")
+    assert phrase in str(caught.value)
+
+
+@pytest.mark.parametrize(("engine", "phrase"), [
+    ("{type: ThreadPoolEngine, thread_name_prefx: a}", "no option 'thread_name_prefx' (did you mean "
+                                                       "'thread_name_prefix'?)"),
+    ("{type: ThreadPoolEngine, initializer: x}", "ThreadPoolEngine has no option 'initializer'"),
+    ("{type: ProcessPoolEngine, mp_context: spwn}", "mp_context must name a start method: spawn, forkserver, fork"),
+    ("{type: ProcessPoolEngine, max_tasks_per_child: two}", "max_tasks_per_child: expected a positive integer"),
+    ("{type: ProcessPoolEngine, mp_context: fork, max_tasks_per_child: 2}", "needs mp_context spawn or forkserver"),
+])
+def test_pool_options_are_checked(engine, phrase):
+    with pytest.raises(ConfigError) as caught:
+        parse_config(f"engine: {engine}")
+    assert phrase in str(caught.value)

@@ -1,0 +1,89 @@
+"""Habits of official endpoint users at the command line: the logging flags on every command,
+-c, endpoint UUIDs in place of names, start --detach, whoami --linked-identities."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+
+from compute_endpoint.endpoint.cli import app
+from compute_endpoint.endpoint.directory import EndpointDirectory
+
+FLAGS = ("--debug", "--log-to-console", "--no-color")
+
+
+@pytest.mark.parametrize("command", sorted(app.commands))
+def test_every_command_takes_the_logging_flags_after_its_name(cli, command):
+    for flag in FLAGS:
+        result = cli(command, flag, "--help")
+        assert result.exit_code == 0, f"{command} {flag}: {result.output}"
+        assert flag in result.output  # and says so in its help
+
+
+def test_the_flags_work_before_the_command_too_and_c_names_the_config_dir(cli_process, tmp_path):
+    elsewhere = tmp_path / "elsewhere"
+    made = cli_process("--debug", "--no-color", "-c", str(elsewhere), "configure", "ep", "--log-to-console")
+    assert made.returncode == 0, made.stderr
+    assert (elsewhere / "ep" / "config.yaml").exists()
+    listed = cli_process("-c", str(elsewhere), "list", "--debug")
+    assert listed.returncode == 0 and "| ep" in listed.stdout
+
+
+def test_start_my_ep_debug_is_understood(cli_process):
+    """The official habit: the flag after the endpoint's name. It must reach start (which then
+    fails for a reason of its own, not "No such option")."""
+    cli_process("configure", "my_ep")
+    result = cli_process("start", "my_ep", "--debug", "--detach")
+    assert "No such option" not in result.stderr
+    assert result.returncode != 2, result.stderr
+
+
+def test_foreground_and_detach_contradict(cli_process):
+    cli_process("configure", "ep")
+    result = cli_process("start", "ep", "--foreground", "--detach")
+    assert result.returncode == 2 and "contradict" in result.stderr
+
+
+def test_commands_take_the_endpoint_uuid_in_place_of_its_name(cli_process, user_dir):
+    cli_process("configure", "named")
+    endpoint_id = uuid.uuid4()
+    EndpointDirectory(user_dir, "named").write_endpoint_id(endpoint_id)
+    stopped = cli_process("stop", str(endpoint_id))
+    assert stopped.returncode == 0 and "Endpoint <named> is not running" in stopped.stdout
+    unknown = uuid.uuid4()
+    for command in ("start", "stop", "restart"):
+        result = cli_process(command, str(unknown))
+        assert result.returncode == 1, (command, result.stderr)
+        assert f"No endpoint on this machine has the ID {unknown}" in result.stderr
+
+
+def test_endpoint_uuid_must_be_a_uuid(cli_process):
+    cli_process("configure", "ep")
+    result = cli_process("start", "ep", "--endpoint-uuid", "not-a-uuid")
+    assert result.returncode == 2 and "'not-a-uuid' is not a UUID" in result.stderr
+
+
+def test_delete_of_a_never_registered_endpoint_needs_no_service(cli_process, user_dir):
+    cli_process("configure", "ep")
+    result = cli_process("delete", "ep", "--yes")
+    assert result.returncode == 0, result.stderr
+    assert "never registered: nothing to delete at the Compute service" in result.stdout
+    assert not (user_dir / "ep").exists()
+
+
+def test_a_fresh_install_start_without_a_terminal_shows_the_login_link_then_says_how_to_finish(cli_process):
+    """The official start begins Globus Auth's native login at once; with no terminal to read
+    the code from, ours shows the same prompt and link, then how to finish, and stops (77)."""
+    import time
+
+    cli_process("configure", "first")
+    started = time.monotonic()
+    result = cli_process("start", "first", timeout=30)
+    assert time.monotonic() - started < 10
+    assert result.returncode == 77, result.stdout + result.stderr
+    assert "Please authenticate with Globus here:" in result.stdout
+    link = next(line for line in result.stdout.splitlines() if line.startswith("https://"))
+    assert "auth.globus.org" in link and "client_id=" in link and "code_challenge=" in link
+    assert "No terminal to read the authorization code from" in result.stderr
+    assert "globus-compute-endpoint login" in result.stderr
