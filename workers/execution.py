@@ -8,6 +8,7 @@ to bad input.
 
 from __future__ import annotations
 
+import functools
 import os
 import platform
 import threading
@@ -40,15 +41,22 @@ def _now_ns() -> int:
 
 
 def environment_details(endpoint_id: str | None = None) -> dict:
-    try:
-        import dill
-
-        dill_version = dill.__version__
-    except ImportError:  # pragma: no cover - dill is a dependency
-        dill_version = None
-    return {"os": platform.system(), "python_version": platform.python_version(),
-            "dill_version": dill_version, "globus_compute_sdk_version": None,
+    """What the SDK compares with its own environment (python and dill versions) to warn of
+    pickles that may not cross, as the official endpoint reports it."""
+    return {"os": platform.platform(), "python_version": platform.python_version(),
+            "dill_version": _installed_version("dill"),
+            "globus_compute_sdk_version": _installed_version("globus-compute-sdk"),
             "endpoint_id": endpoint_id}
+
+
+@functools.cache
+def _installed_version(distribution: str) -> str | None:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(distribution)
+    except PackageNotFoundError:
+        return None
 
 
 def error_result(task_id: str, code: str, text: str, user_message: str | None = None,

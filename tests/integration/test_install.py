@@ -24,6 +24,9 @@ def test_pip_install_puts_one_import_root_in_site_packages(tmp_path):
     assert top_level == {"compute_endpoint", "bin"}
     packages = {p.name for p in (target / "compute_endpoint").iterdir()}
     assert {"endpoint", "supervisor", "workers", "protocol", "service"} <= packages
+    # sub-packages too (a wheel once lacked the service's routes)
+    assert (target / "compute_endpoint" / "service" / "routes" / "tasks.py").exists()
+    assert (target / "compute_endpoint" / "endpoint" / "config" / "loading.py").exists()
 
     env = dict(os.environ, PYTHONPATH=str(target))
     probe = subprocess.run(
@@ -66,3 +69,19 @@ def test_a_stock_pip_in_a_fresh_venv_builds_and_installs_it(tmp_path):
         assert ran.returncode == 0 and expected in ran.stdout, ran.stdout + ran.stderr
     service = subprocess.run([str(venv / "bin" / "compute-service"), "--help"], capture_output=True, text=True)
     assert service.returncode == 0 and "serve" in service.stdout
+    # The serialization stack the official SDK 4.19 expects of its endpoint: no "Environment
+    # differences" warning for a user whose Python matches.
+    versions = "import importlib.metadata as m; print(m.version('dill'), m.version('globus-compute-sdk'))"
+    stack = subprocess.run([str(venv / "bin" / "python"), "-c", versions], capture_output=True, text=True)
+    assert stack.stdout.split() == [_sdk_pin("dill"), "4.19.0"], stack.stdout + stack.stderr
+    routes = subprocess.run([str(venv / "bin" / "python"), "-c", "import compute_endpoint.service.app"],
+                            capture_output=True, text=True)
+    assert routes.returncode == 0, routes.stderr[-2000:]
+
+
+def _sdk_pin(distribution: str) -> str:
+    """The version the official SDK 4.19 pins for a dependency."""
+    import importlib.metadata
+
+    pins = [r for r in importlib.metadata.requires("globus-compute-sdk") or () if r.startswith(f"{distribution}==")]
+    return pins[0].split("==")[1].split(";")[0].strip()
