@@ -120,14 +120,33 @@ def version() -> None:
 @app.command(short_help="Create an endpoint's directory and default config.")
 @name_argument
 @click.option("--display-name", help="A friendly name shown by the web service instead of NAME.")
+@click.option("--endpoint-config", "--manager-config", "endpoint_config", metavar="FILE",
+              type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Start from this config.yaml instead of the default (checked first).")
+@click.option("--auth-policy", metavar="UUID", help="Globus authentication policy (config key authentication_policy).")
+@click.option("--subscription-id", metavar="UUID", help="Globus subscription (config key subscription_id).")
+@click.option("--high-assurance", is_flag=True, help="High assurance (config key high_assurance).")
 @pass_context
-def configure(obj: EndpointContext, name: str, display_name: str | None) -> None:
+def configure(obj: EndpointContext, name: str, display_name: str | None, endpoint_config: Path | None,
+              auth_policy: str | None, subscription_id: str | None, high_assurance: bool) -> None:
     """Create the endpoint directory NAME with a default config.yaml."""
-    from .config import default_config_text
+    from .config import ConfigError, default_config_text, parse_config
 
+    text = endpoint_config.read_text() if endpoint_config else default_config_text(display_name)
+    for key, value in (("authentication_policy", auth_policy), ("subscription_id", subscription_id)):
+        if value is not None:
+            if _as_uuid(value) is None:
+                raise click.BadParameter(f"{value!r} is not a UUID", param_hint=f"--{key.replace('_', '-')}")
+            text += f"{key}: {value}\n"
+    if high_assurance:
+        text += "high_assurance: true\n"
+    try:
+        parse_config(text, str(endpoint_config or "the new config.yaml"))
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
     directory = obj.directory(name)
     try:
-        directory.create(default_config_text(display_name))
+        directory.create(text)
     except EndpointDirectoryError as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(f"Created profile for endpoint named <{name}>\n")
@@ -276,7 +295,7 @@ def stop(obj: EndpointContext, name: str, timeout: float, remote: bool) -> None:
     _exit_on_error(lambda: stop_endpoint(directory, click.echo, timeout))
 
 
-@app.command()
+@app.command(short_help="Stop an endpoint if it runs, then start it.")
 @name_or_uuid_argument
 @click.option("--detach", is_flag=True, help="Run as a daemon (what restart does anyway).")
 @click.option("--endpoint-uuid", metavar="UUID", help="Register with this endpoint UUID (first start only).")

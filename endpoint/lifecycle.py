@@ -315,9 +315,8 @@ def _credentials_for_start(credentials, echo: Echo):
         if not sys.stdin.isatty():
             if credentials.hosted and not credentials.client:
                 def no_terminal() -> str:
-                    raise NotLoggedIn("No terminal to read the authorization code from. Run "
-                                      "`globus-compute-endpoint login` where you can paste it (or set "
-                                      "GLOBUS_COMPUTE_CLIENT_ID and GLOBUS_COMPUTE_CLIENT_SECRET), then start "
+                    raise NotLoggedIn(f"{not_logged_in} No terminal to read the authorization code from here: "
+                                      "run `globus-compute-endpoint login` where you can paste it, then start "
                                       "again.")
                 credentials.native_login(show=echo, ask_code=no_terminal)
             raise not_logged_in from None

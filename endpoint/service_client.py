@@ -49,7 +49,7 @@ class ServiceClient:
                                Exit.TRY_AGAIN, unreachable=True) from None
         if response.status_code == 401:
             raise ServiceError(f"the Compute service at {self.service_url} did not accept the stored token; "
-                               "log in again: globus-compute-endpoint login --force", Exit.NO_PERMISSION)
+                               "log in again: globus-compute-endpoint login --force", Exit.NO_PERMISSION, status=401)
         if response.status_code >= 400:
             try:
                 detail = response.json().get("error") or response.text

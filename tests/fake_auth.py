@@ -20,6 +20,8 @@ class FakeGlobusAuth:
         self.good_code, self.username, self.lifetime_s = good_code, username, lifetime_s
         self.clients = clients or {}
         self.identity_id = "11111111-2222-4333-8444-555555555555"
+        # Identities linked to this one (Globus Auth's identity set), as {"sub", "username"}.
+        self.linked = [{"sub": "66666666-7777-4888-9999-000000000000", "username": "alice@campus.edu"}]
         self.grants: list[str] = []  # grant types seen, in order
         self.revoked: list[str] = []
         self.access_tokens: set[str] = set()
@@ -100,6 +102,7 @@ class FakeGlobusAuth:
                 if token not in fake.access_tokens:
                     return self._answer(401, {"error": "invalid_token"})
                 return self._answer(200, {"sub": fake.identity_id, "preferred_username": fake.username,
-                                          "identity_set": [{"sub": fake.identity_id, "username": fake.username}]})
+                                          "identity_set": [{"sub": fake.identity_id, "username": fake.username},
+                                                           *fake.linked]})
 
         return Handler

@@ -90,8 +90,8 @@ class ThreadPoolEngine(_PoolEngine):
                          workers, endpoint_id, on_start)
 
 
-def _pool_worker_setup(engine_pid: int, start_notices) -> None:
-    die_with_parent(engine_pid)
+def _pool_worker_setup(parent_pid: int | None, start_notices) -> None:
+    die_with_parent(parent_pid)
     send_start_notices_to(start_notices)
 
 
@@ -108,9 +108,11 @@ class ProcessPoolEngine(_PoolEngine):
         context = multiprocessing.get_context(mp_context)
         self.start_notices = context.SimpleQueue()
         recycling = {"max_tasks_per_child": max_tasks_per_child} if max_tasks_per_child else {}
+        # A forkserver's workers are its children, not the engine's; it dies with the engine.
+        parent = None if mp_context == "forkserver" else os.getpid()
         executor = concurrent.futures.ProcessPoolExecutor(workers, mp_context=context,
                                                           initializer=_pool_worker_setup,
-                                                          initargs=(os.getpid(), self.start_notices), **recycling)
+                                                          initargs=(parent, self.start_notices), **recycling)
         super().__init__(executor, workers, endpoint_id, notice_start)
         threading.Thread(target=self._forward_start_notices, args=(on_start,), name="start-notices",
                          daemon=True).start()

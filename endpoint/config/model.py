@@ -70,8 +70,9 @@ def _default_provider() -> ProviderConfig:
 
 
 @attrs.frozen
-class ThreadPoolEngineConfig:
-    type: Literal["ThreadPoolEngine"] = "ThreadPoolEngine"
+class _PoolEngineConfig:
+    """What ThreadPoolEngine and ProcessPoolEngine share."""
+
     max_workers: PositiveInt | None = None
     max_retries_on_system_failure: NonNegativeInt = NonNegativeInt(0)
     # Any other option of the standard library's executor, checked against its signature.
@@ -79,12 +80,13 @@ class ThreadPoolEngineConfig:
 
 
 @attrs.frozen
-class ProcessPoolEngineConfig:
+class ThreadPoolEngineConfig(_PoolEngineConfig):
+    type: Literal["ThreadPoolEngine"] = "ThreadPoolEngine"
+
+
+@attrs.frozen
+class ProcessPoolEngineConfig(_PoolEngineConfig):
     type: Literal["ProcessPoolEngine"] = "ProcessPoolEngine"
-    max_workers: PositiveInt | None = None
-    max_retries_on_system_failure: NonNegativeInt = NonNegativeInt(0)
-    # Any other option of the standard library's executor, checked against its signature.
-    executor_options: Mapping[str, Any] = attrs.field(factory=dict)
 
 
 @attrs.frozen

@@ -85,5 +85,25 @@ def test_a_fresh_install_start_without_a_terminal_shows_the_login_link_then_says
     assert "Please authenticate with Globus here:" in result.stdout
     link = next(line for line in result.stdout.splitlines() if line.startswith("https://"))
     assert "auth.globus.org" in link and "client_id=" in link and "code_challenge=" in link
-    assert "No terminal to read the authorization code from" in result.stderr
+    assert "No credentials for the Compute service at https://compute.api.globus.org" in result.stderr
+    assert "No terminal to read the authorization code from here" in result.stderr
     assert "globus-compute-endpoint login" in result.stderr
+
+
+def test_configure_takes_the_officials_options(cli_process, user_dir, tmp_path):
+    policy, subscription = uuid.uuid4(), uuid.uuid4()
+    made = cli_process("configure", "ep", "--auth-policy", str(policy), "--subscription-id", str(subscription),
+                       "--high-assurance")
+    assert made.returncode == 0, made.stderr
+    text = (user_dir / "ep" / "config.yaml").read_text()
+    assert f"authentication_policy: {policy}" in text and f"subscription_id: {subscription}" in text
+    assert "high_assurance: true" in text
+    mine = tmp_path / "mine.yaml"
+    mine.write_text("engine: {type: ThreadPoolEngine, max_workers: 3}\n")
+    copied = cli_process("configure", "copy", "--endpoint-config", str(mine))
+    assert copied.returncode == 0 and (user_dir / "copy" / "config.yaml").read_text() == mine.read_text()
+    mine.write_text("engine: {type: ThreadPoolEngin}\n")
+    refused = cli_process("configure", "bad", "--manager-config", str(mine))
+    assert refused.returncode == 1 and "did you mean 'ThreadPoolEngine'" in refused.stderr
+    assert not (user_dir / "bad").exists()
+    assert cli_process("configure", "x", "--auth-policy", "nope").returncode == 2

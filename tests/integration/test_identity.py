@@ -148,6 +148,9 @@ def test_globus_auth_native_login_whoami_refresh_logout(hosted_env, tmp_path):
 
     who = endpoint_cli(env, "whoami")
     assert who.returncode == 0 and "alice@example.org" in who.stdout and auth.identity_id in who.stdout
+    assert "Linked identities" not in who.stdout
+    linked = endpoint_cli(env, "whoami", "--linked-identities")
+    assert "Linked identities: alice@campus.edu (66666666-7777-4888-9999-000000000000)" in linked.stdout
     assert auth.grants == ["authorization_code"]  # still fresh: no refresh
 
     out = endpoint_cli(env, "logout")

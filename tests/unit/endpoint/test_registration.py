@@ -4,14 +4,13 @@ real HTTP server plays the service's answers that the local service never gives.
 from __future__ import annotations
 
 import json
-import threading
 import uuid
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
 from compute_endpoint.endpoint.exit_codes import Exit
 from compute_endpoint.endpoint.registration import RegistrationError, register
+from tests.canned_http import CannedService
 from tests.conftest import free_port
 
 ENDPOINT_ID = str(uuid.uuid4())
@@ -21,32 +20,9 @@ GOOD_ANSWER = {"endpoint_id": ENDPOINT_ID, "task_queue_info": {}, "result_queue_
 
 @pytest.fixture
 def service():
-    """A server answering each request with the (status, body) put in ``answers``; it keeps
-    what it was sent."""
-    answers: list[tuple[int, bytes]] = []
-    received: list[dict] = []
-
-    class Handler(BaseHTTPRequestHandler):
-        def answer(self):
-            length = int(self.headers.get("Content-Length", 0))
-            received.append({"method": self.command, "path": self.path, "auth": self.headers["Authorization"],
-                             "body": json.loads(self.rfile.read(length) or b"null")})
-            status, body = answers.pop(0)
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        do_POST = do_PUT = answer
-
-        def log_message(self, *args):
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_port}", answers, received
-    server.shutdown()
+    canned = CannedService()
+    yield canned.url, canned.answers, canned.received
+    canned.close()
 
 
 def test_a_new_endpoint_is_posted_and_a_known_one_put_with_its_id(service):
