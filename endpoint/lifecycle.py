@@ -314,8 +314,10 @@ def _credentials_for_start(credentials, echo: Echo):
     except NotLoggedIn as not_logged_in:
         if not sys.stdin.isatty():
             if credentials.hosted and not credentials.client:
+                why = str(not_logged_in)
+
                 def no_terminal() -> str:
-                    raise NotLoggedIn(f"{not_logged_in} No terminal to read the authorization code from here: "
+                    raise NotLoggedIn(f"{why} No terminal to read the authorization code from here: "
                                       "run `globus-compute-endpoint login` where you can paste it, then start "
                                       "again.")
                 credentials.native_login(show=echo, ask_code=no_terminal)
