@@ -153,6 +153,25 @@ def configure(obj: EndpointContext, name: str, display_name: str | None, endpoin
     click.echo(f"\tConfiguration file: {directory.config_file}\n")
 
 
+@app.command(short_help="Show a running endpoint's tree, or why it stopped.")
+@name_or_uuid_argument
+@click.option("--json", "as_json", is_flag=True, help="Print it as JSON.")
+@pass_context
+def status(obj: EndpointContext, name: str, as_json: bool) -> None:
+    """Show the endpoint NAME (or UUID): its state; while it runs, each child (pid, state, for how
+    long, restarts, broker connection), the tasks in flight and done, the engine's figures and
+    the last status report, as the supervisor wrote them a moment ago; else why it stopped."""
+    from .status_view import gather, render
+
+    view = gather(obj.existing(name))
+    if as_json:
+        import json
+
+        click.echo(json.dumps(view, indent=2, default=str))
+    else:
+        click.echo(render(view))
+
+
 @app.command("list")
 @pass_context
 def list_endpoints(obj: EndpointContext) -> None:

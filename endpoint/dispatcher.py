@@ -32,6 +32,7 @@ from ..workers.execution import FUNCTION_NOT_ALLOWED, UNKNOWN_TASK_FAILURE, erro
 from ..workers.payloads import Payload, size_of
 from ..workers.pipe_messages import (
     AckDeliveries,
+    BrokerState,
     EngineStatus,
     PauseConsuming,
     PublishResults,
@@ -46,6 +47,7 @@ from ..workers.pipe_messages import (
     TasksStarted,
 )
 from .idle import IdleWatch
+from .status_board import StatusBoard
 
 log = logging.getLogger(__name__)
 
@@ -80,19 +82,38 @@ class InFlight:
     extra_deliveries: list[TaskDelivery] = attrs.field(factory=list)  # duplicates to ack with it
 
 
+@attrs.frozen
+class DispatchPolicy:
+    """What config.yaml decides of the dispatcher's work; replaced whole when a SIGHUP reloads it."""
+
+    max_retries_on_system_failure: int = 0
+    heartbeat_period_s: float = 30.0
+    idle_heartbeats_soft: int = 0
+    idle_heartbeats_hard: int = 5760
+    # None: any function; else only these (config allowed_functions, canonical UUID text).
+    allowed_functions: frozenset[str] | None = None
+
+    @classmethod
+    def from_config(cls, config) -> DispatchPolicy:
+        allowed = config.allowed_functions
+        return cls(getattr(config.engine, "max_retries_on_system_failure", 0), config.effective_heartbeat_period,
+                   config.idle_heartbeats_soft, config.idle_heartbeats_hard,
+                   frozenset(allowed) if allowed is not None else None)
+
+
 class EndpointDispatcher:
     """The supervisor's dispatcher for an endpoint tree (see the module's docstring): routes
-    tasks, results and confirms between the children and keeps the in-flight table."""
+    tasks, results and confirms between the children and keeps the in-flight table. It also
+    keeps what the tree's status shows (``status_board``, when given, gets it each tick)."""
 
-    def __init__(self, endpoint_id: str, max_retries_on_system_failure: int = 0,
-                 heartbeat_period_s: float = 30.0, ep_info: dict | None = None, engine_type: str | None = None,
-                 idle: IdleWatch | None = None, allowed_functions: Iterable[str] | None = None):
+    def __init__(self, endpoint_id: str, policy: DispatchPolicy = DispatchPolicy(), ep_info: dict | None = None,
+                 engine_type: str | None = None, status_board: StatusBoard | None = None):
         self.endpoint_id = endpoint_id
-        # None: any function; else only these (config allowed_functions, canonical UUID text).
-        self.allowed_functions = frozenset(allowed_functions) if allowed_functions is not None else None
-        self.idle = idle or IdleWatch()
-        self.max_retries = max_retries_on_system_failure
-        self.heartbeat_period_s = heartbeat_period_s
+        self.policy = policy
+        self.idle = IdleWatch(policy.idle_heartbeats_soft, policy.idle_heartbeats_hard, policy.heartbeat_period_s)
+        self.status_board = status_board
+        self.links: dict[str, dict] = {}  # link role -> its broker connection as last reported
+        self.last_report_at: float | None = None  # wall clock of the last status report sent
         self.ep_info = ep_info or {}
         self.inflight: dict[str, InFlight] = {}
         self.recently_confirmed: OrderedDict[str, None] = OrderedDict()
@@ -122,6 +143,9 @@ class EndpointDispatcher:
             return self._confirmed(message.task_ids)
         if isinstance(message, EngineStatus):
             self.engine_figures = message.figures
+            return []
+        if isinstance(message, BrokerState):
+            self.links[source] = {"connected": message.connected, "detail": message.detail, "since": message.since}
             return []
         if isinstance(message, StopRequested):
             return [(SUPERVISOR, StopTree(f"the Compute service asked it to stop ({message.reason})"))]
@@ -162,7 +186,8 @@ class EndpointDispatcher:
         if delivery.problem:
             return UNKNOWN_TASK_FAILURE, delivery.problem
         function_id = _canonical_uuid(delivery.headers.get("function_uuid"))
-        if self.allowed_functions is not None and function_id not in self.allowed_functions:
+        allowed = self.policy.allowed_functions
+        if allowed is not None and function_id not in allowed:
             return FUNCTION_NOT_ALLOWED, (f"Function {function_id} is not allowed on endpoint {self.endpoint_id}: "
                                           "its configuration lists the functions it runs (allowed_functions)")
         return None
@@ -236,10 +261,10 @@ class EndpointDispatcher:
         for task_id, entry in self.inflight.items():
             if entry.state is not TaskState.QUEUED:
                 continue
-            if entry.attempts > self.max_retries:
+            if entry.attempts > self.policy.max_retries_on_system_failure:
                 self.counts["failed_system"] += 1
                 text = (f"The engine process died while running this task ({entry.attempts} time(s); "
-                        f"max_retries_on_system_failure is {self.max_retries})")
+                        f"max_retries_on_system_failure is {self.policy.max_retries_on_system_failure})")
                 failed.append(TaskResult(task_id, error_result(task_id, UNKNOWN_TASK_FAILURE, text,
                                                                endpoint_id=self.endpoint_id)))
             else:
@@ -258,14 +283,30 @@ class EndpointDispatcher:
 
     def tick(self, now: float, tree: dict) -> Iterable[Routed]:
         self.tree = tree
+        if self.status_board is not None:
+            self.status_board.publish(now, self.status_snapshot())
         if now < self.next_report or RESULT_LINK not in self.ready:
             return []
-        self.next_report = now + self.heartbeat_period_s
+        self.next_report = now + self.policy.heartbeat_period_s
+        self.last_report_at = time.time()
         routed: list[Routed] = [(RESULT_LINK, PublishStatus(self.status_report(active=True)))]
         idle_reason = self.idle.heartbeat(self.counts["received"], self.counts["completed"])
         if idle_reason:
             routed.append((SUPERVISOR, StopTree(idle_reason)))
         return routed
+
+    def reconfigure(self, policy: DispatchPolicy) -> None:
+        """A reloaded config.yaml: what it decides applies from now on (the idle count starts over)."""
+        self.policy = policy
+        self.idle = IdleWatch(policy.idle_heartbeats_soft, policy.idle_heartbeats_hard, policy.heartbeat_period_s)
+        self.next_report = 0.0  # a report at once says the new period
+
+    def status_snapshot(self) -> dict:
+        """The tree as `status` shows it (status_board.py)."""
+        return {"endpoint_id": self.endpoint_id, "supervisor_pid": os.getpid(), "written": time.time(),
+                "started": self.ep_info.get("start_unix"), "tree": self.tree, "tasks": self.figures(),
+                "links": self.links, "last_status_report": self.last_report_at,
+                "heartbeat_period": self.policy.heartbeat_period_s, "engine": self.engine_figures}
 
     def tree_stopping(self) -> Iterable[Routed]:
         return [(TASK_LINK, PauseConsuming()), (RESULT_LINK, PublishStatus(self.status_report(active=False)))]
@@ -281,7 +322,7 @@ class EndpointDispatcher:
     def status_report(self, active: bool) -> bytes:
         global_state = {
             **self.engine_figures,
-            "heartbeat_period": self.heartbeat_period_s,
+            "heartbeat_period": self.policy.heartbeat_period_s,
             "active": active,
             "supervisor": {**self.tree, "tasks": self.figures()},
             **self.ep_info,

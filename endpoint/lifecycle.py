@@ -269,7 +269,7 @@ def _endpoint_id_to_register(directory: EndpointDirectory, options: StartOptions
 def _spawn(directory: EndpointDirectory, settings, config, options: StartOptions, echo: Echo) -> int:
     """Run the tree here (foreground), or in a daemon, waiting for its start-up progress."""
     if options.foreground:
-        return _run(directory, settings, config, fd=None, echo=echo, to_console=options.log_to_console)
+        return _run(directory, settings, config, fd=None, echo=echo, options=options)
     from .daemon import daemonize, read_progress
 
     is_foreground, fd = daemonize(str(directory.log_file))
@@ -280,7 +280,7 @@ def _spawn(directory: EndpointDirectory, settings, config, options: StartOptions
                              f"({directory.log_file}):\n{log_tail(directory.log_file)}", exit_code=Exit.FAILED)
     code = 1
     try:
-        code = _run(directory, settings, config, fd=fd, echo=None)
+        code = _run(directory, settings, config, fd=fd, echo=None, options=options)
     except BaseException:
         traceback.print_exc()  # stderr is the log now
     finally:
@@ -360,7 +360,7 @@ def _check_broker(url: str, queue: str, amqp_port: int | None = None) -> None:
 
 
 def _run(directory: EndpointDirectory, settings, config, fd: int | None, echo: Echo | None,
-         to_console: bool = False) -> int:
+         options: StartOptions) -> int:
     """The daemon (or --foreground) body: pid file, logging, the tree, teardown."""
     from ..workers.logs import setup_logging
     from .daemon import Progress, own_pid_record
@@ -368,8 +368,9 @@ def _run(directory: EndpointDirectory, settings, config, fd: int | None, echo: E
 
     directory.write_pid_record(own_pid_record())
     directory.forget_last_stop()
-    setup_logging(str(directory.log_file), "supervisor", settings.debug, to_console=to_console)
-    code, reason = run_tree(settings, config, Progress(fd, echo))
+    setup_logging(str(directory.log_file), "supervisor", settings.debug,
+                  to_console=options.foreground and options.log_to_console)
+    code, reason = run_tree(settings, config, Progress(fd, echo), debug_flag=options.debug)
     directory.write_last_stop(reason or f"exit code {code}", code)
     if config.endpoint_teardown:
         try:

@@ -8,6 +8,7 @@ import os
 import time
 from pathlib import Path
 
+import attrs
 import cattrs
 
 from ..protocol.urls import is_embedded, portable_vhost, with_port
@@ -15,10 +16,10 @@ from ..supervisor.spec import ChildSpec, RestartPolicy
 from ..supervisor.supervisor import Supervisor
 from ..workers.payloads import TASK_BODIES, PayloadStore
 from ..workers.settings import PublishTarget, WorkerSettings
-from .config import EndpointConfig, EngineConfig, GlobusComputeEngineConfig
+from .config import ConfigError, ConfigProblem, EndpointConfig, EngineConfig, GlobusComputeEngineConfig, parse_config
 from .daemon import Progress
-from .dispatcher import ENGINE, RESULT_LINK, TASK_LINK, EndpointDispatcher
-from .idle import IdleWatch
+from .dispatcher import ENGINE, RESULT_LINK, TASK_LINK, DispatchPolicy, EndpointDispatcher
+from .status_board import StatusBoard
 
 log = logging.getLogger(__name__)
 
@@ -51,19 +52,27 @@ def _publish_target(info: dict, amqp_port: int | None) -> PublishTarget:
 def worker_settings(name: str, directory_path: Path, log_file: Path, config: EndpointConfig,
                     config_text: str, registration: dict, debug: bool) -> WorkerSettings:
     task_info = registration["task_queue_info"]
-    engine = engine_options(config.engine)
-    return WorkerSettings(
+    settings = WorkerSettings(
         endpoint_id=str(registration["endpoint_id"]), endpoint_name=name, log_file=str(log_file), debug=debug,
         task_queue_url=_url(task_info["connection_url"], config.amqp_port), task_queue=task_info["queue"],
         results=_publish_target(registration["result_queue_info"], config.amqp_port),
         heartbeats=_publish_target(registration["heartbeat_queue_info"], config.amqp_port),
-        engine=engine, heartbeat_period_s=config.effective_heartbeat_period,
-        prefetch=config.prefetch or prefetch_for(config.engine),
-        max_task_bytes_in_flight=config.max_task_bytes_in_flight,
-        run_dir=str(directory_path), config_raw=config_text,
+        engine={}, run_dir=str(directory_path),
         command_queue=(registration.get("command_queue_info") or {}).get("queue", ""),
-        broker_silence_s=float(config.heartbeat_threshold),
     )
+    return reconfigured(settings, config, config_text, debug)
+
+
+def reconfigured(settings: WorkerSettings, config: EndpointConfig, config_text: str,
+                 debug_flag: bool) -> WorkerSettings:
+    """The settings with everything config.yaml decides taken from config (what registration
+    decided stays): how a SIGHUP moves the children onto an edited file. ``debug_flag``:
+    --debug was given (it wins over the file)."""
+    return attrs.evolve(
+        settings, engine=engine_options(config.engine), heartbeat_period_s=config.effective_heartbeat_period,
+        prefetch=config.prefetch or prefetch_for(config.engine),
+        max_task_bytes_in_flight=config.max_task_bytes_in_flight, broker_silence_s=float(config.heartbeat_threshold),
+        config_raw=config_text, debug=debug_flag or config.debug)
 
 
 def engine_options(engine_config: EngineConfig) -> dict:
@@ -95,20 +104,37 @@ def prefetch_for(engine) -> int:
     return min(MAX_PREFETCH, max(MIN_PREFETCH, workers * PREFETCH_PER_WORKER))
 
 
-def run_tree(settings: WorkerSettings, config: EndpointConfig, progress: Progress) -> tuple[int, str | None]:
-    """Run the tree to its end: (exit code, why it stopped)."""
+def run_tree(settings: WorkerSettings, config: EndpointConfig, progress: Progress,
+             debug_flag: bool = False) -> tuple[int, str | None]:
+    """Run the tree to its end: (exit code, why it stopped). ``debug_flag``: --debug was given."""
     specs = [ChildSpec(name=role, target=target, title=settings.role_title(role),
                        shutdown_timeout_s=30.0 if role == ENGINE else 10.0)
              for role, target in CHILD_TARGETS.items()]
     policy = RestartPolicy(intensity=config.max_restarts, period_s=config.restart_window_s,
                            hung_after_s=config.hung_child_timeout_s)
-    dispatcher = EndpointDispatcher(settings.endpoint_id,
-                                    getattr(config.engine, "max_retries_on_system_failure", 0),
-                                    settings.heartbeat_period_s, ep_info=_ep_info(settings),
-                                    engine_type=config.engine.type,
-                                    idle=IdleWatch(config.idle_heartbeats_soft, config.idle_heartbeats_hard,
-                                                   settings.heartbeat_period_s),
-                                    allowed_functions=config.allowed_functions)
+    board = StatusBoard(Path(settings.run_dir))
+    dispatcher = EndpointDispatcher(settings.endpoint_id, DispatchPolicy.from_config(config),
+                                    ep_info=_ep_info(settings), engine_type=config.engine.type, status_board=board)
+    dispatcher.startup_listener = _startup_progress(settings, dispatcher, progress)
+    supervisor = Supervisor(specs, policy, dispatcher, settings, title=settings.title,
+                            reload=ConfigReloader(settings, config, dispatcher, debug_flag))
+    log.info("starting endpoint %s (%s)", settings.endpoint_name, settings.endpoint_id)
+    # Bodies of tasks a previous run held: the broker delivers those tasks again.
+    task_bodies = PayloadStore(Path(settings.run_dir) / TASK_BODIES)
+    task_bodies.clear()
+    try:
+        code = supervisor.run()
+    finally:
+        task_bodies.clear()
+        board.remove()
+    log.info("endpoint %s stopped with exit code %d; tasks: %s", settings.endpoint_name, code,
+             dispatcher.figures())
+    progress.say(f"Endpoint {settings.endpoint_name} stopped ({supervisor.stop_reason or 'exit code ' + str(code)})")
+    return code, supervisor.stop_reason
+
+
+def _startup_progress(settings: WorkerSettings, dispatcher: EndpointDispatcher, progress: Progress):
+    """Tells `start` each child's readiness, then that the endpoint runs."""
     waiting = set(CHILD_TARGETS)
 
     def on_startup(event: str) -> None:
@@ -121,21 +147,41 @@ def run_tree(settings: WorkerSettings, config: EndpointConfig, progress: Progres
                 attached = "; Ctrl-C or SIGTERM stops it" if progress.echo else ""
                 progress.running(f"Endpoint {settings.endpoint_name} is running (pid {os.getpid()}); "
                                  f"log: {settings.log_file}{attached}")
+    return on_startup
 
-    dispatcher.startup_listener = on_startup
-    supervisor = Supervisor(specs, policy, dispatcher, settings, title=settings.title)
-    log.info("starting endpoint %s (%s)", settings.endpoint_name, settings.endpoint_id)
-    # Bodies of tasks a previous run held: the broker delivers those tasks again.
-    task_bodies = PayloadStore(Path(settings.run_dir) / TASK_BODIES)
-    task_bodies.clear()
-    try:
-        code = supervisor.run()
-    finally:
-        task_bodies.clear()
-    log.info("endpoint %s stopped with exit code %d; tasks: %s", settings.endpoint_name, code,
-             dispatcher.figures())
-    progress.say(f"Endpoint {settings.endpoint_name} stopped ({supervisor.stop_reason or 'exit code ' + str(code)})")
-    return code, supervisor.stop_reason
+
+# Keys that registration or the supervisor's own policy took at start: a reload cannot change them.
+KEYS_FIXED_AT_START = ("display_name", "amqp_port", "environment", "local_compute_services", "allowed_functions",
+                       "admins", "authentication_policy", "subscription_id", "public", "high_assurance",
+                       "max_restarts", "restart_window_s", "hung_child_timeout_s")
+
+
+class ConfigReloader:
+    """What SIGHUP does before the children restart one by one (gunicorn's reload): read
+    config.yaml again, check it, and move the tree onto it: the children's settings (the
+    engine block, prefetch, byte budget, heartbeat) and the dispatcher's policy (retries,
+    idle limits, allowed functions). A file that does not load raises ConfigError, with the
+    usual message, and the supervisor keeps the running configuration."""
+
+    def __init__(self, settings: WorkerSettings, config: EndpointConfig, dispatcher: EndpointDispatcher,
+                 debug_flag: bool):
+        self.settings, self.config, self.dispatcher, self.debug_flag = settings, config, dispatcher, debug_flag
+
+    def __call__(self) -> WorkerSettings:
+        path = Path(self.settings.run_dir) / "config.yaml"
+        try:
+            text = path.read_text()
+        except OSError as exc:
+            raise ConfigError(str(path), [ConfigProblem((), f"cannot be read: {exc.strerror}")]) from None
+        config = parse_config(text, str(path))
+        for key in KEYS_FIXED_AT_START:
+            if getattr(config, key) != getattr(self.config, key):
+                log.warning("SIGHUP: %s changed in %s; it takes effect at the next start", key, path)
+        self.settings = reconfigured(self.settings, config, text, self.debug_flag)
+        self.config = config
+        self.dispatcher.reconfigure(DispatchPolicy.from_config(config))
+        log.info("SIGHUP: reloaded %s (engine %s)", path, config.engine.type)
+        return self.settings
 
 
 def _ep_info(settings: WorkerSettings) -> dict:

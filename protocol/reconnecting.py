@@ -87,6 +87,9 @@ class ReconnectingClient:
         """Work on one connection; return when done (the client then ends)."""
         raise NotImplementedError
 
+    def broker_state(self, connected: bool, detail: str) -> None:
+        """Each time the connection comes up or goes down (or an attempt fails), with what to show."""
+
     def connection_lost(self) -> None:
         """After a session ended on a failed connection, before connecting again."""
 
@@ -103,6 +106,7 @@ class ReconnectingClient:
             if connection is None:
                 break
             backoff.connected()
+            self.broker_state(True, f"connected to {redact_url(self.url)}")
             try:
                 self.session(connection)
                 break
@@ -113,6 +117,7 @@ class ReconnectingClient:
                     *self.recoverable_errors) as exc:
                 delay = backoff.next_delay()
                 log.warning("%s lost the broker (%s); retrying in %.1f s", self.role, exc, delay)
+                self.broker_state(False, f"lost the broker: {exc}")
                 self.connection_lost()
             finally:
                 self.disconnected()
@@ -142,6 +147,7 @@ class ReconnectingClient:
                 level = logging.WARNING if attempt in (1, 5) or attempt % 30 == 0 else logging.DEBUG
                 log.log(level, "%s cannot reach %s (attempt %d: %s); retrying in %.1f s", self.role,
                         redact_url(self.url), attempt, problem or exc, delay)
+                self.broker_state(False, f"cannot reach {redact_url(self.url)} (attempt {attempt}: {problem or exc})")
             if not self.pause(jittered(delay)):
                 return None
 

@@ -46,6 +46,8 @@ class Child:
         self.window_cpu = 0.0
         self.outbox: Outbox | None = None
         self.kill_at = float("inf")  # when a child asked for its stack (hung) is killed
+        self.starts = 0  # processes started for this child: restarts are starts - 1
+        self.state_since = time.time()  # wall clock, for people reading the tree's status
 
     @property
     def name(self) -> str:
@@ -63,6 +65,7 @@ class Child:
         log.log(level, "%s (pid %s): %s -> %s%s", self.name, self.pid, self.state.value, new.value,
                 f" ({why})" if why else "")
         self.state = new
+        self.state_since = time.time()
 
     def start(self) -> None:
         parent_end, child_end = self.context.Pipe()
@@ -75,7 +78,13 @@ class Child:
         self.answered(time.monotonic())
         self.started_at = self.last_pong
         self.kill_at = float("inf")
+        self.starts += 1
         self.change_state(ChildState.STARTING)
+
+    def describe(self) -> dict:
+        """The child as the tree's status shows it."""
+        return {"state": self.state.value, "pid": self.pid, "since": self.state_since,
+                "restarts": max(0, self.starts - 1)}
 
     def send(self, message: object) -> bool:
         """Queue for the child if it can take it; False when it is not there to take it."""

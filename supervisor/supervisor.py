@@ -12,7 +12,7 @@ import logging
 import signal
 import time
 from collections import deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from multiprocessing.connection import wait
 from typing import Any, Protocol
 
@@ -57,8 +57,11 @@ class Supervisor:
     TICK_S = 0.25
 
     def __init__(self, specs: Sequence[ChildSpec], policy: RestartPolicy, dispatcher: Dispatcher,
-                 child_config: object, title: str = ""):
+                 child_config: object, title: str = "", reload: Callable[[], object] | None = None):
         context = spawn_context()
+        # On SIGHUP, before the rolling restart: the children's new config, or an exception that
+        # says why the running one stays (gunicorn's reload).
+        self.reload = reload
         self.children = {s.name: Child(s, context, child_config) for s in specs}
         self.order = [s.name for s in specs]
         self.policy = policy
@@ -126,9 +129,20 @@ class Supervisor:
             if signum in (signal.SIGTERM, signal.SIGQUIT, signal.SIGINT):
                 self.stop(f"received {signal.Signals(signum).name}")
             elif signum == signal.SIGHUP and self.stop_reason is None:
-                log.info("SIGHUP: restarting children one by one")
-                self.rolling = list(self.order)
-                self._roll_next()
+                self._reload_and_roll()
+
+    def _reload_and_roll(self) -> None:
+        if self.reload is not None:
+            try:
+                config = self.reload()
+            except Exception as exc:  # the reload's own error says what is wrong with the new config
+                log.error("SIGHUP: the configuration was not reloaded; the running one stays.\n%s", exc)
+                return
+            for child in self.children.values():
+                child.config = config  # each takes it at its restart below
+        log.info("SIGHUP: restarting children one by one")
+        self.rolling = list(self.order)
+        self._roll_next()
 
     def _boot_next(self) -> None:
         if self.booting and self.stop_reason is None:
@@ -290,6 +304,7 @@ class Supervisor:
 
     def tree_status(self) -> dict:
         return {
-            "children": {c.name: {"state": c.state.value, "pid": c.pid} for c in self.children.values()},
+            "children": {c.name: c.describe() for c in self.children.values()},
             "restarts_in_window": len(self.restart_times),
+            "stopping": self.stop_reason,
         }

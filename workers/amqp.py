@@ -12,6 +12,7 @@ import kombu
 from ..protocol.reconnecting import FatalBrokerError, ReconnectingClient
 from ..supervisor.pipe import ParentPipe
 from ..supervisor.spec import ExitCode
+from .pipe_messages import BrokerState
 from .settings import WorkerSettings
 from .startup import begin_child
 
@@ -54,6 +55,9 @@ class BrokerLink(ReconnectingClient):
 
     def wanted(self) -> bool:
         return self.reconnect_while_stopping or not self.stopping
+
+    def broker_state(self, connected: bool, detail: str) -> None:
+        self.parent.send(BrokerState(connected, detail, time.time()))
 
     def pause(self, seconds: float) -> bool:
         deadline = time.monotonic() + seconds

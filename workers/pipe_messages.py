@@ -91,3 +91,12 @@ class StopRequested:
     """The Compute service asked the endpoint to stop (``stop --remote``), on its command queue."""
 
     reason: str
+
+
+@attrs.frozen
+class BrokerState:
+    """A link's connection came up or went down (for the tree's status)."""
+
+    connected: bool
+    detail: str
+    since: float  # wall clock

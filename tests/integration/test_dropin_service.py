@@ -14,6 +14,7 @@ import requests
 
 from compute_endpoint.protocol import messages
 from tests.endpoint_harness import SERIALIZER, THREAD_POOL_CONFIG, EndpointHarness
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -26,13 +27,10 @@ def halve(x):
     return x / 2
 
 
-def wait_until(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return time.monotonic()
-        time.sleep(0.1)
-    raise AssertionError(f"{what}: not within {timeout} s")
+def wait_until(predicate, timeout: float, what: str) -> float:
+    """When predicate() came true (monotonic clock)."""
+    wait_for(predicate, timeout, what)
+    return time.monotonic()
 
 
 def stop_note(harness: EndpointHarness) -> str:

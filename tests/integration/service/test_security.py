@@ -21,6 +21,7 @@ from globus_compute_sdk.serialize import ComputeSerializer
 
 from compute_endpoint.protocol import messages
 from tests.conftest import BIN_DIR, free_port
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.slow
 SERIALIZER = ComputeSerializer()
@@ -107,16 +108,6 @@ def dead_letters(broker_url: str, timeout: float = 10, expect: int = 1) -> list[
                 except TimeoutError:
                     pass
     return found
-
-
-def wait_for(predicate, timeout: float = 15, what: str = "the condition"):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"{what} did not happen within {timeout} s"
-        time.sleep(0.1)
 
 
 # ------------------------------------------------------------------ critical

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 
+import attrs
 import pytest
 from globus_compute_common import messagepack
 
@@ -12,11 +13,15 @@ from compute_endpoint.endpoint.dispatcher import (
     RESULT_LINK,
     TASK_LINK,
     UNREPORTED_LOSSES_MAX,
+    DispatchPolicy,
     EndpointDispatcher,
     TaskState,
 )
+from compute_endpoint.protocol import messages
+from compute_endpoint.supervisor.control import SUPERVISOR, StopTree
 from compute_endpoint.workers.pipe_messages import (
     AckDeliveries,
+    BrokerState,
     EngineStatus,
     PauseConsuming,
     PublishResults,
@@ -24,6 +29,7 @@ from compute_endpoint.workers.pipe_messages import (
     ResultsConfirmed,
     ResultsDone,
     RunTasks,
+    StopRequested,
     TaskDelivery,
     TaskResult,
     TasksReceived,
@@ -40,7 +46,7 @@ def delivery(task_id: str, tag: int, generation: str = "g1", problem: str | None
 
 @pytest.fixture
 def dispatcher() -> EndpointDispatcher:
-    d = EndpointDispatcher(ENDPOINT_ID, max_retries_on_system_failure=1, heartbeat_period_s=30)
+    d = EndpointDispatcher(ENDPOINT_ID, DispatchPolicy(max_retries_on_system_failure=1, heartbeat_period_s=30))
     for child in (TASK_LINK, RESULT_LINK, ENGINE):
         d.child_ready(child)
     return d
@@ -209,3 +215,35 @@ def test_confirmed_memory_is_bounded(dispatcher, monkeypatch):
         dispatcher.route(RESULT_LINK, ResultsConfirmed((task_id,)))
     assert len(dispatcher.recently_confirmed) == 3
     assert dispatcher.inflight == {}
+
+
+def test_a_function_outside_allowed_functions_gets_an_error_result_and_never_reaches_the_engine(dispatcher):
+    allowed, other = str(uuid.uuid4()), str(uuid.uuid4())
+    dispatcher.reconfigure(DispatchPolicy(allowed_functions=frozenset([allowed])))
+    ok, refused = ids(2)
+    deliveries = (attrs.evolve(delivery(ok, 1), headers={"function_uuid": allowed.upper()}),
+                  attrs.evolve(delivery(refused, 2), headers={"function_uuid": other}))
+    routed = list(dispatcher.route(TASK_LINK, TasksReceived(deliveries)))
+    to_engine = [m for target, m in routed if target == ENGINE]
+    assert [d.task_id for d in to_engine[0].tasks] == [ok]
+    [published] = [m for target, m in routed if target == RESULT_LINK]
+    result = messages.unpack(published.results[0].packed)
+    assert str(result.task_id) == refused and result.error_details.code == "FUNCTION_NOT_ALLOWED"
+    assert other in result.data
+
+
+def test_a_stop_from_the_service_stops_the_tree(dispatcher):
+    routed = list(dispatcher.route(TASK_LINK, StopRequested("stop requested by alice")))
+    assert routed == [(SUPERVISOR, StopTree("the Compute service asked it to stop (stop requested by alice)"))]
+
+
+def test_the_status_snapshot_shows_links_tasks_and_the_last_report(dispatcher):
+    dispatcher.route(TASK_LINK, BrokerState(True, "connected to amqp://b/", 100.0))
+    dispatcher.route(RESULT_LINK, BrokerState(False, "lost the broker: reset", 200.0))
+    dispatcher.route(TASK_LINK, TasksReceived((delivery(ids(1)[0], 1),)))
+    list(dispatcher.tick(1000.0, {"children": {}}))
+    snapshot = dispatcher.status_snapshot()
+    assert snapshot["links"][TASK_LINK] == {"connected": True, "detail": "connected to amqp://b/", "since": 100.0}
+    assert snapshot["links"][RESULT_LINK]["connected"] is False
+    assert snapshot["tasks"]["in_flight"] == 1 and snapshot["last_status_report"] is not None
+    assert snapshot["heartbeat_period"] == 30
