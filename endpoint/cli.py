@@ -92,7 +92,7 @@ name_argument = click.argument("name", default="default", metavar="NAME")
 name_or_uuid_argument = click.argument("name", default="default", metavar="NAME|UUID")
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "terminal_width": 100})
 @click.option(
     "-c", "--config-dir",
     type=click.Path(file_okay=False, path_type=Path),
@@ -126,12 +126,28 @@ def version() -> None:
 @click.option("--auth-policy", metavar="UUID", help="Globus authentication policy (config key authentication_policy).")
 @click.option("--subscription-id", metavar="UUID", help="Globus subscription (config key subscription_id).")
 @click.option("--high-assurance", is_flag=True, help="High assurance (config key high_assurance).")
+@click.option("--template-capable", is_flag=True,
+              help="The official 4.x layout: user endpoints rendered from a template (see the README).")
+@click.option("--template-config", metavar="FILE", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="With --template-capable: this user_config_template.yaml.j2 instead of ours.")
+@click.option("--schema-config", metavar="FILE", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="With --template-capable: this user_config_schema.json instead of ours.")
+@click.option("--user-env-config", metavar="FILE", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="With --template-capable: this user_environment.yaml instead of ours.")
 @pass_context
 def configure(obj: EndpointContext, name: str, display_name: str | None, endpoint_config: Path | None,
-              auth_policy: str | None, subscription_id: str | None, high_assurance: bool) -> None:
-    """Create the endpoint directory NAME with a default config.yaml."""
+              auth_policy: str | None, subscription_id: str | None, high_assurance: bool, template_capable: bool,
+              template_config: Path | None, schema_config: Path | None, user_env_config: Path | None) -> None:
+    """Create the endpoint directory NAME with a default config.yaml (and, with
+    --template-capable or any of the official template options, the template files)."""
     from .config import ConfigError, default_config_text, parse_config
 
+    if template_capable or template_config or schema_config or user_env_config:
+        _configure_template_capable(obj, name, display_name, endpoint_config,
+                                    {"user_config_template.yaml.j2": template_config,
+                                     "user_config_schema.json": schema_config,
+                                     "user_environment.yaml": user_env_config})
+        return
     text = endpoint_config.read_text() if endpoint_config else default_config_text(display_name)
     for key, value in (("authentication_policy", auth_policy), ("subscription_id", subscription_id)):
         if value is not None:
@@ -151,6 +167,102 @@ def configure(obj: EndpointContext, name: str, display_name: str | None, endpoin
         raise click.ClickException(str(exc)) from None
     click.echo(f"Created profile for endpoint named <{name}>\n")
     click.echo(f"\tConfiguration file: {directory.config_file}\n")
+
+
+def _configure_template_capable(obj: EndpointContext, name: str, display_name: str | None,
+                                manager_config: Path | None, given: dict[str, Path | None]) -> None:
+    from .config import ConfigError, parse_manager_config
+    from .templates import SCHEMA_FILE, TemplateError, default_files, load_schema
+
+    files = default_files(display_name)
+    if manager_config:
+        files["config.yaml"] = manager_config.read_text()
+    files.update({file_name: path.read_text() for file_name, path in given.items() if path is not None})
+    try:
+        parse_manager_config(files["config.yaml"], str(manager_config or "the new config.yaml"))
+        schema_path = given[SCHEMA_FILE]
+        if schema_path is not None:
+            load_schema(schema_path)
+    except (ConfigError, TemplateError) as exc:
+        raise click.ClickException(str(exc)) from None
+    directory = obj.directory(name)
+    try:
+        directory.create(files.pop("config.yaml"))
+    except EndpointDirectoryError as exc:
+        raise click.ClickException(str(exc)) from None
+    from ..protocol.files import write_private_file
+
+    for file_name, text in files.items():
+        write_private_file(directory.path / file_name, text)
+    click.echo(f"Created template-capable profile for endpoint named <{name}>\n")
+    click.echo(f"\tConfiguration file: {directory.config_file}")
+    click.echo(f"\tUser endpoint template: {directory.path / 'user_config_template.yaml.j2'}\n")
+
+
+@app.command("migrate-to-template-capable", short_help="Make an endpoint render its config from a template.")
+@name_or_uuid_argument
+@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
+@pass_context
+def migrate_to_template_capable(obj: EndpointContext, name: str, yes: bool) -> None:
+    """Move the engine and tuning of the endpoint NAME (or UUID) into a user endpoint
+    template; config.yaml keeps what concerns the endpoint itself (the old one is kept as
+    config.yaml.backup)."""
+    from .config import ConfigError
+    from .status import EndpointState, endpoint_status
+    from .templates import TemplateError, migrate
+
+    directory = obj.existing(name)
+    if endpoint_status(directory).state is EndpointState.RUNNING:
+        raise click.ClickException(f"Endpoint {directory.name!r} is running; stop it first.")
+    if not yes:
+        click.confirm(f"Migrate endpoint {directory.name!r} to be template-capable?", abort=True)
+    try:
+        backup = migrate(directory.path)
+    except (TemplateError, ConfigError) as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"Endpoint {directory.name} is template-capable: its engine is in "
+               f"{directory.path / 'user_config_template.yaml.j2'}; the old config is {backup}")
+
+
+@app.command("render-user-config", short_help="Print a user endpoint's config as the template renders it.")
+@click.option("--endpoint", "-e", "endpoint", metavar="NAME|UUID",
+              help="Take the template, schema and options' defaults from this endpoint's directory.")
+@click.option("--template", "-t", type=click.File(), help="The Jinja template to render ('-': standard input).")
+@click.option("--user-options", "-o", type=click.File(), help="The user's options, a JSON object ('-': stdin).")
+@click.option("--user-schema", "--schema", "-s", "user_schema", type=click.File(),
+              help="A JSON schema to check the options against.")
+@click.option("--user-runtime", type=click.File(), help="JSON for the template's user_runtime.")
+@pass_context
+def render_user_config(obj: EndpointContext, endpoint: str | None, template, user_options, user_schema,
+                       user_runtime) -> None:
+    """Render a user endpoint template to standard output, and check the result loads as an
+    endpoint config. Files not given come from --endpoint's directory."""
+    import json
+
+    from .config import ConfigError, parse_config
+    from .templates import SCHEMA_FILE, TEMPLATE_FILE, TemplateError, load_schema, render
+
+    directory = obj.existing(endpoint).path if endpoint else None
+    try:
+        if template is not None:
+            template_text = template.read()
+        elif directory is not None:
+            template_text = (directory / TEMPLATE_FILE).read_text()
+        else:
+            raise click.UsageError("give --endpoint NAME or --template FILE")
+        if user_schema is not None:
+            schema = json.load(user_schema)
+        else:
+            schema = load_schema(directory / SCHEMA_FILE) if directory is not None else None
+        options = json.load(user_options) if user_options else {}
+        runtime = json.load(user_runtime) if user_runtime else None
+        text = render(template_text, options, runtime, schema, directory)
+        parse_config(text, "the rendered config")
+    except (TemplateError, ConfigError) as exc:
+        raise click.ClickException(str(exc)) from None
+    except (OSError, ValueError) as exc:
+        raise click.ClickException(f"cannot read the inputs: {exc}") from None
+    click.echo(text)
 
 
 @app.command(short_help="Show a running endpoint's tree, or why it stopped.")

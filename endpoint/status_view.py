@@ -54,6 +54,7 @@ def _tree_lines(tree: dict) -> list[str]:
     if (tree.get("tree") or {}).get("stopping"):
         lines.append(f"Stopping: {tree['tree']['stopping']}")
     table = Texttable(max_width=0)
+    table.set_deco(Texttable.BORDER | Texttable.HEADER | Texttable.VLINES)
     table.header(["Child", "PID", "State", "For", "Restarts", "Broker"])
     for role, child in ((tree.get("tree") or {}).get("children") or {}).items():
         link = (tree.get("links") or {}).get(role)

@@ -47,6 +47,7 @@ class Child:
         self.outbox: Outbox | None = None
         self.kill_at = float("inf")  # when a child asked for its stack (hung) is killed
         self.starts = 0  # processes started for this child: restarts are starts - 1
+        self.retiring = False  # asked to stop for good (StopChild): not restarted
         self.state_since = time.time()  # wall clock, for people reading the tree's status
 
     @property

@@ -19,7 +19,7 @@ from typing import Any, Protocol
 from setproctitle import setproctitle
 
 from .child import Child, describe_exit, spawn_context
-from .control import SUPERVISOR, Pong, Ready, StopTree
+from .control import SUPERVISOR, Pong, Ready, StartChild, StopChild, StopTree
 from .signals import SignalQueue
 from .spec import HALT_CODES, ChildSpec, ExitCode, Restart, RestartPolicy
 from .states import LIVE_STATES, ChildState
@@ -58,11 +58,12 @@ class Supervisor:
 
     def __init__(self, specs: Sequence[ChildSpec], policy: RestartPolicy, dispatcher: Dispatcher,
                  child_config: object, title: str = "", reload: Callable[[], object] | None = None):
-        context = spawn_context()
+        self.context = spawn_context()
         # On SIGHUP, before the rolling restart: the children's new config, or an exception that
         # says why the running one stays (gunicorn's reload).
         self.reload = reload
-        self.children = {s.name: Child(s, context, child_config) for s in specs}
+        self.children = {s.name: Child(s, self.context, child_config) for s in specs}
+        self.dynamic: set[str] = set()  # children started at run time (StartChild)
         self.order = [s.name for s in specs]
         self.policy = policy
         self.dispatcher = dispatcher
@@ -139,7 +140,8 @@ class Supervisor:
                 log.error("SIGHUP: the configuration was not reloaded; the running one stays.\n%s", exc)
                 return
             for child in self.children.values():
-                child.config = config  # each takes it at its restart below
+                if child.name not in self.dynamic:  # those started at run time have their own
+                    child.config = config  # each takes it at its restart below
         log.info("SIGHUP: restarting children one by one")
         self.rolling = list(self.order)
         self._roll_next()
@@ -183,10 +185,48 @@ class Supervisor:
 
     def _send(self, routed: Iterable[Routed]) -> None:
         for name, message in routed:
-            if name == SUPERVISOR and isinstance(message, StopTree):
-                self.stop(message.reason)
-            else:
+            if name == SUPERVISOR:
+                self._obey(message)
+            elif name in self.children:
                 self.children[name].send(message)  # a child that is down is the dispatcher's to replay
+            else:
+                log.warning("dropped a %s for %s, which is not in the tree", type(message).__name__, name)
+
+    def _obey(self, message: object) -> None:
+        """What the dispatcher asks of the supervisor itself."""
+        if isinstance(message, StopTree):
+            self.stop(message.reason)
+        elif isinstance(message, StartChild):
+            self._start_dynamic(message.spec, message.config)
+        elif isinstance(message, StopChild):
+            child = self.children.get(message.name)
+            if child is not None and child.state in LIVE_STATES:
+                child.retiring = True
+                child.request_stop(message.reason or "asked to stop", time.monotonic())
+            elif child is not None and child.state is ChildState.BACKOFF:
+                child.change_state(ChildState.STOPPED, message.reason or "asked to stop")
+                self._forget_if_dynamic(child)
+
+    def _start_dynamic(self, spec: ChildSpec, config: object) -> None:
+        existing = self.children.get(spec.name)
+        if existing is not None and existing.state is not ChildState.STOPPED:
+            return  # it lives (or is about to be restarted): one child a name
+        if self.stop_reason is not None:
+            return
+        child = Child(spec, self.context, config)
+        self.children[spec.name] = child
+        if spec.name not in self.order:
+            self.order.append(spec.name)  # started last, stopped first
+        self.dynamic.add(spec.name)
+        log.info("starting %s on request", spec.name)
+        child.start()
+
+    def _forget_if_dynamic(self, child: Child) -> None:
+        """A child started at run time leaves the tree once it has ended for good."""
+        if child.name in self.dynamic and child.state is ChildState.STOPPED and self.stop_reason is None:
+            self.dynamic.discard(child.name)
+            self.order.remove(child.name)
+            del self.children[child.name]
 
     # ------------------------------------------------------------------ exits
 
@@ -197,8 +237,9 @@ class Supervisor:
         self._send(self.dispatcher.child_exited(child.name))
         if requested:
             child.change_state(ChildState.STOPPED, describe_exit(code))
-            if self.stop_reason is None and child.spec.restart is not Restart.TEMPORARY:
+            if self.stop_reason is None and child.spec.restart is not Restart.TEMPORARY and not child.retiring:
                 child.start()  # a rolling restart
+            self._forget_if_dynamic(child)
             return
         if self.stop_reason is not None:
             child.change_state(ChildState.STOPPED, describe_exit(code))
@@ -212,6 +253,7 @@ class Supervisor:
         elif child.spec.restart is Restart.TEMPORARY or (
                 child.spec.restart is Restart.TRANSIENT and code == 0):
             child.change_state(ChildState.STOPPED, describe_exit(code))
+            self._forget_if_dynamic(child)
         else:
             self._restart(child, now, uptime)
 

@@ -1,13 +1,14 @@
 """The endpoint's config.yaml: the model (model.py), its value types (values.py), the
 options Parsl's classes take (parsl_options.py), and reading a file (loading.py)."""
 
-from .loading import ConfigError, ConfigProblem, load_config, parse_config
+from .loading import ConfigError, ConfigProblem, load_config, parse_config, parse_manager_config
 from .model import (
     ENGINE_TYPES,
     EndpointConfig,
     EngineConfig,
     GlobusComputeEngineConfig,
     JobStatusConfig,
+    ManagerConfig,
     ProcessPoolEngineConfig,
     ProviderConfig,
     ThreadPoolEngineConfig,
@@ -18,5 +19,6 @@ from .values import ConfigValueError
 __all__ = [
     "ENGINE_TYPES", "ConfigError", "ConfigProblem", "ConfigValueError", "EndpointConfig", "EngineConfig",
     "GlobusComputeEngineConfig", "JobStatusConfig", "ProcessPoolEngineConfig", "ProviderConfig",
-    "ThreadPoolEngineConfig", "default_config_text", "load_config", "parse_config",
+    "ThreadPoolEngineConfig", "default_config_text", "load_config", "parse_config", "ManagerConfig",
+    "parse_manager_config",
 ]

@@ -7,6 +7,7 @@ from __future__ import annotations
 import typing
 from collections.abc import Iterator, Mapping
 from pathlib import Path
+from typing import TypeVar
 
 import attrs
 import cattrs
@@ -30,6 +31,7 @@ from .model import (
     ContainerType,
     EndpointConfig,
     EngineConfig,
+    ManagerConfig,
     NonNegativeInt,
     PortRange,
     PositiveFloat,
@@ -76,7 +78,9 @@ def _structure_engine(value: object, _: object) -> EngineConfig:
 def _structure_provider(value: object, _: object) -> ProviderConfig:
     if not isinstance(value, Mapping):
         raise ConfigValueError(f"expected a mapping with a 'type', got {type_name(value)}")
-    options = dict(value)
+    # An option set to null takes the provider's default: a template renders an option the
+    # user did not give (`{{ worker_init|default() }}`) as null.
+    options = {key: option for key, option in value.items() if option is not None}
     kind = options.pop("type", "LocalProvider")
     check_parsl_options("parsl.providers", "provider", kind, options, ())
     return ProviderConfig(kind, options)
@@ -206,8 +210,20 @@ def _line_of(root: yaml.Node | None, path: tuple) -> int | None:
     return line
 
 
+T = TypeVar("T")
+
+
 def parse_config(text: str, source: str = "<config>") -> EndpointConfig:
     """Build the config from YAML text; raise ConfigError naming every problem found."""
+    return _parse(text, source, EndpointConfig)
+
+
+def parse_manager_config(text: str, source: str = "<config>") -> ManagerConfig:
+    """A template-capable endpoint's config.yaml (no engine: the template has it)."""
+    return _parse(text, source, ManagerConfig)
+
+
+def _parse(text: str, source: str, model: type[T]) -> T:
     try:
         data = yaml.safe_load(text)
         root = yaml.compose(text, Loader=yaml.SafeLoader)
@@ -220,7 +236,7 @@ def parse_config(text: str, source: str = "<config>") -> EndpointConfig:
         found = "an empty file" if data is None else type_name(data)
         raise ConfigError(source, [ConfigProblem((), f"expected a mapping of options, got {found}")])
     try:
-        return _converter.structure(data, EndpointConfig)
+        return _converter.structure(data, model)
     except (BaseValidationError, ConfigValueError) as exc:
         problems = [attrs.evolve(p, line=_line_of(root, p.path)) for p in _problems_from(exc)]
         problems.sort(key=lambda p: p.line or 0)  # in the order a reader meets them in the file

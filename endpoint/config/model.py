@@ -208,3 +208,34 @@ class EndpointConfig:
                     "authentication_policy": self.authentication_policy, "subscription_uuid": self.subscription_id}
         fields.update({key: value for key, value in optional.items() if value is not None})
         return fields
+
+
+@attrs.frozen
+class ManagerConfig:
+    """A template-capable endpoint's config.yaml: what registration and the endpoint itself
+    need; each user endpoint's engine and tuning come from the template (templates.py). The
+    official manager's own keys are accepted: the paths of the template and schema; identity
+    mapping, PAM and the audit log, which concern endpoints run by root for many local users
+    and change nothing for one that runs as one user."""
+
+    display_name: str | None = None
+    amqp_port: AmqpPort | None = None
+    heartbeat_period: PositiveFloat = PositiveFloat(30.0)
+    environment: str | None = None
+    local_compute_services: bool = False
+    debug: bool = False
+    allowed_functions: list[UuidText] | None = None
+    admins: list[UuidText] | None = None
+    authentication_policy: UuidText | None = None
+    subscription_id: UuidText | None = None
+    public: bool = False
+    high_assurance: bool = False
+    user_config_template_path: str | None = None
+    user_config_schema_path: str | None = None
+    identity_mapping_config_path: str | None = None
+    audit_log_path: str | None = None
+    pam: Mapping[str, Any] | None = None
+    mu_child_ep_grace_period_s: PositiveFloat = PositiveFloat(30.0)
+
+    registration_fields = EndpointConfig.registration_fields
+    effective_heartbeat_period = EndpointConfig.effective_heartbeat_period

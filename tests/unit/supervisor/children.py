@@ -71,3 +71,9 @@ def flood(parent, config) -> int:
         for message in parent.receive(timeout=0.5):
             if isinstance(message, Stop):
                 return 0
+
+
+def exit_at_once(parent, config) -> int:
+    setproctitle(f"{config['title']} {current_process().name}")
+    parent.ready()
+    return 0

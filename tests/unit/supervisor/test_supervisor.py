@@ -28,8 +28,10 @@ class Tree:
         self.events = tmp_path / "events.jsonl"
         self.log = tmp_path / "supervisor.log"
         self.stderr = tmp_path / "stderr.log"
+        self.commands = tmp_path / "commands.jsonl"
         setup = {"children": children, "policy": policy or {}, "events": str(self.events),
-                 "log": str(self.log), "stderr": str(self.stderr), "title": self.title, "send_from": send_from}
+                 "log": str(self.log), "stderr": str(self.stderr), "title": self.title, "send_from": send_from,
+                 "commands": str(self.commands)}
         self.process = subprocess.Popen(
             [sys.executable, "-m", "tests.unit.supervisor.tree", json.dumps(setup)], cwd=ROOT)
 
@@ -70,6 +72,11 @@ class Tree:
 
     def ready_count(self, name: str) -> int:
         return sum(1 for e in self.read_events() if e["event"] == "ready" and e["name"] == name)
+
+    def command(self, **command) -> None:
+        """Ask the tree's dispatcher to start or stop a child at run time."""
+        with self.commands.open("a") as commands:
+            commands.write(json.dumps(command) + "\n")
 
     def stop(self, signum: int = signal.SIGTERM) -> int:
         if self.process.poll() is None:
@@ -258,3 +265,32 @@ def test_children_die_with_a_killed_supervisor(make_tree):
         time.sleep(0.05)
     assert not any(psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE
                    for p in pids)
+
+
+def test_children_started_and_stopped_at_run_time(make_tree):
+    """OTP's simple_one_for_one: the dispatcher starts children by spec while the tree runs;
+    they restart by their own policy and leave the tree once ended for good."""
+    tree = make_tree([{"name": "a"}])
+    all_ready(tree, ["a"])
+    tree.command(start="d1")
+    first = tree.pid_of("d1")
+    tree.wait_for(lambda: tree.ready_count("d1") == 1, what="d1 ready")
+    os.kill(first, signal.SIGKILL)  # an abnormal exit: a transient child comes back
+    second = tree.pid_of("d1", other_than=first)
+    tree.wait_for(lambda: tree.ready_count("d1") == 2, what="d1 ready again")
+    tree.command(start="d1")  # one child a name: ignored while it lives
+    tree.command(stop="d1")
+    tree.wait_for(lambda: "d1" not in tree.children() and not psutil.pid_exists(second)
+                  or psutil.Process(second).status() == psutil.STATUS_ZOMBIE, what="d1 gone")
+    time.sleep(1.0)
+    assert "d1" not in tree.children() and tree.ready_count("d1") == 2  # not restarted
+    assert "a" in tree.children() and tree.process.poll() is None
+    tree.command(start="d1")  # a name that left the tree can come again
+    tree.wait_for(lambda: tree.ready_count("d1") == 3, what="d1 started anew")
+    tree.command(start="d2", target="tests.unit.supervisor.children:exit_at_once")
+    tree.wait_for(lambda: any(e["event"] == "exited" and e["name"] == "d2" for e in tree.read_events()),
+                  what="d2 ended")
+    time.sleep(0.5)
+    assert "d2" not in tree.children()  # exited 0: a transient child is not restarted
+    assert tree.stop() == 0
+    assert not tree.children()

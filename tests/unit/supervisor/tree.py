@@ -12,13 +12,16 @@ import logging
 import os
 import sys
 
+from compute_endpoint.supervisor.control import SUPERVISOR, StartChild, StopChild
 from compute_endpoint.supervisor.spec import ChildSpec, Restart, RestartPolicy
 from compute_endpoint.supervisor.supervisor import Supervisor
 
 
 class RecordingDispatcher:
-    def __init__(self, events_path: str):
+    def __init__(self, events_path: str, commands_path: str | None = None, child_config: dict | None = None):
         self.events = open(events_path, "a", buffering=1)  # noqa: SIM115 - lives as long as the tree
+        # Lines the test appends, {"start": NAME, "target": ...} or {"stop": NAME}: run-time children.
+        self.commands_path, self.commands_done, self.child_config = commands_path, 0, child_config or {}
 
     def record(self, **event) -> None:
         self.events.write(json.dumps(event) + "\n")
@@ -41,7 +44,22 @@ class RecordingDispatcher:
         return []
 
     def tick(self, now, tree):
-        return []
+        if not self.commands_path or not os.path.exists(self.commands_path):
+            return []
+        with open(self.commands_path) as commands:
+            lines = commands.read().splitlines()
+        routed = []
+        for line in lines[self.commands_done:]:
+            command = json.loads(line)
+            if "start" in command:
+                target = command.get("target", "tests.unit.supervisor.children:echo")
+                spec = ChildSpec(name=command["start"], target=target,
+                                 restart=Restart(command.get("restart", "transient")), shutdown_timeout_s=2)
+                routed.append((SUPERVISOR, StartChild(spec, self.child_config)))
+            else:
+                routed.append((SUPERVISOR, StopChild(command["stop"], "the test asked")))
+        self.commands_done = len(lines)
+        return routed
 
     def tree_stopping(self):
         self.record(event="stopping")
@@ -58,8 +76,9 @@ def main() -> int:
                        restart=Restart(c.get("restart", "permanent")), shutdown_timeout_s=2)
              for c in setup["children"]]
     policy = RestartPolicy(**setup.get("policy", {}))
-    supervisor = Supervisor(specs, policy, RecordingDispatcher(setup["events"]),
-                            {"title": setup["title"], "send_from": setup.get("send_from")}, title=setup["title"])
+    child_config = {"title": setup["title"], "send_from": setup.get("send_from")}
+    dispatcher = RecordingDispatcher(setup["events"], setup.get("commands"), child_config)
+    supervisor = Supervisor(specs, policy, dispatcher, child_config, title=setup["title"])
     return supervisor.run()
 
 

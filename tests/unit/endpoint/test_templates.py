@@ -1,0 +1,125 @@
+"""User endpoint templates: rendering in the sandbox, options checked against the schema,
+no option able to add keys, the official 4.x files, migration of a classic endpoint."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import yaml
+
+from compute_endpoint.endpoint.config import ConfigError, parse_config, parse_manager_config
+from compute_endpoint.endpoint.templates import (
+    DEFAULT_SCHEMA,
+    DEFAULT_TEMPLATE,
+    TemplateError,
+    default_files,
+    is_template_capable,
+    migrate,
+    render,
+    render_directory,
+    user_environment,
+)
+
+# The template the official 4.19 `configure` writes (its default, shortened to what renders).
+OFFICIAL_TEMPLATE = """\
+endpoint_setup: {{ endpoint_setup|default() }}
+
+engine:
+  type: GlobusComputeEngine
+  max_workers_per_node: 1
+
+  provider:
+    type: LocalProvider
+
+    min_blocks: 0
+    max_blocks: 1
+    init_blocks: 1
+
+    worker_init: {{ worker_init|default() }}
+
+idle_heartbeats_soft: 10
+idle_heartbeats_hard: 5760
+"""
+
+
+def test_the_default_and_the_officials_template_render_to_configs_that_load():
+    for template in (DEFAULT_TEMPLATE, OFFICIAL_TEMPLATE):
+        config = parse_config(render(template, {}, schema=DEFAULT_SCHEMA))
+        assert config.engine.type == "GlobusComputeEngine" and config.idle_heartbeats_soft == 10
+    config = parse_config(render(DEFAULT_TEMPLATE, {"worker_init": "module load py", "max_workers_per_node": 4},
+                                 schema=DEFAULT_SCHEMA))
+    assert config.engine.provider.options["worker_init"] == "module load py"
+    assert config.engine.max_workers_per_node == 4
+
+
+def test_options_are_checked_against_the_schema_and_the_error_names_the_option():
+    with pytest.raises(TemplateError, match="user option worker_init: 5 is not of type 'string'"):
+        render(DEFAULT_TEMPLATE, {"worker_init": 5}, schema=DEFAULT_SCHEMA)
+    with pytest.raises(TemplateError, match="user option max_workers_per_node: 0 is less than the minimum of 1"):
+        render(DEFAULT_TEMPLATE, {"max_workers_per_node": 0}, schema=DEFAULT_SCHEMA)
+    with pytest.raises(TemplateError, match="'_GC' is a name the template reserves"):
+        render(DEFAULT_TEMPLATE, {"_GC": {}})
+    with pytest.raises(TemplateError, match="not a valid JSON schema"):
+        render(DEFAULT_TEMPLATE, {}, schema={"type": "no-such-type"})
+
+
+def test_an_option_cannot_add_keys_of_its_own():
+    attack = 'x"\nengine: {type: ThreadPoolEngine}\nfoo: "'
+    text = render(DEFAULT_TEMPLATE, {"worker_init": attack})
+    config = parse_config(text)
+    assert config.engine.type == "GlobusComputeEngine"
+    assert config.engine.provider.options["worker_init"] == attack  # one string, as given
+
+
+def test_a_missing_option_without_a_default_is_named():
+    with pytest.raises(TemplateError, match="'account' is undefined"):
+        render("engine: {type: ThreadPoolEngine}\naccount: {{ account }}\n", {})
+
+
+def test_the_sandbox_keeps_templates_from_pythons_internals():
+    with pytest.raises(TemplateError, match="sandbox forbids"):
+        render("x: {{ ''.__class__.__mro__[1].__subclasses__() }}\n", {})
+
+
+def test_shell_escape_and_user_runtime():
+    template = "endpoint_setup: {{ setup|shell_escape }}\nengine: {type: ThreadPoolEngine}\n" \
+               "display_name: {{ _GC.user_runtime.python_version }}\n"
+    text = render(template, {"setup": "echo $(rm -rf /)"}, {"python_version": "3.11.7"})
+    config = parse_config(text)
+    assert config.endpoint_setup == "'echo $(rm -rf /)'" and config.display_name == "3.11.7"
+
+
+def test_the_layout_and_its_manager_config(tmp_path):
+    files = default_files("My EP")
+    for name, text in files.items():
+        (tmp_path / name).write_text(text)
+    assert is_template_capable(tmp_path)
+    assert parse_manager_config(files["config.yaml"]).display_name == "My EP"
+    text, config = render_directory(tmp_path, {"worker_init": "true"})
+    assert config.engine.type == "GlobusComputeEngine"
+    with pytest.raises(ConfigError, match="unknown key"):
+        parse_manager_config("engine: {type: ThreadPoolEngine}\n")
+    (tmp_path / "user_environment.yaml").write_text("SITE: /scratch\nN: 4\n")
+    assert user_environment(tmp_path) == {"SITE": "/scratch", "N": "4"}
+    (tmp_path / "user_environment.yaml").write_text("HOME: /elsewhere\n")
+    with pytest.raises(TemplateError, match="sets HOME"):
+        user_environment(tmp_path)
+    (tmp_path / "config.yaml").write_text("engine: {type: ThreadPoolEngine}\n")
+    assert not is_template_capable(tmp_path)  # an engine in config.yaml: a classic endpoint
+
+
+def test_migrating_moves_the_engine_into_the_template_and_keeps_a_backup(tmp_path):
+    classic = ("display_name: Lab\nallowed_functions: [4b116d3c-1703-4f8f-9f6f-39921e5864df]\namqp_port: 5671\n"
+               "engine:\n  type: ThreadPoolEngine\n  max_workers: 3\nidle_heartbeats_soft: 4\n")
+    (tmp_path / "config.yaml").write_text(classic)
+    backup = migrate(tmp_path)
+    assert backup.read_text() == classic and is_template_capable(tmp_path)
+    manager = parse_manager_config((tmp_path / "config.yaml").read_text())
+    assert manager.display_name == "Lab" and manager.amqp_port == 5671 and manager.allowed_functions
+    _, config = render_directory(tmp_path, {})
+    assert config.engine.max_workers == 3 and config.idle_heartbeats_soft == 4 and config.amqp_port == 5671
+    assert json.loads((tmp_path / "user_config_schema.json").read_text()) == DEFAULT_SCHEMA
+    with pytest.raises(TemplateError, match="template-capable already"):
+        migrate(tmp_path)
+    assert "display_name" not in yaml.safe_load((tmp_path / "user_config_template.yaml.j2").read_text())
