@@ -292,6 +292,7 @@ def list_endpoints(obj: EndpointContext) -> None:
 
     from .directory import list_endpoint_dirs
     from .status import EndpointState, endpoint_status, stop_note
+    from .status_board import user_endpoints_of
 
     directories = list_endpoint_dirs(obj.base_dir)
     statuses = [endpoint_status(d) for d in directories]
@@ -301,8 +302,12 @@ def list_endpoints(obj: EndpointContext) -> None:
     table = Texttable(max_width=0)
     table.header(["Endpoint ID", "Status", "Endpoint Name"])
     table.set_cols_dtype(["t", "t", "t"])
-    for status in statuses:
+    for directory, status in zip(directories, statuses, strict=True):
         table.add_row([str(status.endpoint_id), status.label, status.name])
+        if status.state is EndpointState.RUNNING:
+            for name, child in user_endpoints_of(directory).items():  # a template-capable endpoint's
+                table.add_row([str(child.get("endpoint_id")), str(child.get("state", "?")).capitalize(),
+                               f"{status.name}/{name}"])
     click.echo(table.draw())
     for directory, status in zip(directories, statuses, strict=True):
         note = stop_note(directory) if status.state is EndpointState.STOPPED else None

@@ -14,6 +14,7 @@ import traceback
 import uuid
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import attrs
 import psutil
@@ -168,16 +169,43 @@ class StartOptions:
 def start(directory: EndpointDirectory, echo: Echo, options: StartOptions = StartOptions()) -> int:
     """Start the endpoint: check, authenticate, register, spawn. Returns the exit code for the
     CLI (after the run, when in the foreground)."""
+    from .templates import is_template_capable
+
+    if is_template_capable(directory.path):
+        return _start_template_capable(directory, echo, options)
     config, config_text = _check(directory, echo)
     identity, token, url = _authenticate(directory, config, echo)
     settings = _register(directory, config, config_text, identity, token, url, options, echo)
-    return _spawn(directory, settings, config, options, echo)
+    from .tree import run_tree
+
+    return _spawn(directory, options, echo, getattr(config, "endpoint_teardown", None), settings.debug,
+                  lambda progress: run_tree(settings, config, progress, debug_flag=options.debug))
 
 
-def _check(directory: EndpointDirectory, echo: Echo):
-    """Not running already; the config loads; endpoint_setup ran."""
-    from .config import load_config
+def _start_template_capable(directory: EndpointDirectory, echo: Echo, options: StartOptions) -> int:
+    """A template-capable endpoint: its own tree runs a command link, and user endpoints on
+    request (manager.py)."""
+    from .config import parse_manager_config
+    from .manager import manager_settings, registration_metadata, run_manager_tree
 
+    _check_not_running(directory, echo)
+    config_text = directory.config_file.read_text()
+    config = parse_manager_config(config_text, str(directory.config_file))
+    directory.log_file.touch(mode=0o600)
+    identity, token, url = _authenticate(directory, config, echo)
+    registration = _registration(directory, config, config_text, identity, token, url, options, echo,
+                                 registration_metadata(directory.path))
+    settings = manager_settings(directory, config, registration, options.debug or config.debug)
+    _check_broker(settings.command_url, settings.command_queue, config.amqp_port, echo)
+    _record_registration(directory, registration, identity, echo)
+    owner = directory.read_owner()
+    owner_id = str(owner["id"]) if owner else None
+    return _spawn(directory, options, echo, None, settings.debug,
+                  lambda progress: run_manager_tree(settings, config, directory.path, owner_id, progress,
+                                                    settings.debug))
+
+
+def _check_not_running(directory: EndpointDirectory, echo: Echo) -> None:
     status = endpoint_status(directory)
     if status.state is EndpointState.RUNNING:
         raise LifecycleError(f"Endpoint {directory.name} is already running (pid {status.pid}).")
@@ -187,6 +215,13 @@ def _check(directory: EndpointDirectory, echo: Echo):
             f"there; if it does not run there any more, remove {directory.pid_file} and start again.")
     if status.state is EndpointState.DISCONNECTED:
         clean_up_unclean_stop(directory, echo)
+
+
+def _check(directory: EndpointDirectory, echo: Echo):
+    """Not running already; the config loads; endpoint_setup ran."""
+    from .config import load_config
+
+    _check_not_running(directory, echo)
     config_text = directory.config_file.read_text()
     config = load_config(directory.config_file)
     _check_engine_address(config, directory)
@@ -235,26 +270,35 @@ def _register(directory: EndpointDirectory, config, config_text: str, identity, 
               options: StartOptions, echo: Echo):
     """Register with the service and check its broker answers; then record the endpoint's id.
     Returns the settings of the tree to start."""
-    from ..protocol.urls import redact_url
-    from .registration import RegistrationError, register
     from .tree import worker_settings
+
+    registration = _registration(directory, config, config_text, identity, token, url, options, echo)
+    settings = worker_settings(directory.name, directory.path, directory.log_file, config, config_text,
+                               registration, options.debug or config.debug)
+    _check_broker(settings.task_queue_url, settings.task_queue, config.amqp_port, echo)
+    _record_registration(directory, registration, identity, echo)
+    return settings
+
+
+def _registration(directory: EndpointDirectory, config, config_text: str, identity, token: str, url: str,
+                  options: StartOptions, echo: Echo, metadata: dict | None = None) -> dict:
+    from .registration import RegistrationError, register
 
     echo(f"Registering with the Compute service at {url} as {identity} ...")
     try:
-        registration = register(url, token, directory.name, _endpoint_id_to_register(directory, options),
-                                config.display_name, config_text, config.registration_fields())
+        return register(url, token, directory.name, _endpoint_id_to_register(directory, options),
+                        config.display_name, config_text, config.registration_fields(), metadata)
     except RegistrationError as exc:
         raise LifecycleError(f"Registration failed: {exc}", exc.exit_code) from None
+
+
+def _record_registration(directory: EndpointDirectory, registration: dict, identity, echo: Echo) -> None:
+    """Recorded only once the broker answered: an endpoint that could not start is not listed
+    as one that ran."""
     endpoint_id = registration["endpoint_id"]
-    settings = worker_settings(directory.name, directory.path, directory.log_file, config, config_text,
-                               registration, options.debug or config.debug)
-    echo(f"Checking the broker at {redact_url(settings.task_queue_url)} ...")
-    _check_broker(settings.task_queue_url, settings.task_queue, config.amqp_port)
-    # Recorded only now: an endpoint that could not start is not listed as one that ran.
     owner = directory.read_owner()
     directory.write_endpoint_id(_uuid(endpoint_id), owner or {"id": identity.id, "username": identity.username})
     echo(f"Starting endpoint; registered ID: {endpoint_id}")
-    return settings
 
 
 def _endpoint_id_to_register(directory: EndpointDirectory, options: StartOptions) -> uuid.UUID | None:
@@ -266,10 +310,16 @@ def _endpoint_id_to_register(directory: EndpointDirectory, options: StartOptions
     return known or options.endpoint_uuid
 
 
-def _spawn(directory: EndpointDirectory, settings, config, options: StartOptions, echo: Echo) -> int:
+# Runs the tree, told how to report start-up progress: (exit code, why it stopped).
+TreeBody = Callable[[Any], tuple[int, "str | None"]]
+
+
+def _spawn(directory: EndpointDirectory, options: StartOptions, echo: Echo, teardown: str | None, debug: bool,
+           body: TreeBody) -> int:
     """Run the tree here (foreground), or in a daemon, waiting for its start-up progress."""
+    run = _Run(directory, options, teardown, debug, body)
     if options.foreground:
-        return _run(directory, settings, config, fd=None, echo=echo, options=options)
+        return run(fd=None, echo=echo)
     from .daemon import daemonize, read_progress
 
     is_foreground, fd = daemonize(str(directory.log_file))
@@ -280,7 +330,7 @@ def _spawn(directory: EndpointDirectory, settings, config, options: StartOptions
                              f"({directory.log_file}):\n{log_tail(directory.log_file)}", exit_code=Exit.FAILED)
     code = 1
     try:
-        code = _run(directory, settings, config, fd=fd, echo=None, options=options)
+        code = run(fd=fd, echo=None)
     except BaseException:
         traceback.print_exc()  # stderr is the log now
     finally:
@@ -336,9 +386,10 @@ def _uuid(value: str) -> uuid.UUID:
 BROKER_CHECK_TIMEOUT_S = 5
 
 
-def _check_broker(url: str, queue: str, amqp_port: int | None = None) -> None:
+def _check_broker(url: str, queue: str, amqp_port: int | None = None, echo: Echo = lambda _: None) -> None:
     from ..protocol.urls import broker_connection, embedded_folder, explain_tls_error, is_embedded, redact_url
 
+    echo(f"Checking the broker at {redact_url(url)} ...")
     if is_embedded(url) and not Path(embedded_folder(url)).is_dir():
         raise LifecycleError(f"The service hands out the embedded broker in {embedded_folder(url)}, which is not "
                              "on this machine: run the endpoint where the service runs, or serve with RabbitMQ.",
@@ -359,27 +410,35 @@ def _check_broker(url: str, queue: str, amqp_port: int | None = None) -> None:
                              exit_code=Exit.UNAVAILABLE) from None
 
 
-def _run(directory: EndpointDirectory, settings, config, fd: int | None, echo: Echo | None,
-         options: StartOptions) -> int:
+@attrs.frozen
+class _Run:
     """The daemon (or --foreground) body: pid file, logging, the tree, teardown."""
-    from ..workers.logs import setup_logging
-    from .daemon import Progress, own_pid_record
-    from .tree import run_tree
 
-    directory.write_pid_record(own_pid_record())
-    directory.forget_last_stop()
-    setup_logging(str(directory.log_file), "supervisor", settings.debug,
-                  to_console=options.foreground and options.log_to_console)
-    code, reason = run_tree(settings, config, Progress(fd, echo), debug_flag=options.debug)
-    directory.write_last_stop(reason or f"exit code {code}", code)
-    if config.endpoint_teardown:
-        try:
-            run_hook("endpoint_teardown", config.endpoint_teardown, directory.log_file, log.info)
-        except LifecycleError as exc:
-            log.error("%s", exc)
-    if code == 0:
-        directory.remove_pid_file()  # a clean stop: Stopped, not Disconnected
-    return code
+    directory: EndpointDirectory
+    options: StartOptions
+    teardown: str | None
+    debug: bool
+    body: TreeBody
+
+    def __call__(self, fd: int | None, echo: Echo | None) -> int:
+        from ..workers.logs import setup_logging
+        from .daemon import Progress, own_pid_record
+
+        directory = self.directory
+        directory.write_pid_record(own_pid_record())
+        directory.forget_last_stop()
+        setup_logging(str(directory.log_file), "supervisor", self.debug,
+                      to_console=self.options.foreground and self.options.log_to_console)
+        code, reason = self.body(Progress(fd, echo))
+        directory.write_last_stop(reason or f"exit code {code}", code)
+        if self.teardown:
+            try:
+                run_hook("endpoint_teardown", self.teardown, directory.log_file, log.info)
+            except LifecycleError as exc:
+                log.error("%s", exc)
+        if code == 0:
+            directory.remove_pid_file()  # a clean stop: Stopped, not Disconnected
+        return code
 
 
 # ---------------------------------------------------------------- stop

@@ -25,11 +25,14 @@ class RegistrationError(Exception):
 
 
 def register(service_url: str, token: str, name: str, endpoint_id: uuid.UUID | None,
-             display_name: str | None, config_text: str, fields: dict[str, Any] | None = None) -> dict:
-    """Register; ``fields`` are the config's registration fields (allowed_functions, public...)."""
+             display_name: str | None, config_text: str, fields: dict[str, Any] | None = None,
+             metadata: dict[str, Any] | None = None) -> dict:
+    """Register; ``fields`` are the config's registration fields (allowed_functions, public...),
+    ``metadata`` what else the service is told (a template-capable endpoint's template)."""
     body: dict[str, Any] = {**(fields or {}), "endpoint_name": name, "metadata": {
         "endpoint_version": __version__, "python_version": platform.python_version(),
-        "hostname": socket.getfqdn(), "local_user": getpass.getuser(), "endpoint_config": config_text}}
+        "hostname": socket.getfqdn(), "local_user": getpass.getuser(), "endpoint_config": config_text,
+        **(metadata or {})}}
     if display_name:
         body["display_name"] = display_name
     headers = {"Authorization": f"Bearer {token}", "User-Agent": f"compute-endpoint/{__version__}"}

@@ -50,3 +50,10 @@ def read_status(directory: Path) -> dict | None:
     except (OSError, ValueError):
         return None
     return snapshot if isinstance(snapshot, dict) else None
+
+
+def user_endpoints_of(directory) -> dict:
+    """A running template-capable endpoint's user endpoints, as its supervisor last wrote them."""
+    snapshot = read_status(directory.path)
+    found = (snapshot or {}).get("user_endpoints")
+    return found if isinstance(found, dict) else {}

@@ -12,6 +12,7 @@ import attrs
 import cattrs
 
 from ..protocol.urls import is_embedded, portable_vhost, with_port
+from ..supervisor.pipe import ParentPipe
 from ..supervisor.spec import ChildSpec, RestartPolicy
 from ..supervisor.supervisor import Supervisor
 from ..workers.payloads import TASK_BODIES, PayloadStore
@@ -33,16 +34,16 @@ CHILD_TARGETS = {
 }
 
 
-def _url(url: str, amqp_port: int | None) -> str:
+def broker_url(url: str, amqp_port: int | None) -> str:
     if is_embedded(url):
         return url  # a folder on this machine: no port, no vhost
     url = portable_vhost(url)
     return with_port(url, amqp_port) if amqp_port else url
 
 
-def _publish_target(info: dict, amqp_port: int | None) -> PublishTarget:
+def publish_target(info: dict, amqp_port: int | None) -> PublishTarget:
     kwargs = info.get("queue_publish_kwargs") or {}
-    return PublishTarget(connection_url=_url(info["connection_url"], amqp_port),
+    return PublishTarget(connection_url=broker_url(info["connection_url"], amqp_port),
                          exchange=kwargs.get("exchange", info.get("exchange", "")),
                          routing_key=kwargs.get("routing_key", info.get("queue", "")),
                          mandatory=bool(kwargs.get("mandatory", True)),
@@ -54,9 +55,9 @@ def worker_settings(name: str, directory_path: Path, log_file: Path, config: End
     task_info = registration["task_queue_info"]
     settings = WorkerSettings(
         endpoint_id=str(registration["endpoint_id"]), endpoint_name=name, log_file=str(log_file), debug=debug,
-        task_queue_url=_url(task_info["connection_url"], config.amqp_port), task_queue=task_info["queue"],
-        results=_publish_target(registration["result_queue_info"], config.amqp_port),
-        heartbeats=_publish_target(registration["heartbeat_queue_info"], config.amqp_port),
+        task_queue_url=broker_url(task_info["connection_url"], config.amqp_port), task_queue=task_info["queue"],
+        results=publish_target(registration["result_queue_info"], config.amqp_port),
+        heartbeats=publish_target(registration["heartbeat_queue_info"], config.amqp_port),
         engine={}, run_dir=str(directory_path),
         command_queue=(registration.get("command_queue_info") or {}).get("queue", ""),
     )
@@ -105,8 +106,9 @@ def prefetch_for(engine) -> int:
 
 
 def run_tree(settings: WorkerSettings, config: EndpointConfig, progress: Progress,
-             debug_flag: bool = False) -> tuple[int, str | None]:
-    """Run the tree to its end: (exit code, why it stopped). ``debug_flag``: --debug was given."""
+             debug_flag: bool = False, parent: ParentPipe | None = None) -> tuple[int, str | None]:
+    """Run the tree to its end: (exit code, why it stopped). ``debug_flag``: --debug was given.
+    ``parent``: the tree is a user endpoint, a child of a template-capable endpoint's tree."""
     specs = [ChildSpec(name=role, target=target, title=settings.role_title(role),
                        shutdown_timeout_s=30.0 if role == ENGINE else 10.0)
              for role, target in CHILD_TARGETS.items()]
@@ -117,7 +119,7 @@ def run_tree(settings: WorkerSettings, config: EndpointConfig, progress: Progres
                                     ep_info=_ep_info(settings), engine_type=config.engine.type, status_board=board)
     dispatcher.startup_listener = _startup_progress(settings, dispatcher, progress)
     supervisor = Supervisor(specs, policy, dispatcher, settings, title=settings.title,
-                            reload=ConfigReloader(settings, config, dispatcher, debug_flag))
+                            reload=ConfigReloader(settings, config, dispatcher, debug_flag), parent=parent)
     log.info("starting endpoint %s (%s)", settings.endpoint_name, settings.endpoint_id)
     # Bodies of tasks a previous run held: the broker delivers those tasks again.
     task_bodies = PayloadStore(Path(settings.run_dir) / TASK_BODIES)

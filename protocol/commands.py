@@ -1,13 +1,21 @@
 """Commands the service sends a running endpoint on the endpoint's command queue: a small
 JSON body, ``application/json``, stamped with the time it was sent. As the official
 endpoint does with its commands, one older than MAX_AGE_S is dropped: a stop meant for a
-run long gone must not stop the next one."""
+run long gone must not stop the next one.
+
+Two commands: ``stop_endpoint`` (ours), and the official ``cmd_start_endpoint`` that a
+template-capable endpoint (a manager) gets to start a user endpoint:
+``{"command": "cmd_start_endpoint", "globus_identity_set": [{"sub": ...}], "kwargs": {"name",
+"amqp_creds": {endpoint_id, task_queue_info, result_queue_info, heartbeat_queue_info},
+"user_opts": {...}, "user_runtime": {...}}}``."""
 
 from __future__ import annotations
 
 import datetime
 import json
+import re
 import time
+import uuid
 
 import attrs
 
@@ -15,11 +23,25 @@ CONTENT_TYPE = "application/json"
 MAX_AGE_S = 180
 MAX_COMMAND_BYTES = 64 * 1024
 STOP_ENDPOINT = "stop_endpoint"
+START_ENDPOINT = "cmd_start_endpoint"
+# A user endpoint's name becomes a directory's: letters, digits, dot, dash, underscore.
+USER_ENDPOINT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+QUEUE_INFO_KEYS = ("task_queue_info", "result_queue_info", "heartbeat_queue_info")
 
 
 @attrs.frozen
 class StopEndpoint:
     reason: str
+
+
+@attrs.frozen
+class StartUserEndpoint:
+    name: str
+    endpoint_id: str
+    amqp_creds: dict  # what registration answers for a classic endpoint, for this user endpoint
+    user_opts: dict
+    user_runtime: dict
+    identities: frozenset[str]  # the submitting user's identity set (subs)
 
 
 @attrs.frozen
@@ -35,7 +57,19 @@ def stop_endpoint(reason: str, now: float | None = None) -> tuple[bytes, dict]:
     return body, {"content_type": CONTENT_TYPE, "timestamp": int(now if now is not None else time.time())}
 
 
-def read(body: bytes | str, properties: dict, now: float | None = None) -> StopEndpoint | Refused:
+def start_endpoint(name: str, amqp_creds: dict, user_opts: dict, user_runtime: dict | None,
+                   identities: list[str], now: float | None = None) -> tuple[bytes, dict]:
+    """The body and AMQP properties of a start command, as the official service sends it."""
+    body = json.dumps({"command": START_ENDPOINT, "globus_identity_set": [{"sub": sub} for sub in identities],
+                       "args": [], "kwargs": {"name": name, "amqp_creds": amqp_creds, "user_opts": user_opts,
+                                              "user_runtime": user_runtime or {}}}).encode()
+    return body, {"content_type": CONTENT_TYPE, "timestamp": int(now if now is not None else time.time())}
+
+
+Command = StopEndpoint | StartUserEndpoint
+
+
+def read(body: bytes | str, properties: dict, now: float | None = None) -> Command | Refused:
     if properties.get("content_type") != CONTENT_TYPE:
         return Refused(f"content type {properties.get('content_type')!r}, not {CONTENT_TYPE}")
     sent = _seconds(properties.get("timestamp"))
@@ -52,10 +86,34 @@ def read(body: bytes | str, properties: dict, now: float | None = None) -> StopE
         return Refused(f"not JSON: {exc}")
     if not isinstance(data, dict):
         return Refused(f"a JSON {type(data).__name__}, not an object")
+    if data.get("command") == START_ENDPOINT:
+        return _start(data)
     if data.get("command") != STOP_ENDPOINT:
-        return Refused(f"unknown command {str(data.get('command'))[:80]!r}; known: {STOP_ENDPOINT}")
+        return Refused(f"unknown command {str(data.get('command'))[:80]!r}; known: {STOP_ENDPOINT}, {START_ENDPOINT}")
     reason = data.get("reason")
     return StopEndpoint(reason[:500] if isinstance(reason, str) else "asked by the service")
+
+
+def _start(data: dict) -> StartUserEndpoint | Refused:
+    kwargs = data.get("kwargs")
+    if not isinstance(kwargs, dict):
+        return Refused("a start command without kwargs")
+    name, creds = kwargs.get("name"), kwargs.get("amqp_creds")
+    if not isinstance(name, str) or not USER_ENDPOINT_NAME.fullmatch(name):
+        return Refused(f"a user endpoint name must be letters, digits, '.', '-' or '_' (1 to 128), "
+                       f"got {str(name)[:80]!r}")
+    if not isinstance(creds, dict) or not all(isinstance(creds.get(key), dict) for key in QUEUE_INFO_KEYS):
+        return Refused(f"amqp_creds must hold {', '.join(QUEUE_INFO_KEYS)}")
+    try:
+        endpoint_id = str(uuid.UUID(str(creds.get("endpoint_id"))))
+    except ValueError:
+        return Refused(f"amqp_creds.endpoint_id {str(creds.get('endpoint_id'))[:80]!r} is not a UUID")
+    options, runtime = kwargs.get("user_opts") or {}, kwargs.get("user_runtime") or {}
+    if not isinstance(options, dict) or not isinstance(runtime, dict):
+        return Refused("user_opts and user_runtime must be JSON objects")
+    identity_set = data.get("globus_identity_set") or []
+    identities = frozenset(str(one.get("sub")) for one in identity_set if isinstance(one, dict) and one.get("sub"))
+    return StartUserEndpoint(name, endpoint_id, creds, options, runtime, identities)
 
 
 def _seconds(stamp: object) -> float | None:

@@ -171,7 +171,9 @@ class Broker:
         self._run(publish)
 
     def send_stop(self, endpoint_id: str, reason: str) -> None:
-        body, properties = commands.stop_endpoint(reason)
+        self.send_command(endpoint_id, *commands.stop_endpoint(reason))
+
+    def send_command(self, endpoint_id: str, body: bytes, properties: dict) -> None:
         self._run(lambda p: p.publish(body, exchange="", routing_key=command_queue(endpoint_id).name,
                                       delivery_mode=2, **properties))
 

@@ -223,6 +223,14 @@ class Store:
                 db.execute(endpoints.insert().values(id=endpoint_id, owner=owner, created=time.time(),
                                                      **values))
 
+    def update_endpoint_settings(self, owner: str, endpoint_id: str, changes: dict) -> None:
+        with self.engine.begin() as db:
+            row = db.execute(sa.select(endpoints.c.settings).where(endpoints.c.id == endpoint_id,
+                                                                    endpoints.c.owner == owner)).first()
+            if row is not None:
+                db.execute(endpoints.update().where(endpoints.c.id == endpoint_id, endpoints.c.owner == owner)
+                           .values(settings={**(row.settings or {}), **changes}))
+
     def endpoint(self, owner: str, endpoint_id: str) -> Any:
         with self.engine.connect() as db:
             return db.execute(sa.select(endpoints).where(endpoints.c.id == endpoint_id, endpoints.c.owner == owner,

@@ -19,7 +19,8 @@ from typing import Any, Protocol
 from setproctitle import setproctitle
 
 from .child import Child, describe_exit, spawn_context
-from .control import SUPERVISOR, Pong, Ready, StartChild, StopChild, StopTree
+from .control import SUPERVISOR, Pong, Ready, StartChild, Stop, StopChild, StopTree
+from .pipe import ParentPipe
 from .signals import SignalQueue
 from .spec import HALT_CODES, ChildSpec, ExitCode, Restart, RestartPolicy
 from .states import LIVE_STATES, ChildState
@@ -57,13 +58,18 @@ class Supervisor:
     TICK_S = 0.25
 
     def __init__(self, specs: Sequence[ChildSpec], policy: RestartPolicy, dispatcher: Dispatcher,
-                 child_config: object, title: str = "", reload: Callable[[], object] | None = None):
+                 child_config: object, title: str = "", reload: Callable[[], object] | None = None,
+                 parent: ParentPipe | None = None):
         self.context = spawn_context()
         # On SIGHUP, before the rolling restart: the children's new config, or an exception that
         # says why the running one stays (gunicorn's reload).
         self.reload = reload
         self.children = {s.name: Child(s, self.context, child_config) for s in specs}
         self.dynamic: set[str] = set()  # children started at run time (StartChild)
+        # A supervisor that is itself a child (a sub-tree, as in OTP): it answers its parent's
+        # pings from this loop, stops when told, and says it is ready once its children are.
+        self.parent = parent
+        self._told_parent_ready = False
         self.order = [s.name for s in specs]
         self.policy = policy
         self.dispatcher = dispatcher
@@ -100,10 +106,14 @@ class Supervisor:
                 if c.process is not None and c.conn is not None]
         waitables: list[Any] = [self.signals.reader, *(conn for _, conn, _ in live),
                                 *(sentinel for _, _, sentinel in live)]
+        if self.parent is not None:
+            waitables.append(self.parent.conn)
         ready = wait(waitables, timeout=self._next_timeout())
         now = time.monotonic()
         if self.signals.reader in ready:
             self._handle_signals()
+        if self.parent is not None and self.parent.conn in ready:
+            self._handle_parent()
         for child, conn, _ in live:
             if conn in ready:
                 self._handle_messages(child)
@@ -177,11 +187,29 @@ class Supervisor:
                 child.change_state(ChildState.RUNNING, f"ready in {time.monotonic() - child.started_at:.2f} s")
                 self._send(self.dispatcher.child_ready(child.name))
                 self._boot_next()
+                self._tell_parent_if_ready()
                 if self.rolling and self.rolling[0] == child.name:
                     self.rolling.pop(0)
                     self._roll_next()
         else:
             self._send(self.dispatcher.route(child.name, message))
+
+    def _handle_parent(self) -> None:
+        assert self.parent is not None
+        try:
+            messages = self.parent.receive(0)  # pings are answered in there
+        except (EOFError, OSError):
+            self.stop("the parent supervisor is gone")
+            return
+        for message in messages:
+            if isinstance(message, Stop):
+                self.stop(message.reason or "asked by the parent supervisor")
+
+    def _tell_parent_if_ready(self) -> None:
+        if (self.parent is not None and not self._told_parent_ready and not self.booting
+                and all(c.state is ChildState.RUNNING for c in self.children.values())):
+            self._told_parent_ready = True
+            self.parent.ready()
 
     def _send(self, routed: Iterable[Routed]) -> None:
         for name, message in routed:

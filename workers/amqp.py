@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import signal
 import time
+from typing import Protocol
 
 import kombu
 
@@ -13,8 +14,7 @@ from ..protocol.reconnecting import FatalBrokerError, ReconnectingClient
 from ..supervisor.pipe import ParentPipe
 from ..supervisor.spec import ExitCode
 from .pipe_messages import BrokerState
-from .settings import WorkerSettings
-from .startup import begin_child
+from .startup import ChildSettings, begin_child
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +30,11 @@ def drain(connection: kombu.Connection, timeout: float) -> bool:
         return False
 
 
+class LinkSettings(ChildSettings, Protocol):
+    @property
+    def broker_silence_s(self) -> float: ...
+
+
 class BrokerLink(ReconnectingClient):
     """A link process's life with the broker (connect, one session, reconnect: see
     ReconnectingClient), answering the supervisor while it waits to connect again. A link
@@ -40,7 +45,7 @@ class BrokerLink(ReconnectingClient):
     # Connect again when asked to stop while disconnected? (to publish what is left)
     reconnect_while_stopping = False
 
-    def __init__(self, parent: ParentPipe, settings: WorkerSettings):
+    def __init__(self, parent: ParentPipe, settings: LinkSettings):
         self.parent = parent  # the pipe to the supervisor
         self.settings = settings
         self.stopping: str | None = None
@@ -68,7 +73,7 @@ class BrokerLink(ReconnectingClient):
         return True
 
 
-def run_link(link_class: type[BrokerLink], parent: ParentPipe, settings: WorkerSettings) -> int:
+def run_link(link_class: type[BrokerLink], parent: ParentPipe, settings: LinkSettings) -> int:
     """The body of a link process's main: title and logging first, then the link's loop.
 
     A broker that refuses the credentials cannot be fixed by restarting: that exits

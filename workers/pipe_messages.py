@@ -100,3 +100,19 @@ class BrokerState:
     connected: bool
     detail: str
     since: float  # wall clock
+
+
+@attrs.frozen
+class CommandReceived:
+    """A command from the service (protocol/commands.py), to act on; the command link
+    acknowledges it once told (AckCommand)."""
+
+    generation: str
+    delivery_tag: int
+    command: object
+
+
+@attrs.frozen
+class AckCommand:
+    generation: str
+    delivery_tag: int

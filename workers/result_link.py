@@ -46,6 +46,7 @@ class ResultLink(BrokerLink):
     death in the supervisor's dispatcher."""
 
     role = "result link"
+    settings: WorkerSettings
     reconnect_while_stopping = True  # to publish what is left, the final status report included
 
     def __init__(self, parent: ParentPipe, settings: WorkerSettings):

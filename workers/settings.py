@@ -51,3 +51,27 @@ class WorkerSettings:
 
     def role_title(self, role: str) -> str:
         return f"{self.title} {role}"
+
+
+@attrs.frozen
+class ManagerSettings:
+    """What the children of a template-capable endpoint's root tree are given: the command
+    link's queue, and where the endpoint's own status reports go."""
+
+    endpoint_id: str
+    endpoint_name: str
+    log_file: str
+    debug: bool
+    command_url: str
+    command_queue: str
+    heartbeats: PublishTarget
+    heartbeat_period_s: float = 30.0
+    run_dir: str = ""
+    broker_silence_s: float = 120.0
+
+    @property
+    def title(self) -> str:
+        return tree_title(self.endpoint_id, self.endpoint_name)
+
+    def role_title(self, role: str) -> str:
+        return f"{self.title} {role}"

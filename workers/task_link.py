@@ -52,6 +52,7 @@ class TaskLink(BrokerLink):
     """
 
     role = "task link"
+    settings: WorkerSettings
 
     def __init__(self, parent: ParentPipe, settings: WorkerSettings):
         super().__init__(parent, settings)
@@ -136,6 +137,8 @@ class TaskLink(BrokerLink):
         if isinstance(command, commands.StopEndpoint):
             log.info("the Compute service asks this endpoint to stop (%s)", command.reason)
             self.parent.send(StopRequested(command.reason))
+        else:  # a start: for template-capable endpoints (command_link.py), not this one
+            log.warning("ignored a %s command: this endpoint is not template-capable", type(command).__name__)
 
     def _start_consuming(self) -> None:
         prefetch = self._prefetch_now()

@@ -201,13 +201,17 @@ class EndpointConfig:
         return max(MIN_HEARTBEAT_PERIOD_S, self.heartbeat_period)
 
     def registration_fields(self) -> dict[str, Any]:
-        """What registration sends besides the name and metadata, as the official sends it:
-        the optional ones only when set."""
-        fields: dict[str, Any] = {"public": self.public, "high_assurance": self.high_assurance}
-        optional = {"allowed_functions": self.allowed_functions, "admins": self.admins,
-                    "authentication_policy": self.authentication_policy, "subscription_uuid": self.subscription_id}
-        fields.update({key: value for key, value in optional.items() if value is not None})
-        return fields
+        return _registration_fields(self)
+
+
+def _registration_fields(config: EndpointConfig | ManagerConfig) -> dict[str, Any]:
+    """What registration sends besides the name and metadata, as the official sends it: the
+    optional ones only when set."""
+    fields: dict[str, Any] = {"public": config.public, "high_assurance": config.high_assurance}
+    optional = {"allowed_functions": config.allowed_functions, "admins": config.admins,
+                "authentication_policy": config.authentication_policy, "subscription_uuid": config.subscription_id}
+    fields.update({key: value for key, value in optional.items() if value is not None})
+    return fields
 
 
 @attrs.frozen
@@ -237,5 +241,9 @@ class ManagerConfig:
     pam: Mapping[str, Any] | None = None
     mu_child_ep_grace_period_s: PositiveFloat = PositiveFloat(30.0)
 
-    registration_fields = EndpointConfig.registration_fields
-    effective_heartbeat_period = EndpointConfig.effective_heartbeat_period
+    @property
+    def effective_heartbeat_period(self) -> float:
+        return max(MIN_HEARTBEAT_PERIOD_S, self.heartbeat_period)
+
+    def registration_fields(self) -> dict[str, Any]:
+        return _registration_fields(self)

@@ -43,8 +43,11 @@ def register(store: Store, broker: Broker, owner: str, endpoint_id: str, body: E
     if existing is not None and (existing.locked_until or 0) > time.time():
         raise ApiError(423, f"endpoint {endpoint_id} is locked until {time.ctime(existing.locked_until)}")
     allowed = [str(f) for f in body.allowed_functions] if body.allowed_functions is not None else None
+    settings = body.settings()
+    # A template-capable endpoint sends its template, as the official manager does.
+    settings["template_capable"] = bool(body.metadata and "user_config_template" in body.metadata)
     store.upsert_endpoint(owner, endpoint_id, body.endpoint_name, body.display_name,
-                          bool(body.public), body.metadata, allowed, body.settings())
+                          bool(body.public), body.metadata, allowed, settings)
     try:
         connection_url = broker.declare_endpoint(endpoint_id)
     except Exception as exc:
@@ -82,12 +85,16 @@ def get_endpoint(endpoint_id: uuid.UUID, owner: Identity, store: StoreDep) -> di
 @router.get("/v2/endpoints/{endpoint_id}/status")
 def endpoint_status(endpoint_id: uuid.UUID, owner: Identity, store: StoreDep, settings: SettingsDep) -> dict:
     row = owned_endpoint(store, owner, endpoint_id)
+    online = is_online(row, settings.heartbeat_grace_s)
+    return {"status": "online" if online else "offline", "details": row.report or {}}
+
+
+def is_online(row, grace_s: float) -> bool:
+    """A fresh status report (within two of its periods) that does not say it stopped."""
     report = row.report or {}
     period = report.get("heartbeat_period") or 30
-    fresh = row.last_report is not None and (
-        time.time() - row.last_report < max(2 * period, settings.heartbeat_grace_s))
-    online = fresh and report.get("active", True) is not False
-    return {"status": "online" if online else "offline", "details": report}
+    fresh = row.last_report is not None and time.time() - row.last_report < max(2 * period, grace_s)
+    return fresh and report.get("active", True) is not False
 
 
 @router.delete("/v2/endpoints/{endpoint_id}")

@@ -16,6 +16,7 @@ from ..broker import OutgoingTask, queue_prefix
 from ..http import ApiError, BrokerDep, Identity, SettingsDep, StoreDep, not_found
 from ..schemas import BatchStatusRequest, Submission
 from ..store import PENDING, Store
+from ..user_endpoints import route_to_user_endpoint
 from .endpoints import owned_endpoint
 
 router = APIRouter()
@@ -31,6 +32,13 @@ def submit(endpoint_id: uuid.UUID, body: Submission, owner: Identity, store: Sto
             if str(function_id) not in endpoint.allowed_functions:
                 raise ApiError(403, f"function {function_id} is not allowed on endpoint {endpoint_id}: its "
                                     "configuration lists the functions it runs (allowed_functions)")
+    target = str(endpoint_id)
+    if (endpoint.settings or {}).get("template_capable"):
+        try:  # to the user endpoint of these options (started if need be)
+            target = route_to_user_endpoint(store, broker, owner, endpoint, body.user_endpoint_config or {},
+                                            body.user_runtime, settings.heartbeat_grace_s)
+        except Exception as exc:
+            raise ApiError(503, f"the message broker is unavailable: {exc}") from None
     task_group_id = store.ensure_task_group(owner, str(body.task_group_id) if body.task_group_id else None)
     if task_group_id is None:
         raise not_found("task group", body.task_group_id)
@@ -47,11 +55,11 @@ def submit(endpoint_id: uuid.UUID, body: Submission, owner: Identity, store: Sto
             task = messages.Task(task_id=uuid.UUID(task_id), task_buffer=function_code[str(function_id)] + payload)
             outgoing.append(OutgoingTask(task_id, str(function_id), messages.pack(task), spec,
                                          body.result_serializers))
-    store.create_tasks(owner, str(endpoint_id), task_group_id, function_of_task)
+    store.create_tasks(owner, target, task_group_id, function_of_task)
     try:
         if body.create_queue:
             broker.declare_task_group(owner, task_group_id)
-        broker.publish_tasks(str(endpoint_id), outgoing)
+        broker.publish_tasks(target, outgoing)
     except Exception as exc:
         store.complete_tasks([{"id": t, "status": "failed", "completion_t": str(time.time()),
                                "exception": f"the task could not be queued: {exc}"} for t in function_of_task])

@@ -1,0 +1,203 @@
+"""A template-capable endpoint's own tree: a tree of trees, as in OTP where a supervisor's
+child may itself be a supervisor.
+
+    Globus Compute Endpoint (<id>, <name>)                        the root supervisor
+     \\_ ... command link                                          the service's commands
+     \\_ Globus Compute Endpoint (<user endpoint id>, <name>)     one per user endpoint: a
+         \\_ ... task link, result link, engine                    supervisor of a classic tree
+
+The command link hands each start command to the ManagerDispatcher, which renders the
+template with the user's options (templates.py), and asks the root supervisor to start the
+user endpoint as a child (StartChild); the command is acknowledged once that is done.
+A user endpoint is TRANSIENT: restarted when it dies, gone when it stops itself (its
+template's idle limits) or is stopped. Each keeps its files (log, spool, status) in
+``user_endpoints/<name>/`` of the endpoint's directory.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+import uuid
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+import attrs
+
+from ..protocol import commands, messages
+from ..supervisor.control import SUPERVISOR, StartChild, StopTree
+from ..supervisor.spec import ChildSpec, Restart, RestartPolicy
+from ..supervisor.supervisor import Supervisor
+from ..workers.pipe_messages import AckCommand, BrokerState, CommandReceived, PublishStatus
+from ..workers.settings import ManagerSettings, WorkerSettings
+from .config import ConfigError, ManagerConfig
+from .daemon import Progress
+from .status_board import StatusBoard
+from .templates import TemplateError, render_directory, user_environment
+
+log = logging.getLogger(__name__)
+
+COMMAND_LINK = "command link"
+USER_ENDPOINTS = "user_endpoints"
+Routed = tuple[str, object]
+
+
+@attrs.frozen
+class UserEndpointLaunch:
+    """What a user endpoint's process is given: a classic tree's settings, its rendered
+    config, and the environment variables of user_environment.yaml."""
+
+    settings: WorkerSettings
+    config_text: str
+    environment: dict[str, str]
+
+
+class ManagerDispatcher:
+    """The root supervisor's dispatcher: acts on the service's commands and reports that the
+    endpoint is alive. The user endpoints' own tasks never pass here: each sub-tree has its
+    own dispatcher."""
+
+    def __init__(self, settings: ManagerSettings, directory: Path, owner_id: str | None, debug: bool,
+                 status_board: StatusBoard | None = None):
+        self.settings, self.directory, self.owner_id, self.debug = settings, directory, owner_id, debug
+        self.status_board = status_board
+        self.links: dict[str, dict] = {}
+        self.tree: dict = {}
+        self.next_report = 0.0
+        self.last_report_at: float | None = None
+        self.started = time.time()
+        self.startup_listener: Callable[[str], None] | None = None  # start's progress (run_manager_tree)
+        self.user_endpoint_ids: dict[str, str] = {}  # user endpoint name -> its endpoint id
+
+    def route(self, source: str, message: object) -> Iterable[Routed]:
+        if isinstance(message, CommandReceived):
+            return [*self._act(message.command), (COMMAND_LINK, AckCommand(message.generation, message.delivery_tag))]
+        if isinstance(message, BrokerState):
+            self.links[source] = {"connected": message.connected, "detail": message.detail, "since": message.since}
+        return []
+
+    def _act(self, command: object) -> list[Routed]:
+        if isinstance(command, commands.StopEndpoint):
+            return [(SUPERVISOR, StopTree(f"the Compute service asked it to stop ({command.reason})"))]
+        if not isinstance(command, commands.StartUserEndpoint):
+            return []
+        if self.owner_id and command.identities and self.owner_id not in command.identities:
+            log.warning("refused to start user endpoint %s: the command is for another identity", command.name)
+            return []
+        try:
+            spec, launch = self.user_endpoint(command)
+        except (TemplateError, ConfigError, OSError) as exc:
+            log.error("cannot start user endpoint %s (%s): %s", command.name, command.endpoint_id, exc)
+            return []
+        return [(SUPERVISOR, StartChild(spec, launch))]
+
+    def user_endpoint(self, command: commands.StartUserEndpoint) -> tuple[ChildSpec, UserEndpointLaunch]:
+        from .tree import worker_settings
+
+        text, config = render_directory(self.directory, command.user_opts, command.user_runtime)
+        run_dir = self.directory / USER_ENDPOINTS / command.name
+        run_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        settings = worker_settings(command.name, run_dir, run_dir / "endpoint.log", config, text,
+                                   command.amqp_creds, self.debug)
+        spec = ChildSpec(name=command.name, target="compute_endpoint.endpoint.user_endpoint:main",
+                         title=settings.title, restart=Restart.TRANSIENT, shutdown_timeout_s=60.0)
+        log.info("starting user endpoint %s (%s) with options %s", command.name, command.endpoint_id,
+                 sorted(command.user_opts))
+        self.user_endpoint_ids[command.name] = command.endpoint_id
+        return spec, UserEndpointLaunch(settings, text, user_environment(self.directory))
+
+    def child_ready(self, name: str) -> Iterable[Routed]:
+        if self.startup_listener is not None:
+            self.startup_listener(f"{name} ready")
+        return []
+
+    def child_exited(self, name: str) -> Iterable[Routed]:
+        return []
+
+    def tick(self, now: float, tree: dict) -> Iterable[Routed]:
+        self.tree = tree
+        if self.status_board is not None:
+            self.status_board.publish(now, self.status_snapshot())
+        if now < self.next_report or self.links.get(COMMAND_LINK, {}).get("connected") is not True:
+            return []
+        self.next_report = now + self.settings.heartbeat_period_s
+        self.last_report_at = time.time()
+        return [(COMMAND_LINK, PublishStatus(self.status_report(active=True)))]
+
+    def tree_stopping(self) -> Iterable[Routed]:
+        return [(COMMAND_LINK, PublishStatus(self.status_report(active=False)))]
+
+    def user_endpoints(self) -> dict:
+        """The user endpoints in the tree now: {name: {state, pid, since, restarts, endpoint_id}}."""
+        children = (self.tree.get("children") or {})
+        return {name: {**child, "endpoint_id": self.user_endpoint_ids.get(name)}
+                for name, child in children.items() if name != COMMAND_LINK}
+
+    def status_report(self, active: bool) -> bytes:
+        state = {"heartbeat_period": self.settings.heartbeat_period_s, "active": active, "template_capable": True,
+                 "user_endpoints": {name: child["state"] for name, child in self.user_endpoints().items()},
+                 "posix_pid": os.getpid(), "start_unix": self.started, "report_time": time.time()}
+        return messages.pack(messages.EPStatusReport(endpoint_id=uuid.UUID(self.settings.endpoint_id),
+                                                     global_state=messages.JsonObject(state)))
+
+    def status_snapshot(self) -> dict:
+        return {"endpoint_id": self.settings.endpoint_id, "supervisor_pid": os.getpid(), "written": time.time(),
+                "started": self.started, "tree": self.tree, "tasks": {}, "links": self.links,
+                "last_status_report": self.last_report_at, "heartbeat_period": self.settings.heartbeat_period_s,
+                "engine": {}, "template_capable": True, "user_endpoints": self.user_endpoints()}
+
+
+def run_manager_tree(settings: ManagerSettings, config: ManagerConfig, directory: Path, owner_id: str | None,
+                     progress: Progress, debug: bool) -> tuple[int, str | None]:
+    """Run a template-capable endpoint's tree to its end: (exit code, why it stopped)."""
+    board = StatusBoard(directory)
+    dispatcher = ManagerDispatcher(settings, directory, owner_id, debug, board)
+    spec = ChildSpec(name=COMMAND_LINK, target="compute_endpoint.workers.command_link:main",
+                     title=settings.role_title(COMMAND_LINK))
+
+    def on_startup(event: str) -> None:
+        if event == f"{COMMAND_LINK} ready":
+            dispatcher.startup_listener = None
+            progress.say(f"  {COMMAND_LINK} ready")
+            attached = "; Ctrl-C or SIGTERM stops it" if progress.echo else ""
+            progress.running(f"Endpoint {settings.endpoint_name} (template-capable) is running (pid {os.getpid()}); "
+                             f"log: {settings.log_file}{attached}")
+
+    dispatcher.startup_listener = on_startup
+    supervisor = Supervisor([spec], RestartPolicy(intensity=20, period_s=60.0), dispatcher, settings,
+                            title=settings.title)
+    log.info("starting template-capable endpoint %s (%s)", settings.endpoint_name, settings.endpoint_id)
+    try:
+        code = supervisor.run()
+    finally:
+        board.remove()
+    progress.say(f"Endpoint {settings.endpoint_name} stopped ({supervisor.stop_reason or 'exit code ' + str(code)})")
+    return code, supervisor.stop_reason
+
+
+def registration_metadata(directory: Path) -> dict:
+    """What a template-capable endpoint tells the service at registration, as the official
+    manager does: its template and schema (the service knows it by them)."""
+    from .templates import SCHEMA_FILE, TEMPLATE_FILE, load_schema
+
+    return {"user_config_template": (directory / TEMPLATE_FILE).read_text(),
+            "user_config_schema": load_schema(directory / SCHEMA_FILE) or {}}
+
+
+def manager_settings(directory, config: ManagerConfig, registration: dict, debug: bool) -> ManagerSettings:
+    from .lifecycle import LifecycleError
+    from .tree import broker_url, publish_target
+
+    info = registration.get("command_queue_info")
+    if not isinstance(info, dict) or not info.get("queue"):
+        from .exit_codes import Exit
+
+        raise LifecycleError("The Compute service answered the registration without command_queue_info: it cannot "
+                             "start user endpoints for a template-capable endpoint (update it, or migrate back to "
+                             "a config.yaml with an engine).", Exit.PROTOCOL)
+    return ManagerSettings(
+        endpoint_id=str(registration["endpoint_id"]), endpoint_name=directory.name, log_file=str(directory.log_file),
+        debug=debug, command_url=broker_url(info["connection_url"], config.amqp_port), command_queue=info["queue"],
+        heartbeats=publish_target(registration["heartbeat_queue_info"], config.amqp_port),
+        heartbeat_period_s=config.effective_heartbeat_period, run_dir=str(directory.path))

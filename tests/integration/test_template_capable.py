@@ -1,0 +1,154 @@
+"""A template-capable endpoint run for real: the root tree's command link takes the service's
+start commands, and each set of user options gets a user endpoint of its own, a supervisor
+tree under the root one."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+
+import psutil
+import pytest
+import requests
+
+from tests.endpoint_harness import SERIALIZER, EndpointHarness
+from tests.waiting import wait_for
+
+pytestmark = pytest.mark.slow
+
+TEMPLATE = """\
+engine:
+  type: ThreadPoolEngine
+  max_workers: {{ workers|default(2) }}
+heartbeat_period: 5
+idle_heartbeats_soft: {{ idle|default(0) }}
+"""
+SCHEMA = {"type": "object", "properties": {"workers": {"type": "integer", "minimum": 1, "maximum": 8},
+                                           "idle": {"type": "integer"}}}
+
+
+def worker_pid(x):
+    import os
+
+    return (x, os.getpid())
+
+
+def slow_worker_pid(x):
+    import os
+    import time
+
+    time.sleep(0.01)  # 1,000 of them on two workers: about 5 s, long enough to kill things mid-run
+    return (x, os.getpid())
+
+
+@pytest.fixture
+def manager(start_service, tmp_path):
+    harness = EndpointHarness(start_service(), tmp_path / "gc", "tc", "display_name: Templated\n")
+    (harness.directory / "user_config_template.yaml.j2").write_text(TEMPLATE)
+    (harness.directory / "user_config_schema.json").write_text(json.dumps(SCHEMA))
+    (harness.directory / "user_environment.yaml").write_text("SITE_SCRATCH: /scratch/test\n")
+    started = harness.cli("start", harness.name)
+    assert started.returncode == 0, started.stdout + started.stderr + harness.log()
+    assert "command link ready" in started.stdout
+    yield harness
+    harness.cli("stop", harness.name, "--timeout", "20")
+    harness.kill_everything()
+    for process in psutil.process_iter(["cmdline"]):  # user endpoints carry their own ids in their titles
+        if str(harness.directory) in " ".join(process.info["cmdline"] or ()):
+            process.kill()
+
+
+def submit(harness: EndpointHarness, fn, args: list[tuple], options: dict | None) -> list[str]:
+    function_id = harness.register_function(fn)
+    payloads = [SERIALIZER.pack_buffers([SERIALIZER.serialize(a), SERIALIZER.serialize({})]) for a in args]
+    body = {"tasks": {function_id: payloads}}
+    if options is not None:
+        body["user_endpoint_config"] = options
+    response = requests.post(f"{harness.service.url}/v3/endpoints/{harness.endpoint_id}/submit",
+                             headers=harness.headers, json=body, timeout=60)
+    assert response.status_code == 200, response.text
+    return response.json()["tasks"][function_id]
+
+
+def values(harness, task_ids: list[str], timeout: float = 90) -> list:
+    results = harness.results(task_ids, timeout)
+    for task_id in task_ids:
+        assert results[task_id]["status"] == "success", results[task_id].get("exception")
+    return [SERIALIZER.deserialize(results[t]["result"]) for t in task_ids]
+
+
+def user_endpoints(harness) -> dict[str, dict]:
+    status = json.loads(harness.cli("status", harness.name, "--json").stdout)
+    children = ((status.get("tree") or {}).get("tree") or {}).get("children") or {}
+    return {name: child for name, child in children.items() if name != "command link"}
+
+
+def test_each_set_of_user_options_gets_a_user_endpoint_of_its_own(manager):
+    started = time.monotonic()
+    first = values(manager, submit(manager, worker_pid, [(i,) for i in range(4)], {"workers": 1}))
+    first_result_s = time.monotonic() - started
+    again = values(manager, submit(manager, worker_pid, [(9,)], {"workers": 1}))
+    other = values(manager, submit(manager, worker_pid, [(i,) for i in range(4)], {"workers": 3}))
+    default = values(manager, submit(manager, worker_pid, [(0,)], None))
+    assert [v[0] for v in first] == list(range(4)) and [v[0] for v in other] == list(range(4))
+    endpoints = wait_for(lambda: len(u := user_endpoints(manager)) == 3 and u, 20, "three user endpoints")
+    assert all(child["state"] == "running" for child in endpoints.values())
+    # One process tree per user endpoint: the same options reuse it, other ones do not.
+    pids = {v[1] for v in first} | {v[1] for v in again}
+    assert len(pids) == 1 and {v[1] for v in other}.isdisjoint(pids) and default[0][1] not in pids
+    tree = psutil.Process(manager.supervisor().pid)
+    titles = [p.cmdline()[0] for p in tree.children(recursive=True) if p.cmdline()]
+    assert sum(1 for t in titles if t.endswith(" task link")) == 3
+    assert sum(1 for t in titles if t.endswith(" command link")) == 1
+    assert first_result_s < 60
+    listed = manager.cli("list").stdout
+    assert sum(1 for line in listed.splitlines() if "| tc/uep." in line) == 3, listed
+    status = manager.cli("status", manager.name).stdout
+    assert "| command link" in status and sum(1 for line in status.splitlines() if "| uep." in line) == 3
+
+
+def test_a_user_endpoint_stops_when_idle_and_starts_again_when_asked(manager):
+    assert values(manager, submit(manager, worker_pid, [(1,)], {"idle": 1}))[0][0] == 1
+    wait_for(lambda: not user_endpoints(manager), 40, "the idle user endpoint leaving the tree")
+    assert values(manager, submit(manager, worker_pid, [(2,)], {"idle": 1}))[0][0] == 2
+
+
+def test_options_the_schema_refuses_start_nothing(manager):
+    bad = submit(manager, worker_pid, [(1,)], {"workers": 99})
+    time.sleep(3)
+    assert not user_endpoints(manager)
+    assert "user option workers: 99 is greater than the maximum of 8" in manager.log()
+    assert requests.post(f"{manager.service.url}/v2/batch_status", headers=manager.headers,
+                         json={"task_ids": bad}, timeout=30).json()["results"][bad[0]]["status"] != "success"
+
+
+def child_titled(parent: psutil.Process, suffix: str) -> psutil.Process | None:
+    for process in parent.children():
+        try:
+            if process.cmdline() and process.cmdline()[0].endswith(suffix):
+                return process
+        except psutil.NoSuchProcess:
+            continue
+    return None
+
+
+def test_kill_9_of_the_command_link_a_user_endpoint_and_its_engine_loses_no_task(manager):
+    task_ids = submit(manager, slow_worker_pid, [(i,) for i in range(1000)], {"workers": 2})
+    endpoint = wait_for(lambda: (u := user_endpoints(manager)) and next(iter(u.values())), 30, "a user endpoint")
+    sub_tree = psutil.Process(endpoint["pid"])
+    engine = wait_for(lambda: child_titled(sub_tree, " engine"), 30, "the user endpoint's engine")
+    os.kill(engine.pid, signal.SIGKILL)
+    command_link = child_titled(manager.supervisor(), " command link")
+    os.kill(command_link.pid, signal.SIGKILL)
+    wait_for(lambda: (e := child_titled(sub_tree, " engine")) and e.pid != engine.pid, 30, "a new engine")
+    os.kill(sub_tree.pid, signal.SIGKILL)
+    done = requests.post(f"{manager.service.url}/v2/batch_status", headers=manager.headers,
+                         json={"task_ids": task_ids}, timeout=30).json()["results"]
+    assert sum(1 for r in done.values() if r["status"] == "success") < 1000  # the kills came mid-run
+    got = values(manager, task_ids, timeout=180)
+    assert sorted(v[0] for v in got) == list(range(1000))  # every task, each with one result
+    restarted = next(iter(user_endpoints(manager).values()))
+    assert restarted["restarts"] >= 1 and restarted["pid"] != sub_tree.pid
+    assert child_titled(manager.supervisor(), " command link").pid != command_link.pid

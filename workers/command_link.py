@@ -1,0 +1,101 @@
+"""The command link: the one link of a template-capable endpoint's own tree. It takes the
+service's commands from the endpoint's command queue (start a user endpoint, stop) and hands
+each to the supervisor, acknowledging it to the broker only once the supervisor has acted on
+it: a command link killed in between leaves the command to the next one. It also publishes
+the endpoint's own status reports.
+
+Commands older than the official's limit, not JSON, unknown or malformed are rejected to the
+dead letter and logged (protocol/commands.py); they never stop the others.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+import amqp
+
+from ..protocol import commands
+from ..protocol.urls import redact_url
+from ..supervisor.control import Stop
+from ..supervisor.pipe import ParentPipe
+from .amqp import BrokerLink, FatalBrokerError, drain, run_link
+from .pipe_messages import AckCommand, CommandReceived, PublishStatus
+from .settings import ManagerSettings
+
+log = logging.getLogger(__name__)
+
+PREFETCH = 16  # commands are few: a handful in hand is plenty
+
+
+def main(parent: ParentPipe, settings: ManagerSettings) -> int:
+    return run_link(CommandLink, parent, settings)
+
+
+class CommandLink(BrokerLink):
+    role = "command link"
+    settings: ManagerSettings
+
+    def __init__(self, parent: ParentPipe, settings: ManagerSettings):
+        super().__init__(parent, settings)
+        self.channel: Any = None  # the consuming channel; None while (re)connecting
+        self.generation = ""
+        self.connections = 0
+
+    @property
+    def url(self) -> str:
+        return self.settings.command_url
+
+    def disconnected(self) -> None:
+        self.channel, self.generation = None, ""  # its delivery tags die with it
+
+    def session(self, connection) -> None:
+        self.connections += 1
+        self.generation = f"{os.getpid()}.{self.connections}"
+        channel = connection.channel()
+        try:
+            channel.queue_declare(queue=self.settings.command_queue, passive=True)
+        except amqp.exceptions.NotFound:
+            raise FatalBrokerError(f"the command queue {self.settings.command_queue} does not exist at "
+                                   f"{redact_url(self.url)}; is the endpoint registered with this service?") from None
+        channel.basic_qos(0, PREFETCH, False)
+        channel.basic_consume(queue=self.settings.command_queue, callback=self._on_command, no_ack=False,
+                              consumer_tag=f"command-link-{self.generation}")
+        self.channel = channel
+        log.info("command link consuming %s", self.settings.command_queue)
+        while not self.stopping:
+            drain(connection, 0.05)
+            for message in self.parent.receive(0):
+                if not self.handle(message):
+                    break
+            connection.heartbeat_check()
+
+    def _on_command(self, message) -> None:
+        properties = dict(getattr(message, "properties", None) or {})
+        properties.setdefault("content_type", getattr(message, "content_type", None))
+        command = commands.read(message.body, properties)
+        if isinstance(command, commands.Refused):
+            log.warning("refused a message on the command queue: %s", command.reason)
+            self.channel.basic_reject(message.delivery_tag, requeue=False)
+            return
+        self.parent.send(CommandReceived(self.generation, message.delivery_tag, command))
+
+    def handle(self, message: object) -> bool:
+        if isinstance(message, AckCommand):
+            if self.channel is not None and message.generation == self.generation:
+                self.channel.basic_ack(message.delivery_tag)
+        elif isinstance(message, PublishStatus):
+            self._publish_status(message.packed)
+        elif isinstance(message, Stop):
+            self.stop(message.reason or "asked to stop")
+            return False
+        return True
+
+    def _publish_status(self, packed: bytes) -> None:
+        if self.channel is None:
+            return  # the next report comes a period later; a manager's are only "I am here"
+        target = self.settings.heartbeats
+        self.channel.basic_publish(self.channel.prepare_message(packed, properties=dict(target.properties)),
+                                   exchange=target.exchange, routing_key=target.routing_key,
+                                   mandatory=target.mandatory)
