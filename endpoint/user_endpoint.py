@@ -3,19 +3,38 @@ the supervisor of a classic tree (task link, result link, engine) for one user's
 
 from __future__ import annotations
 
+import logging
 import os
+from pathlib import Path
 
 from ..supervisor.pipe import ParentPipe
+from ..supervisor.spec import ExitCode
 from ..workers.logs import setup_logging
 from .config import parse_config
 from .daemon import Progress
+from .lifecycle import LifecycleError, run_hook
 from .manager import UserEndpointLaunch
 from .tree import run_tree
+
+log = logging.getLogger(__name__)
 
 
 def main(parent: ParentPipe, launch: UserEndpointLaunch) -> int:
     os.environ.update(launch.environment)  # user_environment.yaml, for this tree's processes
-    setup_logging(launch.settings.log_file, "user-endpoint", launch.settings.debug)
-    config = parse_config(launch.config_text, f"the user endpoint {launch.settings.endpoint_name}'s config")
-    code, _ = run_tree(launch.settings, config, Progress(None), parent=parent)
+    settings = launch.settings
+    setup_logging(settings.log_file, "user-endpoint", settings.debug)
+    config = parse_config(launch.config_text, f"the user endpoint {settings.endpoint_name}'s config")
+    log_file = Path(settings.log_file)
+    try:
+        if config.endpoint_setup:
+            run_hook("endpoint_setup", config.endpoint_setup, log_file, log.info)
+    except LifecycleError as exc:
+        log.error("%s", exc)
+        return ExitCode.CONFIG_ERROR  # its own config is wrong: restarting cannot help
+    code, _ = run_tree(settings, config, Progress(None), parent=parent)
+    if config.endpoint_teardown:
+        try:
+            run_hook("endpoint_teardown", config.endpoint_teardown, log_file, log.info)
+        except LifecycleError as exc:
+            log.error("%s", exc)
     return code

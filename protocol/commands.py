@@ -58,9 +58,12 @@ def stop_endpoint(reason: str, now: float | None = None) -> tuple[bytes, dict]:
 
 
 def start_endpoint(name: str, amqp_creds: dict, user_opts: dict, user_runtime: dict | None,
-                   identities: list[str], now: float | None = None) -> tuple[bytes, dict]:
-    """The body and AMQP properties of a start command, as the official service sends it."""
-    body = json.dumps({"command": START_ENDPOINT, "globus_identity_set": [{"sub": sub} for sub in identities],
+                   identities: list[str], username: str = "", now: float | None = None) -> tuple[bytes, dict]:
+    """The body and AMQP properties of a start command, as the official service sends it
+    (the official manager requires the three identity fields)."""
+    body = json.dumps({"command": START_ENDPOINT, "globus_username": username,
+                       "globus_effective_identity": identities[0] if identities else "",
+                       "globus_identity_set": [{"sub": sub, "username": username} for sub in identities],
                        "args": [], "kwargs": {"name": name, "amqp_creds": amqp_creds, "user_opts": user_opts,
                                               "user_runtime": user_runtime or {}}}).encode()
     return body, {"content_type": CONTENT_TYPE, "timestamp": int(now if now is not None else time.time())}

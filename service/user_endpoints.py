@@ -45,6 +45,7 @@ def route_to_user_endpoint(store: Store, broker: Broker, owner: str, manager, op
     credentials = broker.queue_info(uep_id, broker.declare_endpoint(uep_id))
     credentials.pop("command_queue_info", None)  # a user endpoint takes its commands from its manager
     identity = str(uuid.uuid5(IDENTITY_NAMESPACE, owner))
-    broker.send_command(manager.id, *commands.start_endpoint(name, credentials, options, user_runtime, [identity]))
+    broker.send_command(manager.id, *commands.start_endpoint(name, credentials, options, user_runtime, [identity],
+                                                             username=owner))
     store.update_endpoint_settings(owner, uep_id, {"start_sent_at": time.time()})
     return uep_id

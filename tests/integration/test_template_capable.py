@@ -152,3 +152,37 @@ def test_kill_9_of_the_command_link_a_user_endpoint_and_its_engine_loses_no_task
     restarted = next(iter(user_endpoints(manager).values()))
     assert restarted["restarts"] >= 1 and restarted["pid"] != sub_tree.pid
     assert child_titled(manager.supervisor(), " command link").pid != command_link.pid
+
+
+def test_an_endpoint_configured_by_the_official_4_19_runs_under_ours(start_service, tmp_path):
+    """Its directory as the official `configure` writes it (GlobusComputeEngine template and
+    all), started by ours unchanged; tasks with and without user options."""
+    import subprocess
+
+    from bench.side_by_side import official_venv
+
+    base = tmp_path / "gc"
+    made = subprocess.run([str(official_venv() / "bin" / "globus-compute-endpoint"), "configure", "offep",
+                           "--multi-user", "false"], env=dict(os.environ, GLOBUS_COMPUTE_USER_DIR=str(base)),
+                          capture_output=True, text=True, timeout=120)
+    assert made.returncode == 0, made.stdout + made.stderr
+    written = {p.name: p.read_text() for p in (base / "offep").iterdir()}
+    harness = EndpointHarness(start_service(), base, "offep", config_text=None)  # the directory as it is
+    try:
+        started = harness.cli("start", "offep")
+        assert started.returncode == 0, started.stdout + started.stderr + harness.log()
+        # The official template turns the SDK's user_runtime into a uv environment to install:
+        # these submits carry none (no network here), as a user pinning nothing would.
+        assert values(harness, submit(harness, worker_pid, [(1,), (2,)], None), timeout=120)[1][0] == 2
+        options = {"endpoint_setup": "echo the user endpoint is set up"}
+        assert values(harness, submit(harness, worker_pid, [(3,)], options), timeout=120)[0][0] == 3
+        assert len(user_endpoints(harness)) == 2
+        logs = [p.read_text() for p in (base / "offep" / "user_endpoints").glob("*/endpoint.log")]
+        assert sum("the user endpoint is set up" in text for text in logs) == 1
+        assert {p.name: p.read_text() for p in (base / "offep").iterdir() if p.name in written} == written
+    finally:
+        harness.cli("stop", "offep", "--timeout", "30")
+        harness.kill_everything()
+        for process in psutil.process_iter(["cmdline"]):
+            if str(harness.directory) in " ".join(process.info["cmdline"] or ()):
+                process.kill()
