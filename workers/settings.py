@@ -24,8 +24,22 @@ def tree_title(endpoint_id: object, name: str) -> str:
     return f"Globus Compute Endpoint ({endpoint_id}, {name})"
 
 
+class _Titled:
+    """The process titles of a tree's members, from its endpoint's id and name."""
+
+    endpoint_id: str
+    endpoint_name: str
+
+    @property
+    def title(self) -> str:
+        return tree_title(self.endpoint_id, self.endpoint_name)
+
+    def role_title(self, role: str) -> str:
+        return f"{self.title} {role}"
+
+
 @attrs.frozen
-class WorkerSettings:
+class WorkerSettings(_Titled):
     endpoint_id: str
     endpoint_name: str
     log_file: str
@@ -45,16 +59,9 @@ class WorkerSettings:
     # heartbeat is half of it, as a connection is dead after two missed heartbeats.
     broker_silence_s: float = 120.0
 
-    @property
-    def title(self) -> str:
-        return tree_title(self.endpoint_id, self.endpoint_name)
-
-    def role_title(self, role: str) -> str:
-        return f"{self.title} {role}"
-
 
 @attrs.frozen
-class ManagerSettings:
+class ManagerSettings(_Titled):
     """What the children of a template-capable endpoint's root tree are given: the command
     link's queue, and where the endpoint's own status reports go."""
 
@@ -68,10 +75,3 @@ class ManagerSettings:
     heartbeat_period_s: float = 30.0
     run_dir: str = ""
     broker_silence_s: float = 120.0
-
-    @property
-    def title(self) -> str:
-        return tree_title(self.endpoint_id, self.endpoint_name)
-
-    def role_title(self, role: str) -> str:
-        return f"{self.title} {role}"

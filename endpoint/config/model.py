@@ -162,31 +162,53 @@ ENGINE_TYPES: dict[str, type] = {
 
 
 @attrs.frozen
-class EndpointConfig:
-    engine: EngineConfig
+class _RegisteredConfig:
+    """What both layouts' config.yaml hold: how the endpoint talks to the service, and what
+    registration sends."""
+
     display_name: str | None = None
     amqp_port: AmqpPort | None = None
     # Seconds between status reports; below MIN_HEARTBEAT_PERIOD_S it is raised to it, as
     # the official does (effective_heartbeat_period).
     heartbeat_period: PositiveFloat = PositiveFloat(30.0)
-    # Seconds of silence from the broker after which the connection is taken as lost.
-    heartbeat_threshold: PositiveInt = PositiveInt(120)
-    # Idle shutdown in heartbeat periods (endpoint/idle.py); 0 soft: never.
-    idle_heartbeats_soft: NonNegativeInt = NonNegativeInt(0)
-    idle_heartbeats_hard: NonNegativeInt = NonNegativeInt(5760)
+    environment: str | None = None
+    local_compute_services: bool = False
     debug: bool = False  # as --debug (which wins when given)
     # Sent at registration, as the official sends them: the service keeps them, and
-    # allowed_functions is enforced at both ends (submit and the task link).
+    # allowed_functions is enforced at both ends (submit and the dispatcher).
     allowed_functions: list[UuidText] | None = None
     admins: list[UuidText] | None = None
     authentication_policy: UuidText | None = None
     subscription_id: UuidText | None = None
     public: bool = False
     high_assurance: bool = False
+
+    @property
+    def effective_heartbeat_period(self) -> float:
+        return max(MIN_HEARTBEAT_PERIOD_S, self.heartbeat_period)
+
+    def registration_fields(self) -> dict[str, Any]:
+        """What registration sends besides the name and metadata, as the official sends it:
+        the optional ones only when set."""
+        fields: dict[str, Any] = {"public": self.public, "high_assurance": self.high_assurance}
+        optional = {"allowed_functions": self.allowed_functions, "admins": self.admins,
+                    "authentication_policy": self.authentication_policy, "subscription_uuid": self.subscription_id}
+        fields.update({key: value for key, value in optional.items() if value is not None})
+        return fields
+
+
+@attrs.frozen
+class EndpointConfig(_RegisteredConfig):
+    """A classic endpoint's config.yaml: its engine and its tuning besides."""
+
+    engine: EngineConfig = attrs.field(kw_only=True)
+    # Seconds of silence from the broker after which the connection is taken as lost.
+    heartbeat_threshold: PositiveInt = PositiveInt(120)
+    # Idle shutdown in heartbeat periods (endpoint/idle.py); 0 soft: never.
+    idle_heartbeats_soft: NonNegativeInt = NonNegativeInt(0)
+    idle_heartbeats_hard: NonNegativeInt = NonNegativeInt(5760)
     endpoint_setup: str | None = None
     endpoint_teardown: str | None = None
-    environment: str | None = None
-    local_compute_services: bool = False
     # The supervisor: more than max_restarts child restarts within restart_window_s
     # stops the endpoint; a child silent for hung_child_timeout_s is replaced.
     max_restarts: NonNegativeInt = NonNegativeInt(5)
@@ -196,54 +218,18 @@ class EndpointConfig:
     # Task bodies the tree may hold at once, in bytes: the second bound beside prefetch.
     max_task_bytes_in_flight: ByteSize = ByteSize(256 * 2**20)
 
-    @property
-    def effective_heartbeat_period(self) -> float:
-        return max(MIN_HEARTBEAT_PERIOD_S, self.heartbeat_period)
-
-    def registration_fields(self) -> dict[str, Any]:
-        return _registration_fields(self)
-
-
-def _registration_fields(config: EndpointConfig | ManagerConfig) -> dict[str, Any]:
-    """What registration sends besides the name and metadata, as the official sends it: the
-    optional ones only when set."""
-    fields: dict[str, Any] = {"public": config.public, "high_assurance": config.high_assurance}
-    optional = {"allowed_functions": config.allowed_functions, "admins": config.admins,
-                "authentication_policy": config.authentication_policy, "subscription_uuid": config.subscription_id}
-    fields.update({key: value for key, value in optional.items() if value is not None})
-    return fields
-
 
 @attrs.frozen
-class ManagerConfig:
+class ManagerConfig(_RegisteredConfig):
     """A template-capable endpoint's config.yaml: what registration and the endpoint itself
     need; each user endpoint's engine and tuning come from the template (templates.py). The
     official manager's own keys are accepted: the paths of the template and schema; identity
     mapping, PAM and the audit log, which concern endpoints run by root for many local users
     and change nothing for one that runs as one user."""
 
-    display_name: str | None = None
-    amqp_port: AmqpPort | None = None
-    heartbeat_period: PositiveFloat = PositiveFloat(30.0)
-    environment: str | None = None
-    local_compute_services: bool = False
-    debug: bool = False
-    allowed_functions: list[UuidText] | None = None
-    admins: list[UuidText] | None = None
-    authentication_policy: UuidText | None = None
-    subscription_id: UuidText | None = None
-    public: bool = False
-    high_assurance: bool = False
     user_config_template_path: str | None = None
     user_config_schema_path: str | None = None
     identity_mapping_config_path: str | None = None
     audit_log_path: str | None = None
     pam: Mapping[str, Any] | None = None
     mu_child_ep_grace_period_s: PositiveFloat = PositiveFloat(30.0)
-
-    @property
-    def effective_heartbeat_period(self) -> float:
-        return max(MIN_HEARTBEAT_PERIOD_S, self.heartbeat_period)
-
-    def registration_fields(self) -> dict[str, Any]:
-        return _registration_fields(self)

@@ -37,10 +37,26 @@ async def oauth2_token(request: Request, store: StoreDep) -> dict:
     identity = store.identity_for_client(client_id, secret) if client_id else None
     if identity is None:
         raise ApiError(401, "invalid client credentials (HTTP Basic client id and secret)")
-    token = store.create_token(identity, lifetime_s=CLIENT_TOKEN_LIFETIME_S)
-    scope = (form.get("scope") or [""])[0]
-    return {"access_token": token, "expires_in": int(CLIENT_TOKEN_LIFETIME_S), "token_type": "Bearer",
-            "resource_server": "funcx_service", "scope": scope, "other_tokens": []}
+    # As Globus Auth answers: one token per resource server the scopes belong to, the first on
+    # top and the others in other_tokens (a client asking only for identity scopes gets one).
+    by_server: dict[str, list[str]] = {}
+    for scope in (form.get("scope") or [""])[0].split() or [""]:
+        by_server.setdefault(_resource_server(scope), []).append(scope)
+    tokens = [_token(store, identity, server, " ".join(dict.fromkeys(s for s in scopes if s)))
+              for server, scopes in sorted(by_server.items(), key=lambda item: item[0] != "funcx_service")]
+    return {**tokens[0], "other_tokens": tokens[1:]}
+
+
+def _resource_server(scope: str) -> str:
+    if scope in ("openid", "profile", "email") or scope.startswith("urn:globus:auth:scope:auth.globus.org:"):
+        return "auth.globus.org"
+    return "funcx_service"
+
+
+def _token(store, identity: str, resource_server: str, scope: str) -> dict:
+    return {"access_token": store.create_token(identity, lifetime_s=CLIENT_TOKEN_LIFETIME_S),
+            "expires_in": int(CLIENT_TOKEN_LIFETIME_S), "token_type": "Bearer", "resource_server": resource_server,
+            "scope": scope}
 
 
 @router.get("/v2/oauth2/userinfo")

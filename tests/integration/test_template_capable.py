@@ -93,8 +93,8 @@ def test_each_set_of_user_options_gets_a_user_endpoint_of_its_own(manager):
     other = values(manager, submit(manager, worker_pid, [(i,) for i in range(4)], {"workers": 3}))
     default = values(manager, submit(manager, worker_pid, [(0,)], None))
     assert [v[0] for v in first] == list(range(4)) and [v[0] for v in other] == list(range(4))
-    endpoints = wait_for(lambda: len(u := user_endpoints(manager)) == 3 and u, 20, "three user endpoints")
-    assert all(child["state"] == "running" for child in endpoints.values())
+    wait_for(lambda: len(u := user_endpoints(manager)) == 3 and all(c["state"] == "running" for c in u.values()),
+             20, "three user endpoints running")
     # One process tree per user endpoint: the same options reuse it, other ones do not.
     pids = {v[1] for v in first} | {v[1] for v in again}
     assert len(pids) == 1 and {v[1] for v in other}.isdisjoint(pids) and default[0][1] not in pids
@@ -159,10 +159,10 @@ def test_an_endpoint_configured_by_the_official_4_19_runs_under_ours(start_servi
     all), started by ours unchanged; tasks with and without user options."""
     import subprocess
 
-    from bench.side_by_side import official_venv
+    from tests.official_manager import official_user_venv
 
     base = tmp_path / "gc"
-    made = subprocess.run([str(official_venv() / "bin" / "globus-compute-endpoint"), "configure", "offep",
+    made = subprocess.run([str(official_user_venv() / "bin" / "globus-compute-endpoint"), "configure", "offep",
                            "--multi-user", "false"], env=dict(os.environ, GLOBUS_COMPUTE_USER_DIR=str(base)),
                           capture_output=True, text=True, timeout=120)
     assert made.returncode == 0, made.stdout + made.stderr
