@@ -8,9 +8,11 @@ import signal
 import time
 from typing import Protocol
 
+import amqp.exceptions
 import kombu
 
 from ..protocol.reconnecting import FatalBrokerError, ReconnectingClient
+from ..protocol.urls import redact_url
 from ..supervisor.pipe import ParentPipe
 from ..supervisor.spec import ExitCode
 from .pipe_messages import BrokerState
@@ -18,7 +20,7 @@ from .startup import ChildSettings, begin_child
 
 log = logging.getLogger(__name__)
 
-__all__ = ["BrokerLink", "FatalBrokerError", "drain", "run_link"]
+__all__ = ["BrokerLink", "FatalBrokerError", "channel_on_queue", "drain", "run_link"]
 
 
 def drain(connection: kombu.Connection, timeout: float) -> bool:
@@ -28,6 +30,18 @@ def drain(connection: kombu.Connection, timeout: float) -> bool:
         return True
     except TimeoutError:
         return False
+
+
+def channel_on_queue(connection: kombu.Connection, queue: str, what: str):
+    """A new channel, once the queue is known to exist (passively: endpoints create nothing);
+    a missing queue is a FatalBrokerError, as retrying cannot create it."""
+    channel = connection.channel()
+    try:
+        channel.queue_declare(queue=queue, passive=True)
+    except amqp.exceptions.NotFound:
+        raise FatalBrokerError(f"the {what} {queue} does not exist at {redact_url(connection.as_uri())}; "
+                               "is the endpoint registered with this service?") from None
+    return channel
 
 
 class LinkSettings(ChildSettings, Protocol):

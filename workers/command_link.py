@@ -14,13 +14,10 @@ import logging
 import os
 from typing import Any
 
-import amqp
-
 from ..protocol import commands
-from ..protocol.urls import redact_url
 from ..supervisor.control import Stop
 from ..supervisor.pipe import ParentPipe
-from .amqp import BrokerLink, FatalBrokerError, drain, run_link
+from .amqp import BrokerLink, channel_on_queue, drain, run_link
 from .pipe_messages import AckCommand, CommandReceived, PublishStatus
 from .settings import ManagerSettings
 
@@ -53,12 +50,7 @@ class CommandLink(BrokerLink):
     def session(self, connection) -> None:
         self.connections += 1
         self.generation = f"{os.getpid()}.{self.connections}"
-        channel = connection.channel()
-        try:
-            channel.queue_declare(queue=self.settings.command_queue, passive=True)
-        except amqp.exceptions.NotFound:
-            raise FatalBrokerError(f"the command queue {self.settings.command_queue} does not exist at "
-                                   f"{redact_url(self.url)}; is the endpoint registered with this service?") from None
+        channel = channel_on_queue(connection, self.settings.command_queue, "command queue")
         channel.basic_qos(0, PREFETCH, False)
         channel.basic_consume(queue=self.settings.command_queue, callback=self._on_command, no_ack=False,
                               consumer_tag=f"command-link-{self.generation}")

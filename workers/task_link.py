@@ -19,7 +19,7 @@ import amqp
 from ..protocol import commands, messages
 from ..supervisor.control import Stop
 from ..supervisor.pipe import ParentPipe
-from .amqp import BrokerLink, FatalBrokerError, drain, run_link
+from .amqp import BrokerLink, channel_on_queue, drain, run_link
 from .memory import release_freed_memory
 from .payloads import TASK_BODIES, Payload, PayloadStore, Stored, size_of
 from .pipe_messages import AckDeliveries, PauseConsuming, StopRequested, TaskDelivery, TasksReceived
@@ -88,12 +88,7 @@ class TaskLink(BrokerLink):
         # Delivery tags belong to one channel: the generation tells this channel's
         # tags from those of a channel (or a process) that is gone.
         self.generation = f"{os.getpid()}.{self.connections}"
-        channel = connection.channel()
-        try:
-            channel.queue_declare(queue=self.settings.task_queue, passive=True)
-        except amqp.exceptions.NotFound:
-            raise FatalBrokerError(f"the task queue {self.settings.task_queue} does not exist; "
-                                   "is the endpoint registered with this service?") from None
+        channel = channel_on_queue(connection, self.settings.task_queue, "task queue")
         self.channel = channel
         self._start_consuming()
         self._consume_commands(connection)
