@@ -115,6 +115,11 @@ def run_task_in(working_dir: str, sandbox: bool, task_id: str, body: Payload,
     if started_dir:
         mark_started(started_dir, task_id)
     directory = os.path.join(working_dir, task_id) if sandbox else working_dir
+    # As the official's workers: a sandboxed task is told its directory (ShellFunction runs there).
+    if sandbox:
+        os.environ["GC_TASK_SANDBOX_DIR"] = directory
+    else:
+        os.environ.pop("GC_TASK_SANDBOX_DIR", None)
     try:
         os.makedirs(directory, mode=0o700, exist_ok=True)
         os.chdir(directory)
