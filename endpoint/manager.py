@@ -29,7 +29,7 @@ from ..protocol import commands, messages
 from ..supervisor.control import SUPERVISOR, StartChild, StopTree
 from ..supervisor.spec import ChildSpec, Restart, RestartPolicy
 from ..supervisor.supervisor import Supervisor
-from ..workers.pipe_messages import AckCommand, BrokerState, CommandReceived, PublishStatus
+from ..workers.pipe_messages import AckCommand, BrokerState, CommandReceived, PublishFailureNotice, PublishStatus
 from ..workers.settings import ManagerSettings, WorkerSettings
 from .config import ConfigError, ManagerConfig
 from .daemon import Progress
@@ -39,6 +39,7 @@ from .templates import TemplateError, render_directory, user_environment
 log = logging.getLogger(__name__)
 
 COMMAND_LINK = "command link"
+FAILURE_HEARTBEAT_PERIOD_S = 3  # what the official's failure notice says
 USER_ENDPOINTS = "user_endpoints"
 Routed = tuple[str, object]
 
@@ -89,8 +90,18 @@ class ManagerDispatcher:
             spec, launch = self.user_endpoint(command)
         except (TemplateError, ConfigError, OSError) as exc:
             log.error("cannot start user endpoint %s (%s): %s", command.name, command.endpoint_id, exc)
-            return []
+            return [(COMMAND_LINK, self.failure_notice(command, str(exc)))]
         return [(SUPERVISOR, StartChild(spec, launch))]
+
+    def failure_notice(self, command: commands.StartUserEndpoint, error: str) -> PublishFailureNotice:
+        """As the official does: a status report of the user endpoint that says why it cannot
+        start, published with its credentials; the service fails its waiting tasks with it."""
+        from .tree import publish_target
+
+        report = messages.EPStatusReport(endpoint_id=uuid.UUID(command.endpoint_id), global_state=messages.JsonObject(
+            {"error": error, "active": False, "heartbeat_period": FAILURE_HEARTBEAT_PERIOD_S}))
+        return PublishFailureNotice(publish_target(command.amqp_creds["heartbeat_queue_info"], None),
+                                    messages.pack(report))
 
     def user_endpoint(self, command: commands.StartUserEndpoint) -> tuple[ChildSpec, UserEndpointLaunch]:
         from .tree import worker_settings

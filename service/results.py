@@ -73,8 +73,12 @@ class ResultRecorder:
             endpoint_id = str(message.endpoint_id)
             if delivery.sender is not None and delivery.sender != endpoint_id:
                 raise Refused(f"a status report for endpoint {endpoint_id} sent as endpoint {delivery.sender}")
-            if not self.store.record_status_report(endpoint_id, checked_report(message.global_state)):
+            report = checked_report(message.global_state)
+            if not self.store.record_status_report(endpoint_id, report):
                 raise Refused(f"a status report for endpoint {endpoint_id}, which is not registered")
+            if report.get("error") and report.get("active") is False:  # it could not start, and says why
+                failed = self.store.fail_pending_tasks(endpoint_id, f"The endpoint could not start: {report['error']}")
+                log.info("endpoint %s could not start; %d waiting task(s) failed", endpoint_id, failed)
             return None
         if isinstance(message, messages.Result):
             if not isinstance(message.data, str):

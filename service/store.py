@@ -267,6 +267,13 @@ class Store:
             return db.execute(endpoints.update().where(endpoints.c.id == endpoint_id, endpoints.c.deleted.is_(None))
                               .values(last_report=time.time(), report=report)).rowcount > 0
 
+    def fail_pending_tasks(self, endpoint_id: str, reason: str) -> int:
+        """Fail the tasks still waiting for this endpoint (it said it cannot start); how many."""
+        now = time.time()
+        with self.engine.begin() as db:
+            return db.execute(tasks.update().where(tasks.c.endpoint_id == endpoint_id, tasks.c.status == PENDING)
+                              .values(status="failed", exception=reason, completion_t=str(now))).rowcount
+
     # ------------------------------------------------------------------ functions
 
     def create_function(self, owner: str, name: str, code: str, description: str | None,

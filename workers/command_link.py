@@ -15,10 +15,11 @@ import os
 from typing import Any
 
 from ..protocol import commands
+from ..protocol.urls import broker_connection
 from ..supervisor.control import Stop
 from ..supervisor.pipe import ParentPipe
 from .amqp import BrokerLink, channel_on_queue, drain, run_link
-from .pipe_messages import AckCommand, CommandReceived, PublishStatus
+from .pipe_messages import AckCommand, CommandReceived, PublishFailureNotice, PublishStatus
 from .settings import ManagerSettings
 
 log = logging.getLogger(__name__)
@@ -79,10 +80,25 @@ class CommandLink(BrokerLink):
                 self.channel.basic_ack(message.delivery_tag)
         elif isinstance(message, PublishStatus):
             self._publish_status(message.packed)
+        elif isinstance(message, PublishFailureNotice):
+            self._publish_failure(message)
         elif isinstance(message, Stop):
             self.stop(message.reason or "asked to stop")
             return False
         return True
+
+    def _publish_failure(self, notice: PublishFailureNotice) -> None:
+        """With the user endpoint's own credentials, on a connection of its own: the broker
+        lets each endpoint speak only for itself."""
+        target = notice.target
+        try:
+            with broker_connection(target.connection_url, connect_timeout=10) as connection:
+                channel = connection.channel()
+                channel.basic_publish(channel.prepare_message(notice.packed, properties=dict(target.properties)),
+                                      exchange=target.exchange, routing_key=target.routing_key,
+                                      mandatory=target.mandatory)
+        except Exception as exc:  # the service then just sees the user endpoint never come up
+            log.warning("could not tell the service that a user endpoint failed to start: %s", exc)
 
     def _publish_status(self, packed: bytes) -> None:
         if self.channel is None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import attrs
 
 from .payloads import Payload
+from .settings import PublishTarget
 
 
 @attrs.frozen
@@ -116,3 +117,12 @@ class CommandReceived:
 class AckCommand:
     generation: str
     delivery_tag: int
+
+
+@attrs.frozen
+class PublishFailureNotice:
+    """A user endpoint could not start: tell the service, as that user endpoint (``target``
+    holds its own credentials), so that its waiting tasks fail with the reason."""
+
+    target: PublishTarget
+    packed: bytes  # a packed EPStatusReport with the error
