@@ -22,6 +22,7 @@ TEMPLATE = """\
 engine:
   type: ThreadPoolEngine
   max_workers: {{ workers|default(2) }}
+  max_retries_on_system_failure: 2
 heartbeat_period: 5
 idle_heartbeats_soft: {{ idle|default(0) }}
 """
