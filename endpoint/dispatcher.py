@@ -47,7 +47,7 @@ from ..workers.pipe_messages import (
     TasksStarted,
 )
 from .idle import IdleWatch
-from .status_board import StatusBoard
+from .status_board import StatusBoard, TreeLedger
 
 log = logging.getLogger(__name__)
 
@@ -93,6 +93,9 @@ class DispatchPolicy:
     # None: any function; else only these (config allowed_functions, canonical UUID text).
     allowed_functions: frozenset[str] | None = None
 
+    def idle_watch(self) -> IdleWatch:
+        return IdleWatch(self.idle_heartbeats_soft, self.idle_heartbeats_hard, self.heartbeat_period_s)
+
     @classmethod
     def from_config(cls, config) -> DispatchPolicy:
         allowed = config.allowed_functions
@@ -110,18 +113,14 @@ class EndpointDispatcher:
                  engine_type: str | None = None, status_board: StatusBoard | None = None):
         self.endpoint_id = endpoint_id
         self.policy = policy
-        self.idle = IdleWatch(policy.idle_heartbeats_soft, policy.idle_heartbeats_hard, policy.heartbeat_period_s)
-        self.status_board = status_board
-        self.links: dict[str, dict] = {}  # link role -> its broker connection as last reported
-        self.last_report_at: float | None = None  # wall clock of the last status report sent
+        self.idle = policy.idle_watch()
+        self.ledger = TreeLedger(status_board)
         self.ep_info = ep_info or {}
         self.inflight: dict[str, InFlight] = {}
         self.recently_confirmed: OrderedDict[str, None] = OrderedDict()
         self.ready: set[str] = set()
         # Until the engine reports its figures, reports still say which engine it is.
         self.engine_figures: dict = {"engine_type": engine_type} if engine_type else {}
-        self.tree: dict = {}
-        self.next_report = 0.0
         self.counts = {"received": 0, "duplicates": 0, "completed": 0, "retried": 0, "failed_system": 0}
         # Told each child's readiness (start-up progress); set by tree.run_tree.
         self.startup_listener: Callable[[str], None] | None = None
@@ -145,7 +144,7 @@ class EndpointDispatcher:
             self.engine_figures = message.figures
             return []
         if isinstance(message, BrokerState):
-            self.links[source] = {"connected": message.connected, "detail": message.detail, "since": message.since}
+            self.ledger.link_state(source, message.connected, message.detail, message.since)
             return []
         if isinstance(message, StopRequested):
             return [(SUPERVISOR, StopTree(f"the Compute service asked it to stop ({message.reason})"))]
@@ -282,13 +281,9 @@ class EndpointDispatcher:
     # ------------------------------------------------------------------ status reports
 
     def tick(self, now: float, tree: dict) -> Iterable[Routed]:
-        self.tree = tree
-        if self.status_board is not None:
-            self.status_board.publish(now, self.status_snapshot())
-        if now < self.next_report or RESULT_LINK not in self.ready:
+        self.ledger.observe(now, tree, self.status_snapshot)
+        if RESULT_LINK not in self.ready or not self.ledger.report_due(now, self.policy.heartbeat_period_s):
             return []
-        self.next_report = now + self.policy.heartbeat_period_s
-        self.last_report_at = time.time()
         routed: list[Routed] = [(RESULT_LINK, PublishStatus(self.status_report(active=True)))]
         idle_reason = self.idle.heartbeat(self.counts["received"], self.counts["completed"])
         if idle_reason:
@@ -298,15 +293,13 @@ class EndpointDispatcher:
     def reconfigure(self, policy: DispatchPolicy) -> None:
         """A reloaded config.yaml: what it decides applies from now on (the idle count starts over)."""
         self.policy = policy
-        self.idle = IdleWatch(policy.idle_heartbeats_soft, policy.idle_heartbeats_hard, policy.heartbeat_period_s)
-        self.next_report = 0.0  # a report at once says the new period
+        self.idle = policy.idle_watch()
+        self.ledger.next_report = 0.0  # a report at once says the new period
 
     def status_snapshot(self) -> dict:
         """The tree as `status` shows it (status_board.py)."""
-        return {"endpoint_id": self.endpoint_id, "supervisor_pid": os.getpid(), "written": time.time(),
-                "started": self.ep_info.get("start_unix"), "tree": self.tree, "tasks": self.figures(),
-                "links": self.links, "last_status_report": self.last_report_at,
-                "heartbeat_period": self.policy.heartbeat_period_s, "engine": self.engine_figures}
+        return self.ledger.snapshot(self.endpoint_id, self.ep_info.get("start_unix"), self.policy.heartbeat_period_s,
+                                    tasks=self.figures(), engine=self.engine_figures)
 
     def tree_stopping(self) -> Iterable[Routed]:
         return [(TASK_LINK, PauseConsuming()), (RESULT_LINK, PublishStatus(self.status_report(active=False)))]
@@ -324,7 +317,7 @@ class EndpointDispatcher:
             **self.engine_figures,
             "heartbeat_period": self.policy.heartbeat_period_s,
             "active": active,
-            "supervisor": {**self.tree, "tasks": self.figures()},
+            "supervisor": {**self.ledger.tree, "tasks": self.figures()},
             **self.ep_info,
             "posix_pid": os.getpid(),
             "report_time": time.time(),

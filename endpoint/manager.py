@@ -33,7 +33,7 @@ from ..workers.pipe_messages import AckCommand, BrokerState, CommandReceived, Pu
 from ..workers.settings import ManagerSettings, WorkerSettings
 from .config import ConfigError, ManagerConfig
 from .daemon import Progress
-from .status_board import StatusBoard
+from .status_board import StatusBoard, TreeLedger
 from .templates import TemplateError, render_directory, user_environment
 
 log = logging.getLogger(__name__)
@@ -62,11 +62,7 @@ class ManagerDispatcher:
     def __init__(self, settings: ManagerSettings, directory: Path, owner_id: str | None, debug: bool,
                  status_board: StatusBoard | None = None):
         self.settings, self.directory, self.owner_id, self.debug = settings, directory, owner_id, debug
-        self.status_board = status_board
-        self.links: dict[str, dict] = {}
-        self.tree: dict = {}
-        self.next_report = 0.0
-        self.last_report_at: float | None = None
+        self.ledger = TreeLedger(status_board)
         self.started = time.time()
         self.startup_listener: Callable[[str], None] | None = None  # start's progress (run_manager_tree)
         self.user_endpoint_ids: dict[str, str] = {}  # user endpoint name -> its endpoint id
@@ -75,7 +71,7 @@ class ManagerDispatcher:
         if isinstance(message, CommandReceived):
             return [*self._act(message.command), (COMMAND_LINK, AckCommand(message.generation, message.delivery_tag))]
         if isinstance(message, BrokerState):
-            self.links[source] = {"connected": message.connected, "detail": message.detail, "since": message.since}
+            self.ledger.link_state(source, message.connected, message.detail, message.since)
         return []
 
     def _act(self, command: object) -> list[Routed]:
@@ -127,13 +123,10 @@ class ManagerDispatcher:
         return []
 
     def tick(self, now: float, tree: dict) -> Iterable[Routed]:
-        self.tree = tree
-        if self.status_board is not None:
-            self.status_board.publish(now, self.status_snapshot())
-        if now < self.next_report or self.links.get(COMMAND_LINK, {}).get("connected") is not True:
+        self.ledger.observe(now, tree, self.status_snapshot)
+        connected = self.ledger.links.get(COMMAND_LINK, {}).get("connected") is True
+        if not connected or not self.ledger.report_due(now, self.settings.heartbeat_period_s):
             return []
-        self.next_report = now + self.settings.heartbeat_period_s
-        self.last_report_at = time.time()
         return [(COMMAND_LINK, PublishStatus(self.status_report(active=True)))]
 
     def tree_stopping(self) -> Iterable[Routed]:
@@ -141,7 +134,7 @@ class ManagerDispatcher:
 
     def user_endpoints(self) -> dict:
         """The user endpoints in the tree now: {name: {state, pid, since, restarts, endpoint_id}}."""
-        children = (self.tree.get("children") or {})
+        children = self.ledger.tree.get("children") or {}
         return {name: {**child, "endpoint_id": self.user_endpoint_ids.get(name)}
                 for name, child in children.items() if name != COMMAND_LINK}
 
@@ -153,10 +146,8 @@ class ManagerDispatcher:
                                                      global_state=messages.JsonObject(state)))
 
     def status_snapshot(self) -> dict:
-        return {"endpoint_id": self.settings.endpoint_id, "supervisor_pid": os.getpid(), "written": time.time(),
-                "started": self.started, "tree": self.tree, "tasks": {}, "links": self.links,
-                "last_status_report": self.last_report_at, "heartbeat_period": self.settings.heartbeat_period_s,
-                "engine": {}, "template_capable": True, "user_endpoints": self.user_endpoints()}
+        return self.ledger.snapshot(self.settings.endpoint_id, self.started, self.settings.heartbeat_period_s,
+                                    tasks={}, engine={}, template_capable=True, user_endpoints=self.user_endpoints())
 
 
 def run_manager_tree(settings: ManagerSettings, config: ManagerConfig, directory: Path, owner_id: str | None,

@@ -7,6 +7,9 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 from ..protocol.files import write_private_file
@@ -42,6 +45,39 @@ class StatusBoard:
 
     def remove(self) -> None:
         self.path.unlink(missing_ok=True)
+
+
+class TreeLedger:
+    """What a dispatcher keeps for the tree's status: the tree as the supervisor last gave
+    it, each link's broker connection, when status reports go out; written to the board
+    (when there is one) every tick."""
+
+    def __init__(self, board: StatusBoard | None = None):
+        self.board = board
+        self.tree: dict = {}
+        self.links: dict[str, dict] = {}  # link role -> its broker connection as last reported
+        self.next_report = 0.0  # monotonic time the next status report is due
+        self.last_report_at: float | None = None  # wall clock of the last status report sent
+
+    def link_state(self, role: str, connected: bool, detail: str, since: float) -> None:
+        self.links[role] = {"connected": connected, "detail": detail, "since": since}
+
+    def observe(self, now: float, tree: dict, snapshot: Callable[[], dict]) -> None:
+        self.tree = tree
+        if self.board is not None:
+            self.board.publish(now, snapshot())
+
+    def report_due(self, now: float, period_s: float) -> bool:
+        """Whether a status report goes out now; if so, the next is due a period later."""
+        if now < self.next_report:
+            return False
+        self.next_report, self.last_report_at = now + period_s, time.time()
+        return True
+
+    def snapshot(self, endpoint_id: str, started: float | None, period_s: float, **more: object) -> dict:
+        return {"endpoint_id": endpoint_id, "supervisor_pid": os.getpid(), "written": time.time(),
+                "started": started, "tree": self.tree, "links": self.links,
+                "last_status_report": self.last_report_at, "heartbeat_period": period_s, **more}
 
 
 def read_status(directory: Path) -> dict | None:
