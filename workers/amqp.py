@@ -11,6 +11,7 @@ from typing import Protocol
 import amqp.exceptions
 import kombu
 
+from ..protocol import commands
 from ..protocol.reconnecting import FatalBrokerError, ReconnectingClient
 from ..protocol.urls import redact_url
 from ..supervisor.pipe import ParentPipe
@@ -20,7 +21,7 @@ from .startup import ChildSettings, begin_child
 
 log = logging.getLogger(__name__)
 
-__all__ = ["BrokerLink", "FatalBrokerError", "channel_on_queue", "drain", "run_link"]
+__all__ = ["BrokerLink", "FatalBrokerError", "channel_on_queue", "drain", "read_command", "run_link"]
 
 
 def drain(connection: kombu.Connection, timeout: float) -> bool:
@@ -42,6 +43,19 @@ def channel_on_queue(connection: kombu.Connection, queue: str, what: str):
         raise FatalBrokerError(f"the {what} {queue} does not exist at {redact_url(connection.as_uri())}; "
                                "is the endpoint registered with this service?") from None
     return channel
+
+
+def read_command(channel, message) -> commands.Command | None:
+    """A command from the service's command queue (protocol/commands.py); None when refused:
+    then rejected to the dead letter and logged, and the next one is read as usual."""
+    properties = dict(getattr(message, "properties", None) or {})
+    properties.setdefault("content_type", getattr(message, "content_type", None))  # kombu's own messages
+    command = commands.read(message.body, properties)
+    if isinstance(command, commands.Refused):
+        log.warning("refused a message on the command queue: %s", command.reason)
+        channel.basic_reject(message.delivery_tag, requeue=False)
+        return None
+    return command
 
 
 class LinkSettings(ChildSettings, Protocol):

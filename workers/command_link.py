@@ -14,11 +14,10 @@ import logging
 import os
 from typing import Any
 
-from ..protocol import commands
 from ..protocol.urls import broker_connection
 from ..supervisor.control import Stop
 from ..supervisor.pipe import ParentPipe
-from .amqp import BrokerLink, channel_on_queue, drain, run_link
+from .amqp import BrokerLink, channel_on_queue, drain, read_command, run_link
 from .pipe_messages import AckCommand, CommandReceived, PublishFailureNotice, PublishStatus
 from .settings import ManagerSettings
 
@@ -65,14 +64,9 @@ class CommandLink(BrokerLink):
             connection.heartbeat_check()
 
     def _on_command(self, message) -> None:
-        properties = dict(getattr(message, "properties", None) or {})
-        properties.setdefault("content_type", getattr(message, "content_type", None))
-        command = commands.read(message.body, properties)
-        if isinstance(command, commands.Refused):
-            log.warning("refused a message on the command queue: %s", command.reason)
-            self.channel.basic_reject(message.delivery_tag, requeue=False)
-            return
-        self.parent.send(CommandReceived(self.generation, message.delivery_tag, command))
+        command = read_command(self.channel, message)
+        if command is not None:
+            self.parent.send(CommandReceived(self.generation, message.delivery_tag, command))
 
     def handle(self, message: object) -> bool:
         if isinstance(message, AckCommand):

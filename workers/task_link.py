@@ -19,7 +19,7 @@ import amqp
 from ..protocol import commands, messages
 from ..supervisor.control import Stop
 from ..supervisor.pipe import ParentPipe
-from .amqp import BrokerLink, channel_on_queue, drain, run_link
+from .amqp import BrokerLink, channel_on_queue, drain, read_command, run_link
 from .memory import release_freed_memory
 from .payloads import TASK_BODIES, Payload, PayloadStore, Stored, size_of
 from .pipe_messages import AckDeliveries, PauseConsuming, StopRequested, TaskDelivery, TasksReceived
@@ -121,12 +121,8 @@ class TaskLink(BrokerLink):
                               no_ack=False, consumer_tag=f"commands-{self.generation}")
 
     def _on_command(self, channel, message) -> None:
-        properties = dict(getattr(message, "properties", None) or {})
-        properties.setdefault("content_type", getattr(message, "content_type", None))  # kombu's own messages
-        command = commands.read(message.body, properties)
-        if isinstance(command, commands.Refused):
-            log.warning("refused a message on the command queue: %s", command.reason)
-            channel.basic_reject(message.delivery_tag, requeue=False)
+        command = read_command(channel, message)
+        if command is None:
             return
         channel.basic_ack(message.delivery_tag)  # acted on below, at once: the supervisor stops the tree
         if isinstance(command, commands.StopEndpoint):
