@@ -17,7 +17,15 @@ from ..supervisor.spec import ChildSpec, RestartPolicy
 from ..supervisor.supervisor import Supervisor
 from ..workers.payloads import TASK_BODIES, PayloadStore
 from ..workers.settings import PublishTarget, WorkerSettings
-from .config import ConfigError, ConfigProblem, EndpointConfig, EngineConfig, GlobusComputeEngineConfig, parse_config
+from .config import (
+    ConfigError,
+    ConfigProblem,
+    EndpointConfig,
+    EngineConfig,
+    GlobusComputeEngineConfig,
+    GlobusMPIEngineConfig,
+    parse_config,
+)
 from .daemon import Progress
 from .dispatcher import ENGINE, RESULT_LINK, TASK_LINK, DispatchPolicy, EndpointDispatcher
 from .status_board import StatusBoard
@@ -80,7 +88,8 @@ def engine_options(engine_config: EngineConfig) -> dict:
     """The engine's block of config.yaml as the engine is built from it: every option, its
     default included (the config model is where engine defaults are declared)."""
     engine = cattrs.Converter().unstructure(engine_config)
-    if isinstance(engine_config, GlobusComputeEngineConfig):  # the provider's options sit beside its type
+    # The provider's options sit beside its type.
+    if isinstance(engine_config, (GlobusComputeEngineConfig, GlobusMPIEngineConfig)):
         engine["provider"] = {"type": engine_config.provider.type, **engine_config.provider.options}
     engine.update(engine.pop("executor_options", {}))  # HTEX's own options, beside ours as in config.yaml
     return engine
@@ -97,7 +106,9 @@ def prefetch_for(engine) -> int:
     """Unacknowledged tasks the task link may hold: enough to keep every worker busy while
     results travel and acknowledgements come back; bounded, since each may be 10 MiB."""
     workers = getattr(engine, "max_workers", None)
-    if workers is None and hasattr(engine, "provider"):
+    if isinstance(engine, GlobusMPIEngineConfig):  # an MPI task holds nodes, not a core
+        workers = engine.max_workers_per_block * max(1, int(engine.provider.options.get("max_blocks", 1)))
+    elif workers is None and hasattr(engine, "provider"):
         per_node = engine.max_workers_per_node or os.cpu_count() or 1
         options = engine.provider.options
         workers = per_node * max(1, int(options.get("max_blocks", 1))) * int(options.get("nodes_per_block", 1))

@@ -18,7 +18,7 @@ CONFIGS = sorted((EXAMPLES / "configs").glob("*.yaml"))
 def test_the_documented_cases_have_examples():
     names = {path.stem for path in CONFIGS}
     assert {"default-local", "thread-pool", "process-pool", "slurm", "conda-worker-init", "venv-worker-init",
-            "docker", "apptainer", "custom-bubblewrap", "setup-teardown", "local-service"} <= names
+            "docker", "apptainer", "custom-bubblewrap", "setup-teardown", "local-service", "mpi-slurm"} <= names
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=[p.stem for p in CONFIGS])

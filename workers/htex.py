@@ -13,20 +13,32 @@ import json
 import logging
 import os
 import shutil
+import socket
 import sys
 import threading
 import time
 from collections.abc import Mapping
 from concurrent.futures import Future
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..protocol.files import write_private_file
 from .addresses import host_addresses, resolve_address
 from .execution import UNKNOWN_TASK_FAILURE, error_result, run_task_in, run_tasks_in
 from .payloads import Payload, load
 from .pipe_messages import TaskDelivery, TaskResult
-from .submission import NO_SPECIFICATION, ChunkedSubmission, Done, Started, ignore_start, report_outcome
+from .submission import (
+    NO_SPECIFICATION,
+    ChunkedSubmission,
+    Done,
+    ResourceSpecificationError,
+    Started,
+    ignore_start,
+    report_outcome,
+)
+
+if TYPE_CHECKING:
+    from parsl.executors import HighThroughputExecutor
 
 log = logging.getLogger(__name__)
 
@@ -70,17 +82,18 @@ class GlobusComputeEngine(ChunkedSubmission):
     config checked them against its signature)."""
 
     name = "GlobusComputeEngine"
+    executor_class = "HighThroughputExecutor"
 
     def __init__(self, endpoint_id: str, *, provider: Mapping[str, Any], label: str | None,
                  address: str | Mapping[str, Any] | None, encrypted: bool, strategy: str | None,
-                 run_in_sandbox: bool, working_dir: str, available_accelerators: int | list[str] | None,
-                 worker_port_range: tuple[int, int] | None, interchange_port_range: tuple[int, int] | None,
+                 run_in_sandbox: bool, working_dir: str, worker_port_range: tuple[int, int] | None,
+                 interchange_port_range: tuple[int, int] | None,
                  job_status_kwargs: Mapping[str, float], container_type: str | None, container_uri: str | None,
                  container_cmd_options: str | None, run_dir: str = ".", on_start: Started = ignore_start,
                  **executor_options: Any):
         """Built from the engine's block of config.yaml (endpoint.tree.engine_options), where
         every option's default is declared; none is repeated here."""
-        from parsl.executors import HighThroughputExecutor
+        import parsl.executors
         from parsl.jobs.job_status_poller import JobStatusPoller
 
         self.endpoint_id = endpoint_id
@@ -88,9 +101,9 @@ class GlobusComputeEngine(ChunkedSubmission):
         # and this package: put this interpreter's bin first on its PATH.
         bin_dir = str(Path(sys.executable).parent)
         os.environ["PATH"] = bin_dir + os.pathsep + os.environ.get("PATH", "")
-        self.provider = build_parsl_object("parsl.providers", dict(provider))
         self.run_dir = str(Path(run_dir) / "engine")
         os.makedirs(self.run_dir, mode=0o700, exist_ok=True)
+        self.provider = build_parsl_object("parsl.providers", self._provider_options(provider))
         self.working_dir = str(Path(run_dir) / working_dir)
         self.run_in_sandbox = run_in_sandbox
         self._blocks_file = Path(self.run_dir) / "blocks.json"
@@ -104,13 +117,14 @@ class GlobusComputeEngine(ChunkedSubmission):
             # A placeholder when no address is named: HTEX would otherwise ask a public web
             # service for our address while it is built. Replaced below.
             address=named or "127.0.0.1", encrypted=encrypted,
-            available_accelerators=available_accelerators if available_accelerators is not None else (),
         )
+        if "available_accelerators" in kwargs and kwargs["available_accelerators"] is None:
+            kwargs["available_accelerators"] = ()
         if worker_port_range:
             kwargs["worker_port_range"] = tuple(worker_port_range)
         if interchange_port_range:
             kwargs["interchange_port_range"] = tuple(interchange_port_range)
-        self.htex = HighThroughputExecutor(**kwargs)
+        self.htex: HighThroughputExecutor = getattr(parsl.executors, self.executor_class)(**kwargs)
         self._place(named is None, encrypted)
         self.htex.launch_cmd = container_launch_cmd(self.htex.launch_cmd, self.run_dir, container_type,
                                                     container_uri, container_cmd_options)
@@ -123,6 +137,9 @@ class GlobusComputeEngine(ChunkedSubmission):
         self.min_blocks = getattr(self.provider, "min_blocks", 0)
         self.max_blocks = getattr(self.provider, "max_blocks", 1)
         self._recorded_jobs: list[str] = []
+
+    def _provider_options(self, provider: Mapping[str, Any]) -> dict:
+        return dict(provider)
 
     def _begin_start_marks(self, on_start: Started) -> None:
         """Workers (on any node: the endpoint directory is shared) mark each task as it starts;
@@ -156,6 +173,7 @@ class GlobusComputeEngine(ChunkedSubmission):
         self.outstanding += 1
         try:
             spec = _resource_specification(task.headers.get("resource_specification"))
+            self._check_specification(spec)
             future = self.htex.submit(run_task_in, spec, self.working_dir, self.run_in_sandbox, task.task_id,
                                       _carried(task.body), task.headers.get("result_serializers"), self.endpoint_id,
                                       self.started_dir)
@@ -166,6 +184,12 @@ class GlobusComputeEngine(ChunkedSubmission):
                                                        endpoint_id=self.endpoint_id)))
             return
         future.add_done_callback(lambda f: self._finished(task.task_id, f, done))
+
+    def _check_specification(self, spec: dict) -> None:
+        if set(spec) & MPI_SPECIFICATION_KEYS:
+            raise ResourceSpecificationError(
+                f"{self.name} runs single-node tasks and takes only 'priority' in resource_specification "
+                f"(got {json.dumps(spec)}); multi-node (MPI) tasks need engine type GlobusMPIEngine")
 
     def _submit_chunk(self, arguments) -> Future:
         arguments = [(task_id, _carried(body), serializers) for task_id, body, serializers in arguments]
@@ -268,6 +292,74 @@ class GlobusComputeEngine(ChunkedSubmission):
         # LocalProvider's job ids are process ids: after a crash they may name another
         # process, and its pools end by themselves when the interchange is gone.
         return type(self.provider).__name__ != "LocalProvider"
+
+
+class GlobusMPIEngine(GlobusComputeEngine):
+    """Parsl's MPIExecutor: one worker pool on the first node of each block (SimpleLauncher)
+    gives each task the nodes its resource_specification asks for, and exports the launcher
+    prefixes for them (PARSL_MPI_PREFIX, PARSL_MPIEXEC_PREFIX, PARSL_SRUN_PREFIX, ...), from
+    which the SDK's MPIFunction builds its command line. A task that names no nodes, or more
+    than a block has, is refused here: Parsl would wait for it forever."""
+
+    name = "GlobusMPIEngine"
+    executor_class = "MPIExecutor"
+
+    def _provider_options(self, provider: Mapping[str, Any]) -> dict:
+        options = dict(provider)
+        options.setdefault("launcher", {"type": "SimpleLauncher"})
+        if options.get("type", "LocalProvider") == "LocalProvider" and not _in_batch_job():
+            # Outside a batch job the pool finds no node list; it gets this host as its one node.
+            nodefile = Path(self.run_dir) / "local.nodefile"
+            write_private_file(nodefile, socket.gethostname() + "\n")
+            options["worker_init"] = f"export PBS_NODEFILE={nodefile}; " + (options.get("worker_init") or "")
+        return options
+
+    @property
+    def nodes_per_block(self) -> int:
+        return int(getattr(self.provider, "nodes_per_block", 1))
+
+    @property
+    def capacity(self) -> int:
+        # MPIExecutor sets its pools' max_workers_per_node to max_workers_per_block.
+        return int(self.htex.max_workers_per_node) * max(1, self.max_blocks)
+
+    def _check_specification(self, spec: dict) -> None:
+        problem = mpi_specification_problem(spec, self.nodes_per_block)
+        if problem:
+            raise ResourceSpecificationError(problem)
+
+
+MPI_SPECIFICATION_KEYS = frozenset(("num_nodes", "ranks_per_node", "num_ranks", "launcher_options"))
+
+
+def mpi_specification_problem(spec: Mapping[str, Any], nodes_per_block: int) -> str | None:
+    """Why GlobusMPIEngine cannot run a task with this resource specification, or None."""
+    accepted = ", ".join(sorted(MPI_SPECIFICATION_KEYS))
+    unknown = sorted(set(spec) - MPI_SPECIFICATION_KEYS)
+    if unknown:
+        return f"resource_specification has {', '.join(map(repr, unknown))}, which GlobusMPIEngine does not know; " \
+               f"accepted: {accepted}"
+    nodes = spec.get("num_nodes")
+    if nodes is None:
+        return (f"GlobusMPIEngine needs num_nodes in resource_specification (got {json.dumps(dict(spec))}): "
+                f"the nodes of a block to run the task on (this endpoint's blocks have {nodes_per_block}); "
+                f"accepted keys: {accepted}")
+    for key in ("num_nodes", "ranks_per_node", "num_ranks"):
+        value = spec.get(key)
+        if value is not None and not (type(value) is int and value > 0):
+            return f"resource_specification {key}: expected a positive integer, got {value!r}"
+    if nodes > nodes_per_block:
+        return (f"resource_specification asks for {nodes} nodes, but this endpoint's blocks have "
+                f"{nodes_per_block} (the provider's nodes_per_block); a task runs within one block")
+    ranks, per_node = spec.get("num_ranks"), spec.get("ranks_per_node")
+    if ranks is not None and per_node is not None and ranks != nodes * per_node:
+        return (f"resource_specification num_ranks ({ranks}) is not num_nodes ({nodes}) x ranks_per_node "
+                f"({per_node})")
+    return None
+
+
+def _in_batch_job() -> bool:
+    return bool(os.environ.get("SLURM_NODELIST") or os.environ.get("PBS_NODEFILE"))
 
 
 def _carried(body: Payload) -> Payload:

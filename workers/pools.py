@@ -134,8 +134,9 @@ def build_engine(engine_config: Mapping[str, Any], endpoint_id: str, run_dir: st
     options = dict(engine_config)
     kind = options.pop("type")
     options.pop("max_retries_on_system_failure", None)  # the dispatcher's business
-    if kind == "GlobusComputeEngine":
-        from .htex import GlobusComputeEngine  # heavy: Parsl
+    if kind in ("GlobusComputeEngine", "GlobusMPIEngine"):
+        from . import htex  # heavy: Parsl
 
-        return GlobusComputeEngine(endpoint_id, run_dir=run_dir, on_start=on_start, **options)
+        engine_class = getattr(htex, kind)
+        return engine_class(endpoint_id, run_dir=run_dir, on_start=on_start, **options)
     return ENGINES[kind](endpoint_id, on_start=on_start, **options)

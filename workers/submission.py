@@ -132,4 +132,4 @@ def check_no_resource_specification(engine: str, task: TaskDelivery) -> None:
     if has_resource_specification(task.headers):
         raise ResourceSpecificationError(
             f"{engine} does not support resource_specification (got {task.headers['resource_specification']}); "
-            "use GlobusComputeEngine for per-task resources")
+            "use GlobusComputeEngine for per-task priority, GlobusMPIEngine for multi-node (MPI) tasks")

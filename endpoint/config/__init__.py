@@ -7,6 +7,7 @@ from .model import (
     EndpointConfig,
     EngineConfig,
     GlobusComputeEngineConfig,
+    GlobusMPIEngineConfig,
     JobStatusConfig,
     ManagerConfig,
     ProcessPoolEngineConfig,
@@ -18,7 +19,8 @@ from .values import ConfigValueError
 
 __all__ = [
     "ENGINE_TYPES", "ConfigError", "ConfigProblem", "ConfigValueError", "EndpointConfig", "EngineConfig",
-    "GlobusComputeEngineConfig", "JobStatusConfig", "ProcessPoolEngineConfig", "ProviderConfig",
+    "GlobusComputeEngineConfig", "GlobusMPIEngineConfig", "JobStatusConfig", "ProcessPoolEngineConfig",
+    "ProviderConfig",
     "ThreadPoolEngineConfig", "default_config_text", "load_config", "parse_config", "ManagerConfig",
     "parse_manager_config",
 ]

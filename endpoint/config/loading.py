@@ -23,6 +23,7 @@ from .model import (
     AMQP_PORTS,
     CONTAINER_TYPES,
     ENGINE_TYPES,
+    MPI_LAUNCHERS,
     STRATEGIES,
     Accelerators,
     Address,
@@ -32,6 +33,7 @@ from .model import (
     EndpointConfig,
     EngineConfig,
     ManagerConfig,
+    MpiLauncher,
     NonNegativeInt,
     PortRange,
     PositiveFloat,
@@ -68,7 +70,7 @@ def _structure_engine(value: object, _: object) -> EngineConfig:
             f"unknown engine type {kind!r}; accepted: {', '.join(ENGINE_TYPES)}"
             + did_you_mean(kind, ENGINE_TYPES), ("type",)
         )
-    if kind == "GlobusComputeEngine":
+    if kind in ("GlobusComputeEngine", "GlobusMPIEngine"):
         value = split_executor_options(value)
     else:
         value = split_pool_options(value, ENGINE_TYPES[kind])
@@ -100,6 +102,7 @@ def _make_converter() -> cattrs.Converter:
     conv.register_structure_hook(AmqpPort, one_of(AMQP_PORTS))
     conv.register_structure_hook(ContainerType, one_of(CONTAINER_TYPES))
     conv.register_structure_hook(Strategy, one_of(STRATEGIES))
+    conv.register_structure_hook(MpiLauncher, one_of(MPI_LAUNCHERS))
     conv.register_structure_hook(Address, structure_address)
     conv.register_structure_hook(Accelerators, structure_accelerators)
     conv.register_structure_hook(ByteSize, structure_byte_size)

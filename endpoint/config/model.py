@@ -17,6 +17,8 @@ IMAGE_CONTAINER_TYPES = ("docker", "podman", "podman-hpc", "apptainer", "singula
 ADDRESS_FUNCTIONS = ("address_by_interface", "address_by_hostname", "address_by_route", "address_by_query")
 # Parsl's scaling strategies; "none" (or null) keeps the blocks as they are.
 STRATEGIES = ("simple", "htex_auto_scale", "none")
+# How Parsl's MPI mode starts a task on its nodes (the official GlobusMPIEngine's choices).
+MPI_LAUNCHERS = ("mpiexec", "srun", "aprun")
 # HighThroughputExecutor arguments that are Python objects and cannot come from YAML,
 # and those the engine sets itself.
 HTEX_NOT_FROM_YAML = ("self", "provider", "manager_selector", "block_error_handler",
@@ -52,6 +54,7 @@ ContainerType = NewType("ContainerType", str)
 PortRange = NewType("PortRange", tuple)
 Address = NewType("Address", object)  # an address string, or {type: <Parsl address finder>, ...}
 Strategy = NewType("Strategy", str)
+MpiLauncher = NewType("MpiLauncher", str)
 Accelerators = NewType("Accelerators", object)  # a count, or a list of device names
 ByteSize = NewType("ByteSize", int)  # a number of bytes, or a string such as "512 MiB" or "2GB"
 UuidText = NewType("UuidText", str)  # a UUID, kept in its canonical text form
@@ -98,14 +101,14 @@ class JobStatusConfig:
 
 
 @attrs.frozen
-class GlobusComputeEngineConfig:
-    """Parsl's HighThroughputExecutor with a provider, as the official engine exposes it.
+class _HtexEngineConfig:
+    """What GlobusComputeEngine and GlobusMPIEngine share: Parsl's HighThroughputExecutor
+    (or its MPI variant) with a provider, as the official engines expose them.
 
-    The options below are checked here; any other HighThroughputExecutor argument is
-    accepted too, checked against HTEX's own signature, and kept in ``executor_options``.
+    The options below are checked here; any other argument of the Parsl executor is
+    accepted too, checked against its own signature, and kept in ``executor_options``.
     """
 
-    type: Literal["GlobusComputeEngine"] = "GlobusComputeEngine"
     provider: ProviderConfig = attrs.field(factory=_default_provider)
     label: str | None = None
     # None: the interchange listens on every interface and workers try every address of
@@ -117,10 +120,6 @@ class GlobusComputeEngineConfig:
     strategy: Strategy | None = Strategy("simple")
     run_in_sandbox: bool = False  # each task runs in a fresh directory of working_dir
     working_dir: str = "tasks_working_dir"  # relative to the endpoint's directory
-    max_workers_per_node: PositiveInt | None = None
-    cores_per_worker: PositiveFloat = PositiveFloat(1.0)
-    mem_per_worker: PositiveFloat | None = None
-    available_accelerators: Accelerators | None = None
     prefetch_capacity: NonNegativeInt = NonNegativeInt(0)
     heartbeat_period: PositiveInt = PositiveInt(30)
     heartbeat_threshold: PositiveInt = PositiveInt(120)
@@ -152,10 +151,49 @@ class GlobusComputeEngineConfig:
                 )
 
 
+@attrs.frozen
+class GlobusComputeEngineConfig(_HtexEngineConfig):
+    """Single-node tasks on the workers of each node of each block."""
+
+    type: Literal["GlobusComputeEngine"] = "GlobusComputeEngine"
+    max_workers_per_node: PositiveInt | None = None
+    cores_per_worker: PositiveFloat = PositiveFloat(1.0)
+    mem_per_worker: PositiveFloat | None = None
+    available_accelerators: Accelerators | None = None
+
+
+@attrs.frozen
+class GlobusMPIEngineConfig(_HtexEngineConfig):
+    """Multi-node (MPI) tasks: one worker pool on the first node of each block hands each
+    task the nodes its resource_specification asks for, and the launcher prefix for them."""
+
+    type: Literal["GlobusMPIEngine"] = "GlobusMPIEngine"
+    max_workers_per_block: PositiveInt = PositiveInt(1)  # MPI tasks a block runs at once
+    mpi_launcher: MpiLauncher = MpiLauncher("mpiexec")
+
+    def __attrs_post_init__(self) -> None:
+        super().__attrs_post_init__()
+        launcher = self.provider.options.get("launcher")
+        kind = launcher.get("type") if isinstance(launcher, Mapping) else None
+        if launcher is not None and kind != "SimpleLauncher":
+            raise ConfigValueError(
+                f"GlobusMPIEngine needs the provider's launcher to be SimpleLauncher (one worker pool on a "
+                f"block's first node, which launches each task across the block's nodes); got {kind}",
+                ("provider", "launcher"))
+        nodes = self.provider.options.get("nodes_per_block", 1)
+        if self.max_workers_per_block > nodes:
+            raise ConfigValueError(
+                f"max_workers_per_block ({self.max_workers_per_block}) is more than the provider's "
+                f"nodes_per_block ({nodes}): each MPI task takes at least one node of the block",
+                ("max_workers_per_block",))
+
+
 # typing.Union, not `|`: cattrs dispatches its structure hook on this exact object.
-EngineConfig = Union[ThreadPoolEngineConfig, ProcessPoolEngineConfig, GlobusComputeEngineConfig]  # noqa: UP007
+EngineConfig = Union[  # noqa: UP007
+    ThreadPoolEngineConfig, ProcessPoolEngineConfig, GlobusComputeEngineConfig, GlobusMPIEngineConfig]
 ENGINE_TYPES: dict[str, type] = {
     "GlobusComputeEngine": GlobusComputeEngineConfig,
+    "GlobusMPIEngine": GlobusMPIEngineConfig,
     "ThreadPoolEngine": ThreadPoolEngineConfig,
     "ProcessPoolEngine": ProcessPoolEngineConfig,
 }

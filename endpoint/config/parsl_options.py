@@ -12,7 +12,7 @@ from typing import Any, Union
 
 import attrs
 
-from .model import ADDRESS_FUNCTIONS, HTEX_NOT_FROM_YAML, GlobusComputeEngineConfig
+from .model import ADDRESS_FUNCTIONS, HTEX_NOT_FROM_YAML, GlobusComputeEngineConfig, GlobusMPIEngineConfig
 from .values import ConfigValueError, did_you_mean, type_name
 
 
@@ -123,10 +123,13 @@ def engine_fields(cls: type) -> set[str]:
 
 
 def split_executor_options(value: Mapping) -> dict:
-    """GlobusComputeEngine's own options, with every other key checked against Parsl's
-    HighThroughputExecutor and kept in executor_options (as the official engine passes them)."""
-    from parsl.executors import HighThroughputExecutor
+    """GlobusComputeEngine's or GlobusMPIEngine's own options, with every other key checked
+    against Parsl's HighThroughputExecutor or MPIExecutor and kept in executor_options (as
+    the official engines pass them)."""
+    from parsl.executors import HighThroughputExecutor, MPIExecutor
 
+    if value.get("type") == "GlobusMPIEngine":
+        return _split(value, GlobusMPIEngineConfig, "GlobusMPIEngine", MPIExecutor.__init__, HTEX_NOT_FROM_YAML)
     return _split(value, GlobusComputeEngineConfig, "GlobusComputeEngine", HighThroughputExecutor.__init__,
                   HTEX_NOT_FROM_YAML)
 

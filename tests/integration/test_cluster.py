@@ -16,32 +16,10 @@ from pathlib import Path
 import psutil
 import pytest
 
-from tests.clusters import BRIDGE, LOGIN_ADDRESS, NODE_ADDRESSES, TWO_NODES, squeue, start_cluster
+from tests.clusters import BRIDGE, LOGIN_ADDRESS, NODE_ADDRESSES
 from tests.endpoint_harness import EndpointHarness
 
 pytestmark = pytest.mark.slow
-
-CLUSTER_CONFIG = """\
-engine:
-  type: GlobusComputeEngine
-  max_workers_per_node: {workers}
-  max_retries_on_system_failure: 2
-  heartbeat_period: 2
-  heartbeat_threshold: 6
-  job_status_kwargs: {{strategy_period: 1, max_idletime: 30}}
-{extra}  provider:
-    type: SlurmProvider
-    partition: cluster
-    nodes_per_block: {nodes}
-    init_blocks: 0
-    min_blocks: 0
-    max_blocks: 1
-    walltime: "00:10:00"
-    exclusive: false
-    launcher: {{type: SrunLauncher}}
-    worker_init: source {venv}/bin/activate
-"""
-
 
 EXAMPLE = Path(__file__).parents[2] / "examples" / "configs" / "slurm-two-node.yaml"
 
@@ -63,37 +41,6 @@ def nap(seconds):
 
 def noop():
     return None
-
-
-@pytest.fixture(scope="module")
-def cluster_conf() -> str:
-    return start_cluster(TWO_NODES, needs=("ip", "nsenter", "unshare"))
-
-
-@pytest.fixture
-def cluster_endpoint(cluster_conf, sdk_port, start_service, tmp_path, monkeypatch):
-    """Start an endpoint with a cluster config; stopped and killed at the end."""
-    monkeypatch.setenv("SLURM_CONF", cluster_conf)  # sbatch, squeue and scancel, run by the engine
-    service = start_service(port=sdk_port)
-    started = []
-
-    def start(nodes: int = 1, workers: int = 1, extra: str = "", expect_start: bool = True,
-              config: str | None = None):
-        venv = Path(sys.executable).parent.parent
-        config = config or CLUSTER_CONFIG.format(nodes=nodes, workers=workers, extra=extra, venv=venv)
-        endpoint = EndpointHarness(service, tmp_path / f"gc{len(started)}", f"cluster{len(started)}", config)
-        started.append(endpoint)
-        if expect_start:
-            endpoint.start()
-        return endpoint
-
-    yield start
-    for endpoint in started:
-        endpoint.cli("stop", endpoint.name, "--timeout", "20")
-        endpoint.kill_everything()
-    deadline = time.monotonic() + 30
-    while squeue(cluster_conf) and time.monotonic() < deadline:
-        time.sleep(0.5)  # the next test starts with free nodes
 
 
 def interchange_of(endpoint: EndpointHarness) -> psutil.Process:

@@ -167,10 +167,16 @@ def test_engine_killed_mid_run_retries_as_configured(make_endpoint, retries, exp
     assert endpoint.status() == "Running"
 
 
-def test_pool_engines_reject_resource_specification_clearly(make_endpoint):
+@pytest.mark.parametrize("engine, reason", [
+    ("ThreadPoolEngine", "ThreadPoolEngine does not support resource_specification (got {\"num_nodes\": 2}); use "
+     "GlobusComputeEngine for per-task priority, GlobusMPIEngine for multi-node (MPI) tasks"),
+    ("GlobusComputeEngine", "GlobusComputeEngine runs single-node tasks and takes only 'priority' in "
+     "resource_specification (got {\"num_nodes\": 2}); multi-node (MPI) tasks need engine type GlobusMPIEngine"),
+])
+def test_engines_reject_resource_specifications_they_cannot_honour_clearly(make_endpoint, engine, reason):
     import requests
 
-    endpoint = make_endpoint(ENGINE_CONFIGS["ThreadPoolEngine"])
+    endpoint = make_endpoint(ENGINE_CONFIGS[engine])
     # through the service, as the SDK sends it with Executor(resource_specification=...)
     function_id = endpoint.register_function(add)
     payload = SERIALIZER.pack_buffers([SERIALIZER.serialize((1, 2)), SERIALIZER.serialize({})])
@@ -180,4 +186,4 @@ def test_pool_engines_reject_resource_specification_clearly(make_endpoint):
     [task_id] = response.json()["tasks"][function_id]
     result = endpoint.results([task_id])[task_id]
     assert result["status"] == "failed"
-    assert "ThreadPoolEngine does not support resource_specification" in result["exception"]
+    assert reason in result["exception"]

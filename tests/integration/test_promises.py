@@ -62,24 +62,6 @@ def chatter(megabytes, line_bytes):
     return megabytes
 
 
-@pytest.fixture
-def sdk_endpoint(sdk_port, start_service, tmp_path):
-    from tests.endpoint_harness import EndpointHarness
-
-    started = []
-
-    def start(config: str):
-        endpoint = EndpointHarness(start_service(port=sdk_port), tmp_path / f"gc{len(started)}", "ep", config)
-        started.append(endpoint)
-        endpoint.start()
-        return endpoint
-
-    yield start
-    for endpoint in started:
-        endpoint.cli("stop", endpoint.name, "--timeout", "20")
-        endpoint.kill_everything()
-
-
 def outcomes(futures, timeout: float = 120) -> list:
     out = []
     for future in futures:

@@ -19,14 +19,15 @@ SDK = ComputeSerializer()  # by reference, as the SDK sends a ShellFunction
 SANDBOXED_GCE = GCE_CONFIG.format(retries=0).replace("engine:\n", "engine:\n  run_in_sandbox: true\n", 1)
 
 
-def run_shell(endpoint, shell_function: ShellFunction, **kwargs):
+def run_shell(endpoint, shell_function: ShellFunction, resource_specification: dict | None = None, **kwargs):
     code = SDK.pack_buffers([SDK.serialize(shell_function)])
     registered = requests.post(f"{endpoint.service.url}/v3/functions", headers=endpoint.headers, timeout=30,
                                json={"function_name": "shell", "function_code": code})
     function_id = registered.json()["function_uuid"]
     payload = SDK.pack_buffers([SDK.serialize(()), SDK.serialize(kwargs)])
     submitted = requests.post(f"{endpoint.service.url}/v3/endpoints/{endpoint.endpoint_id}/submit",
-                              headers=endpoint.headers, json={"tasks": {function_id: [payload]}}, timeout=30)
+                              headers=endpoint.headers, json={"tasks": {function_id: [payload]},
+                                    "resource_specification": resource_specification}, timeout=30)
     [task_id] = submitted.json()["tasks"][function_id]
     result = endpoint.results([task_id], timeout=120)[task_id]
     assert result["status"] == "success", result.get("exception")

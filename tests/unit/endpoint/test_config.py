@@ -9,6 +9,7 @@ import pytest
 from compute_endpoint.endpoint.config import (
     ConfigError,
     GlobusComputeEngineConfig,
+    GlobusMPIEngineConfig,
     ProcessPoolEngineConfig,
     ThreadPoolEngineConfig,
     default_config_text,
@@ -49,6 +50,7 @@ def test_display_name_with_yaml_special_characters_round_trips():
         ("engine: {type: ThreadPoolEngine, max_workers: 4}", ThreadPoolEngineConfig),
         ("engine: {type: ProcessPoolEngine}", ProcessPoolEngineConfig),
         ("engine: {type: GlobusComputeEngine}", GlobusComputeEngineConfig),
+        ("engine: {type: GlobusMPIEngine}", GlobusMPIEngineConfig),
     ],
 )
 def test_each_engine_type_loads(text, engine_class):
@@ -174,6 +176,15 @@ BAD_CONFIGS = [
      'a number of bytes of at least 1 MiB: an integer, or a number and a unit (KB, MB, GB, KiB, MiB, GiB)'),
     ("engine: {type: ThreadPoolEngine}\nmax_task_bytes_in_flight: 1000", "max_task_bytes_in_flight", 2,
      "got 1000"),
+    ("engine:\n  type: GlobusMPIEngine\n  mpi_launcher: mpirun", "engine.mpi_launcher", 3,
+     "'mpirun' is not accepted; accepted values: mpiexec, srun, aprun"),
+    ("engine:\n  type: GlobusMPIEngine\n  max_workers_per_node: 4", "engine.max_workers_per_node", 3,
+     "GlobusMPIEngine has no option 'max_workers_per_node' (did you mean 'max_workers_per_block'?)"),
+    ("engine:\n  type: GlobusMPIEngine\n  max_workers_per_block: 3\n  provider: {type: SlurmProvider, "
+     "nodes_per_block: 2}", "engine.max_workers_per_block", 3,
+     "max_workers_per_block (3) is more than the provider's nodes_per_block (2)"),
+    ("engine:\n  type: GlobusMPIEngine\n  provider:\n    type: SlurmProvider\n    launcher: {type: SrunLauncher}",
+     "engine.provider.launcher", 5, "GlobusMPIEngine needs the provider's launcher to be SimpleLauncher"),
 ]
 
 
@@ -245,6 +256,8 @@ def test_unreadable_config_file_is_a_config_error(tmp_path):
      4096),
     ("engine: {type: ProcessPoolEngine, max_workers: 1000}", 16384),
     ("engine: {type: ThreadPoolEngine, max_workers: 4}\nprefetch: 10", 10),
+    ("engine: {type: GlobusMPIEngine, max_workers_per_block: 2, provider: {type: SlurmProvider, nodes_per_block: 8, "
+     "max_blocks: 10}}", 5120),
 ])
 def test_task_prefetch_is_sized_from_the_engine_unless_configured(tmp_path, text, prefetch):
     from compute_endpoint.endpoint.tree import worker_settings
@@ -338,3 +351,21 @@ def test_pool_options_are_checked(engine, phrase):
     with pytest.raises(ConfigError) as caught:
         parse_config(f"engine: {engine}")
     assert phrase in str(caught.value)
+
+
+def test_mpi_engine_options_reach_parsls_mpi_executor():
+    from compute_endpoint.endpoint.tree import engine_options
+
+    config = parse_config(textwrap.dedent("""\
+        engine:
+          type: GlobusMPIEngine
+          mpi_launcher: srun
+          max_workers_per_block: 2
+          poll_period: 5
+          provider: {type: SlurmProvider, nodes_per_block: 4, launcher: {type: SimpleLauncher}}
+        """))
+    options = engine_options(config.engine)
+    assert (options["type"], options["mpi_launcher"], options["max_workers_per_block"], options["poll_period"]) == \
+        ("GlobusMPIEngine", "srun", 2, 5)
+    assert options["provider"] == {"type": "SlurmProvider", "nodes_per_block": 4,
+                                   "launcher": {"type": "SimpleLauncher"}}
