@@ -23,7 +23,7 @@ $(STAMP): setup.cfg setup.py pyproject.toml
 demo: $(STAMP)
 	$(BIN)/python examples/demo.py
 
-# Tests marked `exclusive` stop the shared RabbitMQ node, so they run alone, after the rest.
+# Tests marked `exclusive` stop the shared RabbitMQ node or load the whole machine, so they run alone, after the rest.
 test: $(STAMP)
 	$(BIN)/python -m pytest -n auto --dist loadgroup -m "not exclusive" --durations=25
 	$(BIN)/python -m pytest -p no:xdist -m exclusive

@@ -59,6 +59,15 @@ def say(text: str) -> None:
     print(f"  [bench] {text}", file=sys.stderr, flush=True)
 
 
+def add_row(rows: list, row: tuple[str, float, float, str]) -> None:
+    """A finished row goes into the table, and on the screen at once: a full run takes minutes."""
+    rows.append(row)
+    name, ours, official, better = row
+    ratio = ours / official if official else float("nan")
+    say(f"row done: {name}: ours {ours:,.2f}, official {official:,.2f} (ours/official {ratio:.2f}, "
+        f"{better} is better)")
+
+
 # ---------------------------------------------------------------- the official endpoint's venv
 
 
@@ -148,12 +157,21 @@ class Endpoint:
         raise NotImplementedError
 
     def tree_rss_mb(self) -> float:
+        return self._tree_memory_mb(lambda process: process.memory_info().rss)
+
+    def tree_pss_mb(self) -> float:
+        """Proportional set size: a page shared by n processes counts 1/n in each, so the sum
+        is what the tree takes (RSS counts shared libraries and copy-on-write pages again in
+        every process)."""
+        return self._tree_memory_mb(lambda process: process.memory_full_info().pss)
+
+    def _tree_memory_mb(self, measure) -> float:
         root = psutil.Process(self.root_pid())
         processes = [root, *root.children(recursive=True)]
         total = 0
         for process in processes:
             with contextlib.suppress(psutil.NoSuchProcess):
-                total += process.memory_info().rss
+                total += measure(process)
         return total / 2**20
 
 
@@ -388,22 +406,25 @@ def compare_engine(stack: Stack, engine: str, rows: list, extras: dict) -> None:
                 for endpoint in (both if round_ % 2 == 0 else both[::-1]):
                     figures[endpoint.label].append(wire.throughput(endpoint.endpoint_id, size))
                     say(f"{engine} {endpoint.label} {size} tasks: {figures[endpoint.label][-1]:,.0f}/s")
-            rows.append((f"{engine}: no-op tasks/s, N={size:,}", median(figures["ours"]),
+            add_row(rows, (f"{engine}: no-op tasks/s, N={size:,}", median(figures["ours"]),
                          median(figures["official"]), "higher"))
         samples = {e.label: [] for e in both}
         for round_ in range(ROUNDS):
             for endpoint in (both if round_ % 2 == 0 else both[::-1]):
                 samples[endpoint.label] += wire.latencies(endpoint.endpoint_id, LATENCY_SAMPLES // ROUNDS)
         for name, q in (("p50", 0.5), ("p99", 0.99)):
-            rows.append((f"{engine}: round trip {name}, ms", 1000 * percentile(samples["ours"], q),
+            add_row(rows, (f"{engine}: round trip {name}, ms", 1000 * percentile(samples["ours"], q),
                          1000 * percentile(samples["official"], q), "lower"))
         time.sleep(3)  # idle
-        rows.append((f"{engine}: idle RSS of the process tree, MB", ours.tree_rss_mb(), official.tree_rss_mb(),
-                     "lower"))
+        add_row(rows, (f"{engine}: idle RSS of the process tree, MB", ours.tree_rss_mb(), official.tree_rss_mb(),
+                       "lower"))
+        add_row(rows, (f"{engine}: idle PSS of the process tree, MB", ours.tree_pss_mb(), official.tree_pss_mb(),
+                       "lower"))
         if engine == "ThreadPoolEngine":
             extras["kill"] = kill_children(wire, ours)
             stack.start_service()  # ours registers as it starts
-            rows.extend(start_to_first_result(wire, ours, official))
+            for row in start_to_first_result(wire, ours, official):
+                add_row(rows, row)
             stack.stop_service()
             wire.detach_service_queue()
     finally:
@@ -453,40 +474,76 @@ def list_wall_time(stack: Stack) -> tuple[float, float]:
             timed(official_venv() / "bin" / "globus-compute-endpoint", stack.scratch / "official"))
 
 
-def end_to_end(stack: Stack) -> tuple[float, float] | None:
-    """Through the SDK Executor and our service (port 5000: the SDK's local environment)."""
-    import globus_sdk
-    from globus_compute_sdk import Client, Executor
+def executor_throughput(client, endpoint_id: str, tasks: int) -> float:
+    """The official SDK Executor: tasks/s from the first submit to the last result."""
+    from globus_compute_sdk import Executor
     from globus_compute_sdk.serialize import ComputeSerializer, PureSourceDill
 
-    figures = {"ours": [], "official": []}
+    with Executor(endpoint_id=endpoint_id, client=client, task_group_id=uuid.uuid4()) as ex:
+        ex.serializer = ComputeSerializer(strategy_code=PureSourceDill())
+        ex.submit(noop).result(timeout=120)  # registered, warmed up
+        started = time.perf_counter()
+        futures = [ex.submit(noop) for _ in range(tasks)]
+        for future in futures:
+            future.result(timeout=300)
+        return tasks / (time.perf_counter() - started)
+
+
+@contextlib.contextmanager
+def null_system(stack: Stack):
+    """The null service on port 5000 and its echo consumer, on the stack's vhost."""
+    processes = [subprocess.Popen([sys.executable, "-m", "bench.null_system", "serve", stack.broker_url,
+                                   str(stack.port)]),
+                 subprocess.Popen([sys.executable, "-m", "bench.null_system", "echo", stack.broker_url])]
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            with contextlib.suppress(requests.RequestException):
+                if requests.get(f"{stack.url}/v2/version", timeout=2).ok:
+                    break
+            time.sleep(0.1)
+        yield
+    finally:
+        for process in processes:
+            process.terminate()
+            process.wait()
+
+
+def end_to_end(stack: Stack) -> dict[str, float]:
+    """Through the SDK Executor (port 5000: the SDK's local environment): our service with our
+    endpoint, our service with the official endpoint, and the null system (the ceiling), in
+    alternating rounds."""
+    import globus_sdk
+    from globus_compute_sdk import Client
+    from globus_compute_sdk.serialize import PureSourceDill
+
+    figures: dict[str, list[float]] = {"ours": [], "official": [], "ceiling": []}
     ours = OurEndpoint(stack, ENGINES["ThreadPoolEngine"], "ours-e2e")
     official = OfficialEndpoint(stack, ENGINES["ThreadPoolEngine"], "official-e2e")
     stack.start_service()
     ours.start()
     official.start()
+    stack.stop_service()
     try:
         client = Client(local_compute_services=True, authorizer=globus_sdk.AccessTokenAuthorizer(stack.token),
                         code_serialization_strategy=PureSourceDill())
         for round_ in range(max(1, ROUNDS - 1)):
+            with null_system(stack):
+                figures["ceiling"].append(executor_throughput(client, str(uuid.uuid4()), E2E_TASKS))
+            say(f"end to end, null system (ceiling): {figures['ceiling'][-1]:,.0f}/s")
+            stack.start_service()
             for endpoint in ((ours, official) if round_ % 2 == 0 else (official, ours)):
-                with Executor(endpoint_id=endpoint.endpoint_id, client=client, task_group_id=uuid.uuid4()) as ex:
-                    ex.serializer = ComputeSerializer(strategy_code=PureSourceDill())
-                    ex.submit(noop).result(timeout=120)  # registered, warmed up
-                    started = time.perf_counter()
-                    futures = [ex.submit(noop) for _ in range(E2E_TASKS)]
-                    for future in futures:
-                        future.result(timeout=300)
-                    figures[endpoint.label].append(E2E_TASKS / (time.perf_counter() - started))
-                    say(f"end to end {endpoint.label}: {figures[endpoint.label][-1]:,.0f}/s")
+                figures[endpoint.label].append(executor_throughput(client, endpoint.endpoint_id, E2E_TASKS))
+                say(f"end to end {endpoint.label}: {figures[endpoint.label][-1]:,.0f}/s")
+            stack.stop_service()
     finally:
         ours.stop()
         official.stop()
         stack.stop_service()
-    return median(figures["ours"]), median(figures["official"])
+    return {name: median(values) for name, values in figures.items()}
 
 
-def print_table(rows: list, ceiling: float, kills: dict[str, float]) -> None:
+def print_table(rows: list, ceiling: float, kills: dict[str, float], e2e: dict[str, float] | None = None) -> None:
     print(f"\nOurs against the official globus-compute-endpoint {OFFICIAL_VERSION} (same RabbitMQ, "
           f"{WORKERS} workers, medians of alternating rounds)")
     width = max(len(r[0]) for r in rows) + 2
@@ -496,6 +553,10 @@ def print_table(rows: list, ceiling: float, kills: dict[str, float]) -> None:
         print(f"{name:<{width}}{ours:>12,.2f}{official:>12,.2f}{ratio:>14.2f}{' ' if better == 'higher' else '*'}")
     print("(* lower is better)")
     print(f"broker ceiling: echo consumer republishing with per-message confirms: {ceiling:,.0f} messages/s")
+    if e2e:
+        print(f"SDK Executor end to end against the null system (service answering at once, echo consumer): "
+              f"{e2e['ceiling']:,.0f} tasks/s; ours/ceiling {e2e['ours'] / e2e['ceiling']:.2f}, "
+              f"official/ceiling {e2e['official'] / e2e['ceiling']:.2f}")
     for role, seconds in kills.items():
         print(f"ours: kill -9 of the {role} -> next result in {seconds:.3f} s")
 
@@ -517,13 +578,20 @@ def main() -> None:
         ceiling = echo_ceiling(stack.broker_url, 2000)
         for engine in os.environ.get("BENCH_ENGINES", ",".join(ENGINES)).split(","):
             compare_engine(stack, engine, rows, extras)
-        rows.append(("`globus-compute-endpoint list`, s", *list_wall_time(stack), "lower"))
+        add_row(rows, ("`globus-compute-endpoint list`, s", *list_wall_time(stack), "lower"))
         e2e = end_to_end(stack)
-        if e2e:
-            rows.append((f"SDK Executor end to end, tasks/s (N={E2E_TASKS:,})", *e2e, "higher"))
+        add_row(rows, (f"SDK Executor end to end, tasks/s (N={E2E_TASKS:,})", e2e["ours"], e2e["official"],
+                       "higher"))
+        add_row(rows, ("SDK Executor end to end / null-system ceiling", e2e["ours"] / e2e["ceiling"],
+                       e2e["official"] / e2e["ceiling"], "higher"))
+        extras["ceiling"] = e2e
     finally:
         stack.close()
-    print_table(rows, ceiling, extras.get("kill", {}))
+    print_table(rows, ceiling, extras.get("kill", {}), extras.get("ceiling"))
+    from .chart import draw
+
+    draw(rows, f"compute-endpoint against the official globus-compute-endpoint {OFFICIAL_VERSION}, same machine, "
+               "same RabbitMQ, one `make bench` run")
 
 
 if __name__ == "__main__":

@@ -39,6 +39,9 @@ class LifecycleError(Exception):
         super().__init__(message)
         self.exit_code = exit_code
 
+    def __reduce__(self):
+        return type(self), (str(self), self.exit_code)
+
 
 class StopError(LifecycleError):
     pass
@@ -173,13 +176,23 @@ def start(directory: EndpointDirectory, echo: Echo, options: StartOptions = Star
 
     if is_template_capable(directory.path):
         return _start_template_capable(directory, echo, options)
-    config, config_text = _check(directory, echo)
-    identity, token, url = _authenticate(directory, config, echo)
-    settings = _register(directory, config, config_text, identity, token, url, options, echo)
+    from ..supervisor.throwaway import in_throwaway_process
     from .tree import run_tree
+
+    # This process becomes the supervisor, which needs neither Parsl (to check a
+    # GlobusComputeEngine config) nor an HTTP client (to register): the steps before the
+    # tree run in a throwaway child, and what they import stays there.
+    config, settings = in_throwaway_process(_prepare, directory, echo, options)
 
     return _spawn(directory, options, echo, getattr(config, "endpoint_teardown", None), settings.debug,
                   lambda progress: run_tree(settings, config, progress, debug_flag=options.debug))
+
+
+def _prepare(directory: EndpointDirectory, echo: Echo, options: StartOptions):
+    """(config, tree settings): checked, authenticated, registered, the broker answering."""
+    config, config_text = _check(directory, echo)
+    identity, token, url = _authenticate(directory, config, echo)
+    return config, _register(directory, config, config_text, identity, token, url, options, echo)
 
 
 def _start_template_capable(directory: EndpointDirectory, echo: Echo, options: StartOptions) -> int:

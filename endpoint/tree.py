@@ -15,6 +15,7 @@ from ..protocol.urls import is_embedded, portable_vhost, with_port
 from ..supervisor.pipe import ParentPipe
 from ..supervisor.spec import ChildSpec, RestartPolicy
 from ..supervisor.supervisor import Supervisor
+from ..supervisor.throwaway import in_throwaway_process
 from ..workers.payloads import TASK_BODIES, PayloadStore
 from ..workers.settings import PublishTarget, WorkerSettings
 from .config import (
@@ -186,7 +187,7 @@ class ConfigReloader:
             text = path.read_text()
         except OSError as exc:
             raise ConfigError(str(path), [ConfigProblem((), f"cannot be read: {exc.strerror}")]) from None
-        config = parse_config(text, str(path))
+        config = in_throwaway_process(parse_config, text, str(path))  # Parsl stays out of the supervisor
         for key in KEYS_FIXED_AT_START:
             if getattr(config, key) != getattr(self.config, key):
                 log.warning("SIGHUP: %s changed in %s; it takes effect at the next start", key, path)

@@ -114,8 +114,9 @@ class Broker:
         with self._lock:
             try:
                 action(self._channel_producer())
-            except (OperationalError, OSError, ConnectionError):
+            except (OperationalError, OSError, ConnectionError) as exc:
                 # One retry on a fresh connection: the broker may have restarted.
+                log.warning("the broker connection failed (%r); retrying on a new one", exc)
                 self._reset()
                 action(self._channel_producer())
 
@@ -156,19 +157,27 @@ class Broker:
         self._run(lambda p: task_group_queue(identity, task_group_id).bind(p.channel).declare())
 
     def publish_tasks(self, endpoint_id: str, outgoing: list[OutgoingTask]) -> None:
+        """Publish a submit's tasks and return once the broker has confirmed every one: all of
+        them go out, then the confirms are awaited together (one round trip a batch, not one
+        a task). A task the broker did not take raises, and the submit fails."""
         routing_key = f"{endpoint_id}.tasks"
-        exchange = "" if self.embedded else tasks_exchange
 
-        def publish(producer: kombu.Producer) -> None:
-            for task in outgoing:
-                headers: dict[str, typing.Any] = {
-                    "task_uuid": task.task_id, "function_uuid": task.function_id,
-                    "resource_specification": task.resource_specification}
-                if task.result_serializers:
-                    headers["result_serializers"] = task.result_serializers
-                producer.publish(task.body, exchange=exchange, routing_key=routing_key,
-                                 headers=headers, delivery_mode=2, mandatory=True)
-        self._run(publish)
+        def headers(task: OutgoingTask) -> dict[str, typing.Any]:
+            out: dict[str, typing.Any] = {"task_uuid": task.task_id, "function_uuid": task.function_id,
+                                          "resource_specification": task.resource_specification}
+            if task.result_serializers:
+                out["result_serializers"] = task.result_serializers
+            return out
+
+        if self.embedded:  # kombu's virtual transport: no confirms to wait for
+            def publish_each(producer: kombu.Producer) -> None:
+                for task in outgoing:
+                    producer.publish(task.body, exchange="", routing_key=routing_key, headers=headers(task),
+                                     delivery_mode=2)
+            self._run(publish_each)
+            return
+        self._run(lambda producer: publish_confirmed(
+            producer.channel, [(task.body, headers(task)) for task in outgoing], tasks_exchange.name, routing_key))
 
     def send_stop(self, endpoint_id: str, reason: str) -> None:
         self.send_command(endpoint_id, *commands.stop_endpoint(reason))
@@ -202,12 +211,73 @@ class Broker:
             self._connection.release()
 
 
+CONFIRM_TIMEOUT_S = 30.0
+
+
+def publish_confirmed(channel, messages: list[tuple[bytes, dict]], exchange: str, routing_key: str) -> None:
+    """Publish persistent, mandatory messages on a py-amqp channel in confirm mode, then wait
+    until the broker has confirmed them all (its acks may each cover many). A nack, an
+    unroutable message or no answer within CONFIRM_TIMEOUT_S raises.
+
+    Confirms are collected by the channel's ack listeners, not by waiting for the next ack
+    frame: py-amqp reads (and dispatches) whatever frames have arrived before each publish,
+    so acks for the first messages come in while the last ones are still going out."""
+    import amqp
+
+    if not channel._confirm_selected:
+        channel._confirm_selected = True
+        channel.confirm_select()
+    first = getattr(channel, "published_count", 0) + 1
+    last = first + len(messages) - 1
+    channel.published_count = last
+    unconfirmed = set(range(first, last + 1))
+    refused: list[str] = []
+
+    def on_ack(delivery_tag: int, multiple: bool) -> None:
+        if multiple:  # every one up to this tag
+            unconfirmed.difference_update([t for t in unconfirmed if t <= delivery_tag])
+        else:
+            unconfirmed.discard(delivery_tag)
+
+    def on_nack(delivery_tag: int, multiple: bool) -> None:
+        refused.append(f"the broker refused {'messages up to ' if multiple else 'message '}#{delivery_tag}")
+
+    def on_return(exc, _exchange, key, _message) -> None:
+        refused.append(f"the broker could not route a message to {key}: {exc}")
+
+    listeners = (("basic_ack", on_ack), ("basic_nack", on_nack), ("basic_return", on_return))
+    for event, listener in listeners:
+        channel.events[event].add(listener)
+    try:
+        for body, headers in messages:
+            # The raw publish: the connection's confirm_publish would wait for each one.
+            channel._basic_publish(amqp.Message(body, delivery_mode=2, application_headers=headers,
+                                                content_type="application/data", content_encoding="binary"),
+                                   exchange=exchange, routing_key=routing_key, mandatory=True)
+        deadline = time.monotonic() + CONFIRM_TIMEOUT_S
+        while unconfirmed and not refused:
+            left = deadline - time.monotonic()
+            try:
+                if left <= 0:
+                    raise TimeoutError
+                channel.connection.drain_events(timeout=left)
+            except TimeoutError:
+                raise OperationalError(f"the broker confirmed {len(messages) - len(unconfirmed)} of "
+                                       f"{len(messages)} messages in {CONFIRM_TIMEOUT_S:.0f} s") from None
+    finally:
+        for event, listener in listeners:
+            channel.events[event].discard(listener)
+    if refused:
+        raise OperationalError(f"{refused[0]} ({len(refused)} problem(s) in a batch of {len(messages)})")
+
+
 @attrs.frozen
 class Delivery:
     queue: str  # "results" or "heartbeats"
     sender: str | None  # the endpoint id its routing key names; None on the embedded broker
     body: bytes
     properties: dict
+    redelivered: bool = False  # given back by the broker: whoever had it before never acknowledged it
 
 
 @attrs.frozen
@@ -281,7 +351,8 @@ class ResultConsumer(ReconnectingClient, threading.Thread):
                 body = body.encode(message.content_encoding or "utf-8", "surrogateescape")
             properties = dict(message.properties, content_type=message.content_type,
                               content_encoding=message.content_encoding)
-            pending.append((message, Delivery(kind, sender or None, body, properties)))
+            redelivered = bool(message.delivery_info.get("redelivered"))
+            pending.append((message, Delivery(kind, sender or None, body, properties, redelivered)))
 
         channel = connection.channel()
         channel.basic_qos(0, self.BATCH * 2, False)

@@ -92,6 +92,7 @@ def serve(host: str, port: int, db_url: str | None, broker_url: str | None, publ
     _hide_secrets_from_ps()
 
     store = open_store(data_dir, db_url)
+    serving_lock = _sole_server_of(store)  # noqa: F841 (held until the process ends)
     broker_url = choose_broker(broker_url, data_dir)
     settings = ServiceSettings(db_url=str(store.engine.url), broker_url=broker_url,
                                public_broker_url=public_broker_url,
@@ -104,6 +105,26 @@ def serve(host: str, port: int, db_url: str | None, broker_url: str | None, publ
     click.echo(f"compute-service: database {_redact(str(store.engine.url))}, broker "
                f"{_redact(broker_url)}, serving http://{host}:{port}", err=True)
     uvicorn.run(application, host=host, port=port, log_level=log_level)
+
+
+def _sole_server_of(store):
+    """On SQLite, the one service of its database file: replicas need PostgreSQL (SQLite
+    allows one writer at a time, and its row locks do not make two services forward each
+    result once). An open file holding an exclusive lock, kept for the life of the process."""
+    import fcntl
+
+    database = store.engine.url.database
+    if store.engine.dialect.name != "sqlite" or not database:
+        return None
+    lock = open(f"{database}.serving", "a")  # noqa: SIM115
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        raise click.ClickException(
+            f"another compute-service already serves the SQLite database {database}; to run replicas of "
+            "the service, give them all one PostgreSQL database (--db postgresql://...) and one RabbitMQ "
+            "vhost") from None
+    return lock
 
 
 def _hide_secrets_from_ps() -> None:

@@ -87,7 +87,8 @@ class ResultRecorder:
             return {"id": str(message.task_id), "endpoint_id": delivery.sender,
                     "status": "failed" if failed else "success",
                     "result": None if failed else message.data, "exception": message.data if failed else None,
-                    "details": checked_report(message.details or {}), "completion_t": str(time.time())}
+                    "details": checked_report(message.details or {}), "completion_t": str(time.time()),
+                    "redelivered": delivery.redelivered}
         raise Refused(f"a {message.message_type} message has no place on the {delivery.queue} queue")
 
 

@@ -111,6 +111,10 @@ class SchemaError(Exception):
     """The database holds a schema this service cannot use."""
 
 
+# Any fixed number: the PostgreSQL advisory lock that replicas take to migrate one at a time.
+MIGRATION_LOCK_KEY = 0x636F6D70
+
+
 def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
@@ -129,8 +133,11 @@ class Store:
         self._migrate()
 
     def _migrate(self) -> None:
-        metadata.create_all(self.engine)
         with self.engine.begin() as db:
+            if db.dialect.name == "postgresql":
+                # Replicas starting together: one creates and migrates, the others wait for it.
+                db.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
+            metadata.create_all(db)
             found = db.execute(sa.select(schema_version.c.version)).scalar()
             if found is None:
                 db.execute(schema_version.insert().values(version=SCHEMA_VERSION))
@@ -343,9 +350,12 @@ class Store:
         this batch or later) changes nothing, and one from another endpoint is refused. One
         transaction for the batch; if it fails, one per result, so that one bad row cannot
         hold back the others (it is reported with an error)."""
+        # Rows are locked in task id order, so replicas' batches cannot deadlock on each other.
+        order = sorted(range(len(outcomes)), key=lambda i: outcomes[i]["id"])
         try:
             with self.engine.begin() as db:
-                return [self._complete(db, o) for o in outcomes]
+                in_order = {i: self._complete(db, outcomes[i]) for i in order}
+            return [in_order[i] for i in range(len(outcomes))]
         except sa.exc.SQLAlchemyError as exc:
             log.warning("storing a batch of %d results failed (%s); storing them one by one", len(outcomes), exc)
         fates = []
@@ -359,18 +369,24 @@ class Store:
 
     @staticmethod
     def _complete(db, outcome: dict) -> ResultFate:
+        # FOR UPDATE (PostgreSQL): of two replicas storing copies of one result at once, the
+        # second waits for the first, then sees the task complete.
         row = db.execute(sa.select(tasks.c.task_group_id, tasks.c.owner, tasks.c.status, tasks.c.endpoint_id,
-                                   tasks.c.forwarded).where(tasks.c.id == outcome["id"])).first()
+                                   tasks.c.forwarded).where(tasks.c.id == outcome["id"]).with_for_update()).first()
         if row is None:
             return ResultFate(error="no such task")
         sender = outcome.get("endpoint_id")
         if sender is not None and sender != row.endpoint_id:
             return ResultFate(error=f"sent by endpoint {sender}, but the task belongs to another endpoint")
         if row.status == PENDING:
-            values = {k: v for k, v in outcome.items() if k not in ("id", "endpoint_id")}
+            values = {k: v for k, v in outcome.items() if k not in ("id", "endpoint_id", "redelivered")}
             db.execute(tasks.update().where(tasks.c.id == outcome["id"]).values(forwarded=False, **values))
+        # A stored result not yet marked forwarded is forwarded again only from a redelivered
+        # message: the broker gives one back only when whoever had it never acknowledged it,
+        # and so never forwarded it (a batch's forwards and acks commit together). A fresh copy
+        # (the endpoint published it twice) may be in the hands of another replica right now.
         return ResultFate(task_group_id=row.task_group_id, owner=row.owner,
-                          forward=row.status == PENDING or not row.forwarded)
+                          forward=row.status == PENDING or (not row.forwarded and bool(outcome.get("redelivered"))))
 
     def mark_forwarded(self, task_ids: Iterable[str]) -> None:
         task_ids = list(task_ids)

@@ -28,14 +28,17 @@ engine:
 
 
 class EndpointHarness:
-    def __init__(self, service, base_dir: Path, name: str = "ep", config_text: str | None = THREAD_POOL_CONFIG):
-        """config_text None: the endpoint's directory is there already (made by another tool), as it is."""
+    def __init__(self, service, base_dir: Path, name: str = "ep", config_text: str | None = THREAD_POOL_CONFIG,
+                 beside: EndpointHarness | None = None):
+        """config_text None: the endpoint's directory is there already (made by another tool), as it is.
+        beside: another harness of the same base_dir, whose login this one shares."""
         self.service, self.base_dir, self.name = service, base_dir, name
         self.env = dict(os.environ, GLOBUS_COMPUTE_USER_DIR=str(base_dir),
                         GLOBUS_SDK_SERVICE_URL_COMPUTE=service.url)
-        self.token = service.token("researcher")
+        self.token = beside.token if beside else service.token("researcher")
         self.headers = {"Authorization": f"Bearer {self.token}"}
-        assert self.cli("login", "--token", self.token).returncode == 0
+        if beside is None:
+            assert self.cli("login", "--token", self.token).returncode == 0
         self.directory = base_dir / name
         if config_text is not None:
             assert self.cli("configure", name).returncode == 0

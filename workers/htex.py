@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..protocol.files import write_private_file
+from . import lean_parsl
 from .addresses import host_addresses, resolve_address
 from .execution import UNKNOWN_TASK_FAILURE, error_result, run_task_in, run_tasks_in
 from .payloads import Payload, load
@@ -93,6 +94,7 @@ class GlobusComputeEngine(ChunkedSubmission):
                  **executor_options: Any):
         """Built from the engine's block of config.yaml (endpoint.tree.engine_options), where
         every option's default is declared; none is repeated here."""
+        lean_parsl.leave_out_unused_extras()
         import parsl.executors
         from parsl.jobs.job_status_poller import JobStatusPoller
 
@@ -112,6 +114,7 @@ class GlobusComputeEngine(ChunkedSubmission):
         named = resolve_address(address)
         if not encrypted:
             log.warning(UNENCRYPTED_WARNING)
+        executor_options.setdefault("interchange_launch_cmd", lean_parsl.interchange_launch_cmd())
         kwargs: dict[str, Any] = dict(
             executor_options, label=label or "GlobusComputeEngine", provider=self.provider,
             # A placeholder when no address is named: HTEX would otherwise ask a public web

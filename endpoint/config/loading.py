@@ -167,6 +167,9 @@ class ConfigError(Exception):
         lines = "\n".join(f"  {p}" for p in problems)
         super().__init__(f"Invalid endpoint configuration in {source}:\n{lines}")
 
+    def __reduce__(self):  # pickles (configs are checked in a throwaway process)
+        return ConfigError, (self.source, self.problems)
+
 
 def _walk(exc: BaseException, path: tuple) -> Iterator[tuple[tuple, BaseException]]:
     if isinstance(exc, BaseValidationError):

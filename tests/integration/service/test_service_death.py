@@ -4,8 +4,6 @@ exactly one result at the SDK (counted where the SDK receives them)."""
 
 from __future__ import annotations
 
-import collections
-import threading
 import time
 import uuid
 
@@ -21,29 +19,6 @@ TASKS = 5000
 
 def inc(x):
     return x + 1
-
-
-@pytest.fixture
-def deliveries_to_the_sdk(monkeypatch):
-    """Every Result message the SDK's result watcher receives, by task id."""
-    from globus_compute_common import messagepack
-    from globus_compute_sdk.sdk.executor import _ResultWatcher
-
-    counted: collections.Counter = collections.Counter()
-    lock = threading.Lock()
-    original = _ResultWatcher._on_message
-
-    def counting(self, channel, basic_deliver, props, body):
-        try:
-            task_id = str(messagepack.unpack(body).task_id)
-        except Exception:
-            task_id = "undecodable"
-        with lock:
-            counted[task_id] += 1
-        return original(self, channel, basic_deliver, props, body)
-
-    monkeypatch.setattr(_ResultWatcher, "_on_message", counting)
-    return counted
 
 
 @pytest.mark.parametrize("database", ["sqlite", "postgresql"])

@@ -80,3 +80,32 @@ def test_a_deleted_endpoints_queue_is_gone(broker_url):
         broker.close()
     with kombu.Connection(broker_url) as connection, pytest.raises(Exception, match="NOT_FOUND"):
         connection.default_channel.queue_declare(f"{endpoint_id}.tasks", passive=True)
+
+
+def test_a_batch_is_confirmed_as_a_whole_once_and_fast_and_an_unroutable_one_raises(broker_url):
+    """Confirms that arrive while the batch is still going out count too (py-amqp reads them
+    before each publish): three batches of 1,000 are each confirmed well within the confirm
+    timeout, and no batch goes out twice. A batch for a queue that is gone raises."""
+    import time
+
+    from compute_endpoint.service.broker import CONFIRM_TIMEOUT_S
+
+    broker = Broker(broker_url)
+    endpoint_id = str(uuid.uuid4())
+    try:
+        broker.declare_topology()
+        broker.declare_endpoint(endpoint_id)
+        slowest = 0.0
+        for batch in range(3):
+            started = time.monotonic()
+            broker.publish_tasks(endpoint_id, [OutgoingTask(f"t{batch}-{i}", "f1", b"x" * 2000, "null", None)
+                                               for i in range(1000)])
+            slowest = max(slowest, time.monotonic() - started)
+        assert slowest < CONFIRM_TIMEOUT_S / 3, f"a batch took {slowest:.1f} s: confirms went missing"
+        with kombu.Connection(broker_url) as connection:
+            queue = connection.default_channel.queue_declare(f"{endpoint_id}.tasks", passive=True)
+        assert queue.message_count == 3000
+        with pytest.raises(Exception, match="could not route"):
+            broker.publish_tasks(str(uuid.uuid4()), [OutgoingTask("t", "f1", b"x", "null", None)])
+    finally:
+        broker.close()

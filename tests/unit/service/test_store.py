@@ -76,3 +76,43 @@ def test_deleting_an_endpoint_fails_its_pending_tasks_with_the_reason(store):
     assert store.delete_endpoint("alice", "e1", "endpoint e1 was deleted before this task ran") == 1
     row = store.tasks_by_id("alice", ["t1"])["t1"]
     assert row.status == "failed" and "deleted before this task ran" in row.exception
+
+
+def test_a_stored_result_not_yet_forwarded_is_forwarded_again_only_from_a_redelivered_message(store):
+    """A fresh copy may be another replica's to forward this moment; a redelivered one was
+    never acknowledged, so never forwarded."""
+    _task(store)
+    result = {"id": "t1", "endpoint_id": "e1", "status": "success", "result": "one", "completion_t": "1"}
+    [first] = store.complete_tasks([result])
+    [fresh_copy] = store.complete_tasks([result])
+    [redelivered] = store.complete_tasks([dict(result, redelivered=True)])
+    assert (first.forward, fresh_copy.forward, redelivered.forward) == (True, False, True)
+    store.mark_forwarded(["t1"])
+    [after] = store.complete_tasks([dict(result, redelivered=True)])
+    assert not after.forward
+
+
+def test_replicas_storing_copies_of_one_result_at_once_forward_it_once(postgres_url):
+    """Two stores on one PostgreSQL database, as two service replicas have: created at the
+    same moment (one migrates, the other waits), then each storing the same results from
+    many threads at once; each task is forwarded by exactly one of them."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(2) as pool:
+        replicas = list(pool.map(lambda _: Store(postgres_url), range(2)))
+    owner, endpoint = "alice", "e1"
+    replicas[0].upsert_endpoint(owner, endpoint, "ep", None, False, None)
+    group = replicas[0].ensure_task_group(owner, None)
+    task_ids = [f"t{i}" for i in range(50)]
+    replicas[1].create_tasks(owner, endpoint, group, {t: "f1" for t in task_ids})
+
+    def store_all(replica: Store) -> list[str]:
+        fates = replica.complete_tasks([{"id": t, "endpoint_id": endpoint, "status": "success", "result": "r",
+                                         "completion_t": "1"} for t in task_ids])
+        return [t for t, fate in zip(task_ids, fates, strict=True) if fate.forward]
+
+    with ThreadPoolExecutor(8) as pool:
+        forwarded = [t for batch in pool.map(store_all, [replicas[i % 2] for i in range(8)]) for t in batch]
+    assert sorted(forwarded) == sorted(task_ids)
+    for replica in replicas:
+        replica.engine.dispose()
