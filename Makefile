@@ -28,7 +28,13 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -n auto --dist loadgroup -m "not exclusive" --durations=25
 	$(BIN)/python -m pytest -p no:xdist -m exclusive
 
-bench: $(STAMP)
+# The bench extra (matplotlib) draws the side-by-side chart.
+BENCH_STAMP := $(VENV)/.bench-installed
+$(BENCH_STAMP): $(STAMP)
+	@PYTHONWARNINGS=ignore $(BIN)/python -m pip install -qq --disable-pip-version-check -e '.[bench]'
+	@touch $@
+
+bench: $(BENCH_STAMP)
 	$(BIN)/python -m bench
 
 lint: $(STAMP)

@@ -109,16 +109,19 @@ def echo(url: str) -> None:
     channel.basic_qos(0, 1000, False)
     returned_none = serialize(None)
 
-    def on_task(message: amqp.Message) -> None:
-        task_id = message.application_headers["task_uuid"]
-        result = messages.pack(messages.Result(task_id=uuid.UUID(task_id), data=returned_none))
-        channel.basic_publish(amqp.Message(result, delivery_mode=2), exchange="",
-                              routing_key=message.properties["reply_to"])
-        channel.basic_ack(message.delivery_tag)
-
-    channel.basic_consume(TASK_QUEUE, callback=on_task)
+    arrived: list[amqp.Message] = []
+    # Answered from the loop, not the callback: py-amqp reads waiting frames (and so runs
+    # this callback again) inside each publish.
+    channel.basic_consume(TASK_QUEUE, callback=arrived.append)
     while True:
         connection.drain_events()
+        while arrived:
+            message = arrived.pop(0)
+            task_id = message.application_headers["task_uuid"]
+            result = messages.pack(messages.Result(task_id=uuid.UUID(task_id), data=returned_none))
+            channel.basic_publish(amqp.Message(result, delivery_mode=2), exchange="",
+                                  routing_key=message.properties["reply_to"])
+            channel.basic_ack(message.delivery_tag)
 
 
 if __name__ == "__main__":
