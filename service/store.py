@@ -115,6 +115,12 @@ class SchemaError(Exception):
 MIGRATION_LOCK_KEY = 0x636F6D70
 
 
+# What a result sets on its task's row.
+RESULT_COLUMNS = ("status", "result", "exception", "details", "completion_t")
+# Task ids per SELECT ... IN (...): well under every database's limit on bound parameters.
+LOOKUP_CHUNK = 500
+
+
 def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
@@ -350,43 +356,58 @@ class Store:
         this batch or later) changes nothing, and one from another endpoint is refused. One
         transaction for the batch; if it fails, one per result, so that one bad row cannot
         hold back the others (it is reported with an error)."""
-        # Rows are locked in task id order, so replicas' batches cannot deadlock on each other.
-        order = sorted(range(len(outcomes)), key=lambda i: outcomes[i]["id"])
         try:
             with self.engine.begin() as db:
-                in_order = {i: self._complete(db, outcomes[i]) for i in order}
-            return [in_order[i] for i in range(len(outcomes))]
+                return self._complete(db, outcomes)
         except sa.exc.SQLAlchemyError as exc:
             log.warning("storing a batch of %d results failed (%s); storing them one by one", len(outcomes), exc)
         fates = []
         for outcome in outcomes:
             try:
                 with self.engine.begin() as db:
-                    fates.append(self._complete(db, outcome))
+                    fates.extend(self._complete(db, [outcome]))
             except sa.exc.SQLAlchemyError as exc:
                 fates.append(ResultFate(error=f"the store refused it: {exc}"))
         return fates
 
     @staticmethod
-    def _complete(db, outcome: dict) -> ResultFate:
+    def _complete(db, outcomes: list[dict]) -> list[ResultFate]:
+        """One SELECT and one UPDATE (executemany) for the whole batch."""
         # FOR UPDATE (PostgreSQL): of two replicas storing copies of one result at once, the
-        # second waits for the first, then sees the task complete.
-        row = db.execute(sa.select(tasks.c.task_group_id, tasks.c.owner, tasks.c.status, tasks.c.endpoint_id,
-                                   tasks.c.forwarded).where(tasks.c.id == outcome["id"]).with_for_update()).first()
-        if row is None:
-            return ResultFate(error="no such task")
-        sender = outcome.get("endpoint_id")
-        if sender is not None and sender != row.endpoint_id:
-            return ResultFate(error=f"sent by endpoint {sender}, but the task belongs to another endpoint")
-        if row.status == PENDING:
-            values = {k: v for k, v in outcome.items() if k not in ("id", "endpoint_id", "redelivered")}
-            db.execute(tasks.update().where(tasks.c.id == outcome["id"]).values(forwarded=False, **values))
-        # A stored result not yet marked forwarded is forwarded again only from a redelivered
-        # message: the broker gives one back only when whoever had it never acknowledged it,
-        # and so never forwarded it (a batch's forwards and acks commit together). A fresh copy
-        # (the endpoint published it twice) may be in the hands of another replica right now.
-        return ResultFate(task_group_id=row.task_group_id, owner=row.owner,
-                          forward=row.status == PENDING or (not row.forwarded and bool(outcome.get("redelivered"))))
+        # second waits for the first, then sees the task complete. Rows are locked in task id
+        # order, so replicas' batches cannot deadlock on each other.
+        ids = sorted({o["id"] for o in outcomes})
+        rows: dict[str, Any] = {}
+        for start in range(0, len(ids), LOOKUP_CHUNK):
+            rows.update((row.id, row) for row in db.execute(
+                sa.select(tasks.c.id, tasks.c.task_group_id, tasks.c.owner, tasks.c.status, tasks.c.endpoint_id,
+                          tasks.c.forwarded).where(tasks.c.id.in_(ids[start:start + LOOKUP_CHUNK]))
+                .order_by(tasks.c.id).with_for_update()))
+        fates, updates, stored_now = [], [], set()
+        for outcome in outcomes:
+            row = rows.get(outcome["id"])
+            if row is None:
+                fates.append(ResultFate(error="no such task"))
+                continue
+            sender = outcome.get("endpoint_id")
+            if sender is not None and sender != row.endpoint_id:
+                fates.append(ResultFate(error=f"sent by endpoint {sender}, but the task belongs to another endpoint"))
+                continue
+            first = row.status == PENDING and row.id not in stored_now
+            if first:  # the first copy, here or in any batch, is the task's result
+                stored_now.add(row.id)
+                updates.append({"task": row.id, **{column: outcome.get(column) for column in RESULT_COLUMNS}})
+            # A stored result not yet marked forwarded is forwarded again only from a redelivered
+            # message: the broker gives one back only when whoever had it never acknowledged it,
+            # and so never forwarded it (a batch's forwards and acks commit together). A fresh
+            # copy (the endpoint published it twice) may be in another replica's hands right now.
+            fates.append(ResultFate(task_group_id=row.task_group_id, owner=row.owner,
+                                    forward=first or (not row.forwarded and bool(outcome.get("redelivered")))))
+        if updates:
+            db.execute(tasks.update().where(tasks.c.id == sa.bindparam("task"))
+                       .values(forwarded=False, **{column: sa.bindparam(column) for column in RESULT_COLUMNS}),
+                       updates)
+        return fates
 
     def mark_forwarded(self, task_ids: Iterable[str]) -> None:
         task_ids = list(task_ids)
