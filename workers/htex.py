@@ -114,7 +114,6 @@ class GlobusComputeEngine(ChunkedSubmission):
         named = resolve_address(address)
         if not encrypted:
             log.warning(UNENCRYPTED_WARNING)
-        executor_options.setdefault("interchange_launch_cmd", lean_parsl.interchange_launch_cmd())
         kwargs: dict[str, Any] = dict(
             executor_options, label=label or "GlobusComputeEngine", provider=self.provider,
             # A placeholder when no address is named: HTEX would otherwise ask a public web
@@ -128,6 +127,10 @@ class GlobusComputeEngine(ChunkedSubmission):
         if interchange_port_range:
             kwargs["interchange_port_range"] = tuple(interchange_port_range)
         self.htex: HighThroughputExecutor = getattr(parsl.executors, self.executor_class)(**kwargs)
+        if "interchange_launch_cmd" not in executor_options:
+            # Set after building: MPIExecutor's signature types it as one string, which Popen
+            # would take for a program's name.
+            self.htex.interchange_launch_cmd = lean_parsl.interchange_launch_cmd()
         self._place(named is None, encrypted)
         self.htex.launch_cmd = container_launch_cmd(self.htex.launch_cmd, self.run_dir, container_type,
                                                     container_uri, container_cmd_options)
