@@ -86,6 +86,17 @@ def official_venv() -> Path:
 # ---------------------------------------------------------------- the stack: RabbitMQ vhost, service
 
 
+def answers(url: str, timeout_s: float = 30) -> bool:
+    """Whether a Compute service (ours, or the null one) answers at url within timeout_s."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        with contextlib.suppress(requests.RequestException):
+            if requests.get(f"{url}/v2/version", timeout=2).ok:
+                return True
+        time.sleep(0.1)
+    return False
+
+
 class Stack:
     """A RabbitMQ vhost and a compute-service of the bench's own, in a scratch folder."""
 
@@ -111,13 +122,8 @@ class Stack:
             [str(BIN / "compute-service"), "serve", "--port", str(self.port), "--data-dir", str(self.data_dir),
              "--log-level", "warning", "--shared-broker-credentials"],
             env=dict(os.environ, COMPUTE_SERVICE_BROKER_URL=self.broker_url), stdout=log, stderr=log)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            with contextlib.suppress(requests.RequestException):
-                if requests.get(f"{self.url}/v2/version", timeout=2).ok:
-                    return
-            time.sleep(0.1)
-        raise RuntimeError(f"compute-service did not start: {(self.scratch / 'service.log').read_text()}")
+        if not answers(self.url):
+            raise RuntimeError(f"compute-service did not start: {(self.scratch / 'service.log').read_text()}")
 
     def stop_service(self) -> None:
         if self.service is not None:
@@ -496,12 +502,8 @@ def null_system(stack: Stack):
                                    str(stack.port)]),
                  subprocess.Popen([sys.executable, "-m", "bench.null_system", "echo", stack.broker_url])]
     try:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            with contextlib.suppress(requests.RequestException):
-                if requests.get(f"{stack.url}/v2/version", timeout=2).ok:
-                    break
-            time.sleep(0.1)
+        if not answers(stack.url):
+            raise RuntimeError("the null service did not start")
         yield
     finally:
         for process in processes:

@@ -46,6 +46,10 @@ def _endpoints(service, base_dir: Path):
         return harness
 
     yield make
+    stop_all(harnesses)
+
+
+def stop_all(harnesses: list[EndpointHarness]) -> None:
     for harness in harnesses:
         harness.cli("stop", harness.name, "--timeout", "20")
         harness.kill_everything()
@@ -87,9 +91,7 @@ def cluster_endpoint(cluster_conf, sdk_port, start_service, tmp_path, monkeypatc
         return endpoint
 
     yield start
-    for endpoint in started:
-        endpoint.cli("stop", endpoint.name, "--timeout", "20")
-        endpoint.kill_everything()
+    stop_all(started)
     deadline = time.monotonic() + 30
     while squeue(cluster_conf) and time.monotonic() < deadline:
         time.sleep(0.5)  # the next test starts with free nodes
