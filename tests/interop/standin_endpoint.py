@@ -35,18 +35,25 @@ class StandInEndpoint(threading.Thread):
             producer = kombu.Producer(connection.channel())
             queue = kombu.Queue(task_info["queue"], no_declare=True)
 
-            def on_task(_body, message):
-                result = self.execute(message.body)
-                producer.publish(messages.pack(result), **publish_kwargs, **properties)
-                message.ack()
-                self.handled += 1
+            arrived: list = []
 
+            def on_task(_body, message):
+                arrived.append(message)
+
+            # Tasks are answered from the loop, not the callback: py-amqp reads waiting frames
+            # (and so runs the callback again) inside each publish, which a burst of tasks
+            # would turn into a recursion as deep as the burst.
             with kombu.Consumer(connection.channel(), [queue], callbacks=[on_task], accept=None):
                 while not self.stopping.is_set():
                     try:
                         connection.drain_events(timeout=0.2)
                     except TimeoutError:
                         pass
+                    while arrived:
+                        message = arrived.pop(0)
+                        producer.publish(messages.pack(self.execute(message.body)), **publish_kwargs, **properties)
+                        message.ack()
+                        self.handled += 1
 
     @staticmethod
     def execute(body: bytes) -> messages.Result:
