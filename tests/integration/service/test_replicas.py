@@ -7,9 +7,7 @@ SDK (counted where the SDK receives them)."""
 from __future__ import annotations
 
 import time
-import uuid
 
-import globus_sdk
 import pytest
 import requests
 
@@ -42,13 +40,11 @@ def replicas(postgres_url, broker_url, rabbitmq_management, sdk_port, tmp_path):
             service.stop()
 
 
-def sdk_executor(token: str, endpoint_id: str):
-    from globus_compute_sdk import Client, Executor
-    from globus_compute_sdk.serialize import PureSourceDill
-
-    client = Client(local_compute_services=True, authorizer=globus_sdk.AccessTokenAuthorizer(token),
-                    code_serialization_strategy=PureSourceDill())
-    return client, Executor(endpoint_id=endpoint_id, client=client, task_group_id=uuid.uuid4(), batch_size=256)
+def sdk_executor(endpoint: EndpointHarness):
+    """The harness's SDK Executor, submitting in batches of 256 as a busy client does."""
+    executor = endpoint.executor()
+    executor.batch_size = 256
+    return executor
 
 
 def test_an_endpoint_registered_through_one_replica_serves_the_sdk_through_the_other(replicas, tmp_path):
@@ -56,7 +52,7 @@ def test_an_endpoint_registered_through_one_replica_serves_the_sdk_through_the_o
     endpoint = EndpointHarness(first, tmp_path / "gc")  # its token, made on the first, is good on both
     endpoint.start()
     try:
-        client, executor = sdk_executor(endpoint.token, endpoint.endpoint_id)
+        executor = sdk_executor(endpoint)
         with executor:
             futures = [executor.submit(inc, i) for i in range(300)]
             assert [f.result(timeout=120) for f in futures] == [i + 1 for i in range(300)]
@@ -68,8 +64,8 @@ def test_an_endpoint_registered_through_one_replica_serves_the_sdk_through_the_o
             assert status["status"] == "online", status
             task = requests.get(f"{replica.url}/v2/tasks/{task_id}", headers=endpoint.headers, timeout=10).json()
             assert task["status"] == "success"
-        assert client.get_endpoint_status(endpoint.endpoint_id)["status"] == "online"
-        # Each replica consumed results: the work was shared, not left to one.
+        assert executor.client.get_endpoint_status(endpoint.endpoint_id)["status"] == "online"
+        # Neither replica met an error on the way.
         logs = [replica.log.read_text() for replica in (first, second)]
         assert all("Traceback" not in log for log in logs), logs
     finally:
@@ -82,7 +78,7 @@ def test_kill_9_of_a_replica_mid_run_loses_and_duplicates_nothing(replicas, tmp_
     endpoint = EndpointHarness(first, tmp_path / "gc")
     endpoint.start()
     try:
-        _, executor = sdk_executor(endpoint.token, endpoint.endpoint_id)
+        executor = sdk_executor(endpoint)
         with executor:
             futures = [executor.submit(inc, i) for i in range(TASKS)]
             deadline = time.monotonic() + 60
