@@ -23,12 +23,16 @@ logging.getLogger("globus_compute_sdk").addHandler(logging.NullHandler())
 
 @pytest.hookimpl(tryfirst=True)  # before xdist's own, which reads the group marks
 def pytest_collection_modifyitems(items):
-    """Tests on port 5000 (where the official SDK looks for a local service) go to one xdist
-    worker, one after another (make test runs --dist loadgroup): the others never sit idle
-    waiting for the port's lock."""
+    """Tests that take turns on one thing go to one xdist worker, one after another (make test
+    runs --dist loadgroup), so the other workers never sit idle waiting for its lock: port 5000
+    (where the official SDK and endpoint look for a local service) and the two-node cluster
+    (whose nodes each test wants to itself)."""
     for item in items:
-        if "sdk_port" in getattr(item, "fixturenames", ()):
+        fixtures = getattr(item, "fixturenames", ())
+        if "sdk_port" in fixtures:
             item.add_marker(pytest.mark.xdist_group("sdk-port-5000"))
+        elif "cluster_conf" in fixtures:
+            item.add_marker(pytest.mark.xdist_group("two-node-cluster"))
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ import psutil
 import requests
 from globus_compute_sdk.serialize import ComputeSerializer, PureSourceDill
 
-from .conftest import BIN_DIR
+from .conftest import BIN_DIR, RunningService
 
 # Test functions live in test modules, which the endpoint cannot import: send their
 # source, as a user's notebook function would be sent.
@@ -28,8 +28,8 @@ engine:
 
 
 class EndpointHarness:
-    def __init__(self, service, base_dir: Path, name: str = "ep", config_text: str | None = THREAD_POOL_CONFIG,
-                 beside: EndpointHarness | None = None):
+    def __init__(self, service: RunningService, base_dir: Path, name: str = "ep",
+                 config_text: str | None = THREAD_POOL_CONFIG, beside: EndpointHarness | None = None):
         """config_text None: the endpoint's directory is there already (made by another tool), as it is.
         beside: another harness of the same base_dir, whose login this one shares."""
         self.service, self.base_dir, self.name = service, base_dir, name
@@ -132,16 +132,17 @@ class EndpointHarness:
 
     # ------------------------------------------------------------------ tasks
 
-    def executor(self):
-        """An official SDK Executor for this endpoint, with a task group of its own (the SDK keeps
-        one per process otherwise), sending function source as a notebook would."""
+    def executor(self, through: RunningService | None = None):
+        """An official SDK Executor for this endpoint, through its service (or another replica),
+        with a task group of its own (the SDK keeps one per process otherwise), sending function
+        source as a notebook would."""
         import uuid
 
-        import globus_sdk
-        from globus_compute_sdk import Client, Executor
+        from globus_compute_sdk import Executor
 
-        client = Client(local_compute_services=True, authorizer=globus_sdk.AccessTokenAuthorizer(self.token),
-                        code_serialization_strategy=PureSourceDill())
+        from tests.sdk import sdk_client
+
+        client = sdk_client((through or self.service).url, self.token, code_serialization_strategy=PureSourceDill())
         executor = Executor(endpoint_id=self.endpoint_id, client=client, task_group_id=uuid.uuid4())
         executor.serializer = SERIALIZER
         return executor

@@ -62,10 +62,17 @@ def make_endpoint(start_service, tmp_path):
 
 
 @pytest.fixture
-def sdk_endpoint(sdk_port, start_service, tmp_path):
-    """Endpoints behind a service on the port where the official SDK's `local` environment
-    looks, so the SDK's own Client and Executor reach them."""
-    yield from _endpoints(lambda: start_service(port=sdk_port), tmp_path)
+def sdk_endpoint(start_service, tmp_path):
+    """Endpoints behind one service of their own, for the official SDK's Client and Executor
+    (the harness's `executor()`, aimed at that service)."""
+    service = None
+
+    def shared_service():
+        nonlocal service
+        service = service or start_service()
+        return service
+
+    yield from _endpoints(shared_service, tmp_path)
 
 
 @pytest.fixture(scope="module")
@@ -74,10 +81,10 @@ def cluster_conf() -> str:
 
 
 @pytest.fixture
-def cluster_endpoint(cluster_conf, sdk_port, start_service, tmp_path, monkeypatch):
+def cluster_endpoint(cluster_conf, start_service, tmp_path, monkeypatch):
     """Start an endpoint with a cluster config; stopped and killed at the end."""
     monkeypatch.setenv("SLURM_CONF", cluster_conf)  # sbatch, squeue and scancel, run by the engine
-    service = start_service(port=sdk_port)
+    service = start_service()
     started = []
 
     def start(nodes: int = 1, workers: int = 1, extra: str = "", expect_start: bool = True,

@@ -8,13 +8,13 @@ import stat
 import time
 from pathlib import Path
 
-import globus_sdk
 import pytest
 import requests
 
 from compute_endpoint.service.cli import choose_broker
 from tests.conftest import RunningService, free_port
 from tests.endpoint_harness import EndpointHarness
+from tests.sdk import sdk_client
 
 pytestmark = pytest.mark.slow
 
@@ -29,8 +29,7 @@ def fail(message):
 
 @pytest.fixture
 def embedded_service(request, tmp_path):
-    # The SDK test needs the port where the SDK's `local` environment looks.
-    port = request.getfixturevalue("sdk_port") if "sdk" in request.node.name else free_port()
+    port = free_port()
     data_dir = tmp_path / "service"
     data_dir.mkdir()
     service = RunningService(data_dir, None, f"filesystem://{tmp_path / 'broker'}", port)
@@ -57,13 +56,11 @@ def test_tasks_run_through_the_embedded_broker(endpoint, tmp_path):
 
 
 def test_sdk_client_polls_results_and_executor_is_refused_clearly(endpoint):
-    from globus_compute_sdk import Client
     from globus_compute_sdk.errors import TaskExecutionFailed
     from globus_compute_sdk.serialize import PureSourceDill
 
     # The endpoint cannot import this test module: send the functions' source.
-    client = Client(local_compute_services=True, authorizer=globus_sdk.AccessTokenAuthorizer(endpoint.token),
-                    code_serialization_strategy=PureSourceDill())
+    client = sdk_client(endpoint.service.url, endpoint.token, code_serialization_strategy=PureSourceDill())
     function_id = client.register_function(add)
     batch = client.create_batch()
     for i in range(20):

@@ -14,12 +14,12 @@ import sys
 import time
 from pathlib import Path
 
-import globus_sdk
 import pytest
-from globus_compute_sdk import Client, Executor, MPIFunction, ShellFunction
+from globus_compute_sdk import Executor, MPIFunction, ShellFunction
 
 from tests.clusters import cannot_start
 from tests.integration.test_shell_functions import run_shell
+from tests.sdk import sdk_client
 
 pytestmark = pytest.mark.slow
 
@@ -101,7 +101,7 @@ def sdk_executor(endpoint, resource_specification: dict | None = None) -> Execut
     ShellFunction go by reference to the SDK's own classes, as they do for users)."""
     import uuid
 
-    client = Client(local_compute_services=True, authorizer=globus_sdk.AccessTokenAuthorizer(endpoint.token))
+    client = sdk_client(endpoint.service.url, endpoint.token)
     return Executor(endpoint_id=endpoint.endpoint_id, client=client, task_group_id=uuid.uuid4(),
                     resource_specification=resource_specification)
 

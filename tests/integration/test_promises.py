@@ -115,7 +115,12 @@ def test_a_task_holding_the_interpreter_longer_than_the_hung_timeout_completes(s
     endpoint = sdk_endpoint("hung_child_timeout_s: 3\nengine:\n  type: ThreadPoolEngine\n  max_workers: 2\n")
     engine_pid = endpoint.children()["engine"]
     with endpoint.executor() as executor:
-        took = executor.submit(backtrack, size).result(timeout=120)
+        # The calibration cannot foresee how busy the machine is when the task runs: a task
+        # that ended too soon to test the timeout is run again, twice as long.
+        for extra in range(3):
+            took = executor.submit(backtrack, size + extra).result(timeout=120)
+            if took > 3 * 2:
+                break
     assert took > 3 * 2, f"the task held the interpreter only {took:.1f} s: not a test of the timeout"
     assert endpoint.children()["engine"] == engine_pid, "the busy engine was replaced"
     assert re.search(r"engine \(pid \d+\) has not answered for [\d.]+ s but used [\d.]+ s of CPU in the last 3 s: "

@@ -11,11 +11,11 @@ import time
 import uuid
 from pathlib import Path
 
-import globus_sdk
 import pytest
 
 from tests.clusters import SINGLE_NODE, squeue, start_cluster
 from tests.endpoint_harness import EndpointHarness
+from tests.sdk import sdk_client
 
 pytestmark = pytest.mark.slow
 
@@ -53,19 +53,18 @@ def slurm_conf() -> str:
     return start_cluster(SINGLE_NODE)
 
 
-def test_functions_run_inside_a_slurm_job_and_idle_blocks_are_released(slurm_conf, sdk_port, start_service,
+def test_functions_run_inside_a_slurm_job_and_idle_blocks_are_released(slurm_conf, start_service,
                                                                        tmp_path, monkeypatch):
-    from globus_compute_sdk import Client, Executor
+    from globus_compute_sdk import Executor
     from globus_compute_sdk.serialize import PureSourceDill
 
     monkeypatch.setenv("SLURM_CONF", slurm_conf)  # sbatch and squeue, run by the engine, need it
     venv = Path(sys.executable).parent.parent
-    service = start_service(port=sdk_port)
+    service = start_service()
     endpoint = EndpointHarness(service, tmp_path / "gc", "slurm", SLURM_CONFIG.format(venv=venv))
     endpoint.start()
     try:
-        client = Client(local_compute_services=True, authorizer=globus_sdk.AccessTokenAuthorizer(endpoint.token),
-                        code_serialization_strategy=PureSourceDill())
+        client = sdk_client(service.url, endpoint.token, code_serialization_strategy=PureSourceDill())
         started = time.monotonic()
         with Executor(endpoint_id=endpoint.endpoint_id, client=client, task_group_id=uuid.uuid4()) as executor:
             first = executor.submit(where_am_i)

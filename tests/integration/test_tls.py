@@ -7,10 +7,10 @@ from __future__ import annotations
 import uuid
 from urllib.parse import urlsplit
 
-import globus_sdk
 import pytest
 
 from tests.endpoint_harness import EndpointHarness
+from tests.sdk import sdk_client
 from tests.tls import Authority, TlsProxy
 
 pytestmark = pytest.mark.slow
@@ -46,18 +46,17 @@ def tls_front(broker_url):
 
 
 def test_a_verified_broker_works_end_to_end_through_the_sdk(trusted_authority, tls_front, start_service,
-                                                            sdk_port, tmp_path):
+                                                            tmp_path):
     proxy, amqps_url = tls_front(trusted_authority.issue(tmp_path, "localhost"))
-    service = start_service(port=sdk_port, public_broker_url=amqps_url)
+    service = start_service(public_broker_url=amqps_url)
     endpoint = EndpointHarness(service, tmp_path / "gc")
     started = endpoint.start()
     try:
         assert "amqps://" in started.stdout and f"localhost:{proxy.port}" in started.stdout
-        from globus_compute_sdk import Client, Executor
+        from globus_compute_sdk import Executor
         from globus_compute_sdk.serialize import PureSourceDill
 
-        client = Client(local_compute_services=True, authorizer=globus_sdk.AccessTokenAuthorizer(endpoint.token),
-                        code_serialization_strategy=PureSourceDill())
+        client = sdk_client(service.url, endpoint.token, code_serialization_strategy=PureSourceDill())
         with Executor(endpoint_id=endpoint.endpoint_id, client=client, task_group_id=uuid.uuid4()) as executor:
             assert [f.result(timeout=60) for f in [executor.submit(double, i) for i in range(5)]] == [0, 2, 4, 6, 8]
         # The endpoint's links (and the SDK) named the host they expected: SNI.

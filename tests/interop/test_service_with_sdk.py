@@ -1,19 +1,16 @@
-"""The official globus-compute-sdk 4.19 against our compute-service over real RabbitMQ.
-
-The SDK's `local` environment is fixed at http://localhost:5000, so these tests take
-turns on that port (the sdk_port fixture).
-"""
+"""The official globus-compute-sdk 4.19 against our compute-service over real RabbitMQ."""
 
 from __future__ import annotations
 
 import concurrent.futures
 import uuid
 
-import globus_sdk
 import pytest
 import requests
 from globus_compute_sdk import Client, Executor
 from globus_compute_sdk.errors import TaskExecutionFailed
+
+from tests.sdk import sdk_client
 
 from .standin_endpoint import StandInEndpoint
 
@@ -29,14 +26,9 @@ def fail(message):
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
-def service(request, sdk_port, start_service):
+def service(request, start_service):
     db_url = request.getfixturevalue("postgres_url") if request.param == "postgresql" else None
-    return start_service(db_url=db_url, port=sdk_port)
-
-
-def sdk_client(token: str) -> Client:
-    return Client(local_compute_services=True, authorizer=globus_sdk.AccessTokenAuthorizer(token),
-                  do_version_check=True)
+    return start_service(db_url=db_url)
 
 
 def new_executor(registration: dict, client: Client) -> Executor:
@@ -68,7 +60,7 @@ def test_client_batch_of_100_and_executor_futures(service):
     token = service.token("alice")
     registration = register_endpoint(service, token)
     with StandInEndpoint(registration):
-        client = sdk_client(token)
+        client = sdk_client(service.url, token)
         function_id = client.register_function(square)
         batch = client.create_batch()
         for i in range(100):
@@ -106,7 +98,7 @@ def test_client_batch_of_100_and_executor_futures(service):
 def test_executor_results_survive_many_concurrent_futures(service):
     token = service.token("bob")
     registration = register_endpoint(service, token)
-    with StandInEndpoint(registration), new_executor(registration, sdk_client(token)) as executor:
+    with StandInEndpoint(registration), new_executor(registration, sdk_client(service.url, token)) as executor:
         futures = {executor.submit(square, i): i for i in range(200)}
         done, not_done = concurrent.futures.wait(futures, timeout=90)
         assert not not_done

@@ -23,14 +23,14 @@ def inc(x):
 
 
 @pytest.fixture
-def replicas(postgres_url, broker_url, rabbitmq_management, sdk_port, tmp_path):
-    """Two replicas: the first on a port of its own, the second on 5000 (where the SDK looks)."""
+def replicas(postgres_url, broker_url, rabbitmq_management, tmp_path):
+    """Replicas, each on a port of its own."""
     started: list[RunningService] = []
 
-    def start(index: int, port: int) -> RunningService:
+    def start(index: int) -> RunningService:
         data_dir = tmp_path / f"replica{index}"
         data_dir.mkdir(exist_ok=True)
-        service = RunningService(data_dir, postgres_url, broker_url, port)
+        service = RunningService(data_dir, postgres_url, broker_url, free_port())
         started.append(service)
         return service
 
@@ -40,19 +40,20 @@ def replicas(postgres_url, broker_url, rabbitmq_management, sdk_port, tmp_path):
             service.stop()
 
 
-def sdk_executor(endpoint: EndpointHarness):
-    """The harness's SDK Executor, submitting in batches of 256 as a busy client does."""
-    executor = endpoint.executor()
+def sdk_executor(endpoint: EndpointHarness, replica: RunningService):
+    """The harness's SDK Executor through this replica, submitting in batches of 256 as a busy
+    client does."""
+    executor = endpoint.executor(through=replica)
     executor.batch_size = 256
     return executor
 
 
 def test_an_endpoint_registered_through_one_replica_serves_the_sdk_through_the_other(replicas, tmp_path):
-    first, second = replicas(0, free_port()), replicas(1, 5000)
+    first, second = replicas(0), replicas(1)
     endpoint = EndpointHarness(first, tmp_path / "gc")  # its token, made on the first, is good on both
     endpoint.start()
     try:
-        executor = sdk_executor(endpoint)
+        executor = sdk_executor(endpoint, second)
         with executor:
             futures = [executor.submit(inc, i) for i in range(300)]
             assert [f.result(timeout=120) for f in futures] == [i + 1 for i in range(300)]
@@ -74,11 +75,11 @@ def test_an_endpoint_registered_through_one_replica_serves_the_sdk_through_the_o
 
 
 def test_kill_9_of_a_replica_mid_run_loses_and_duplicates_nothing(replicas, tmp_path, deliveries_to_the_sdk):
-    first, second = replicas(0, free_port()), replicas(1, 5000)
+    first, second = replicas(0), replicas(1)
     endpoint = EndpointHarness(first, tmp_path / "gc")
     endpoint.start()
     try:
-        executor = sdk_executor(endpoint)
+        executor = sdk_executor(endpoint, second)
         with executor:
             futures = [executor.submit(inc, i) for i in range(TASKS)]
             deadline = time.monotonic() + 60

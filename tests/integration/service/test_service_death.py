@@ -7,11 +7,11 @@ from __future__ import annotations
 import time
 import uuid
 
-import globus_sdk
 import pytest
 
-from tests.conftest import RunningService
+from tests.conftest import RunningService, free_port
 from tests.endpoint_harness import EndpointHarness
+from tests.sdk import sdk_client
 
 pytestmark = pytest.mark.slow
 TASKS = 5000
@@ -22,22 +22,22 @@ def inc(x):
 
 
 @pytest.mark.parametrize("database", ["sqlite", "postgresql"])
-def test_kill_9_of_the_service_mid_run_loses_and_duplicates_nothing(database, request, sdk_port, broker_url,
+def test_kill_9_of_the_service_mid_run_loses_and_duplicates_nothing(database, request, broker_url,
                                                                    rabbitmq_management, tmp_path,
                                                                    deliveries_to_the_sdk):
-    from globus_compute_sdk import Client, Executor
+    from globus_compute_sdk import Executor
     from globus_compute_sdk.serialize import PureSourceDill
 
     db_url = request.getfixturevalue("postgres_url") if database == "postgresql" else None
     data_dir = tmp_path / "service"
     data_dir.mkdir()
-    service = RunningService(data_dir, db_url, broker_url, sdk_port)
+    port = free_port()
+    service = RunningService(data_dir, db_url, broker_url, port)
     endpoint = None
-    try:  # whatever fails, port 5000 is free again for the next test
+    try:
         endpoint = EndpointHarness(service, tmp_path / "gc")
         endpoint.start()
-        client = Client(local_compute_services=True, authorizer=globus_sdk.AccessTokenAuthorizer(endpoint.token),
-                        code_serialization_strategy=PureSourceDill())
+        client = sdk_client(service.url, endpoint.token, code_serialization_strategy=PureSourceDill())
         with Executor(endpoint_id=endpoint.endpoint_id, client=client, task_group_id=uuid.uuid4(),
                       batch_size=256) as executor:
             futures = [executor.submit(inc, i) for i in range(TASKS)]
@@ -48,7 +48,7 @@ def test_kill_9_of_the_service_mid_run_loses_and_duplicates_nothing(database, re
             service.process.kill()  # kill -9, in the middle of the run
             service.process.wait()
             killed_at = sum(f.done() for f in futures)
-            service = RunningService(data_dir, db_url, broker_url, sdk_port)  # the same data, the same port
+            service = RunningService(data_dir, db_url, broker_url, port)  # the same data, the same port
             results = [f.result(timeout=180) for f in futures]
             time.sleep(2)  # a duplicate would arrive by now
     finally:
