@@ -17,6 +17,7 @@ import contextlib
 import json
 import os
 import shutil
+import socket
 import statistics
 import subprocess
 import sys
@@ -98,9 +99,10 @@ def answers(url: str, timeout_s: float = 30) -> bool:
 
 
 class Stack:
-    """A RabbitMQ vhost and a compute-service of the bench's own, in a scratch folder."""
+    """A RabbitMQ vhost and a compute-service of the bench's own, in a scratch folder (SQLite
+    there, or the PostgreSQL database at db_url, which replicas of the service share)."""
 
-    def __init__(self, port: int):
+    def __init__(self, port: int, db_url: str | None = None):
         self.scratch = Path(tempfile.mkdtemp(prefix="compute-endpoint-bench-"))
         self.vhost = f"bench-{uuid.uuid4().hex[:8]}"
         subprocess.run(["rabbitmqctl", "-q", "add_vhost", self.vhost], check=True, capture_output=True)
@@ -110,26 +112,32 @@ class Stack:
         self.port = port
         self.url = f"http://localhost:{port}"
         self.data_dir = self.scratch / "service"
-        self.service: subprocess.Popen | None = None
+        self.db_args = ["--db", db_url] if db_url else []
+        self.services: list[subprocess.Popen] = []
         self.token = subprocess.run([str(BIN / "compute-service"), "token", "create", "--identity", "bench",
-                                     "--data-dir", str(self.data_dir)], check=True, capture_output=True,
-                                    text=True).stdout.strip()
+                                     "--data-dir", str(self.data_dir), *self.db_args], check=True,
+                                    capture_output=True, text=True).stdout.strip()
         self.headers = {"Authorization": f"Bearer {self.token}"}
 
-    def start_service(self) -> None:
-        log = (self.scratch / "service.log").open("a")
-        self.service = subprocess.Popen(
-            [str(BIN / "compute-service"), "serve", "--port", str(self.port), "--data-dir", str(self.data_dir),
-             "--log-level", "warning", "--shared-broker-credentials"],
-            env=dict(os.environ, COMPUTE_SERVICE_BROKER_URL=self.broker_url), stdout=log, stderr=log)
-        if not answers(self.url):
-            raise RuntimeError(f"compute-service did not start: {(self.scratch / 'service.log').read_text()}")
+    def start_service(self, port: int | None = None) -> str:
+        """The service on the stack's port, or a replica of it on another; its URL."""
+        port = port or self.port
+        log = (self.scratch / f"service-{port}.log").open("a")
+        self.services.append(subprocess.Popen(
+            [str(BIN / "compute-service"), "serve", "--port", str(port), "--data-dir", str(self.data_dir),
+             "--log-level", "warning", "--shared-broker-credentials", *self.db_args],
+            env=dict(os.environ, COMPUTE_SERVICE_BROKER_URL=self.broker_url), stdout=log, stderr=log))
+        url = f"http://localhost:{port}"
+        if not answers(url):
+            raise RuntimeError(f"compute-service did not start: {(self.scratch / f'service-{port}.log').read_text()}")
+        return url
 
     def stop_service(self) -> None:
-        if self.service is not None:
-            self.service.terminate()
-            self.service.wait(timeout=20)
-            self.service = None
+        """Every replica."""
+        for service in self.services:
+            service.terminate()
+            service.wait(timeout=20)
+        self.services = []
 
     def register(self, name: str) -> dict:
         response = requests.post(f"{self.url}/v3/endpoints", headers=self.headers, timeout=30,
@@ -144,6 +152,12 @@ class Stack:
 
 
 # ---------------------------------------------------------------- the two endpoints
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
 
 
 def kill_leftovers(directory: Path) -> None:
@@ -590,7 +604,13 @@ def main() -> None:
         extras["ceiling"] = e2e
     finally:
         stack.close()
+    from .replicas import one_against_two
+
+    replicas = one_against_two(max(1, ROUNDS - 1))
     print_table(rows, ceiling, extras.get("kill", {}), extras.get("ceiling"))
+    print(f"compute-service replicas on one PostgreSQL and one vhost, SDK Executor end to end "
+          f"(2 SDK clients, N={E2E_TASKS:,}): one replica {replicas['one']:,.0f} tasks/s, two replicas "
+          f"{replicas['two']:,.0f} tasks/s (two/one {replicas['two'] / replicas['one']:.2f})")
     from .chart import draw
 
     draw(rows, f"compute-endpoint against the official globus-compute-endpoint {OFFICIAL_VERSION}, same machine, "
