@@ -311,6 +311,7 @@ class ResultConsumer(ReconnectingClient, threading.Thread):
     role = "result consumer"
     BATCH = 500
     GATHER_S = 0.05
+    QUIET_S = 0.005
     give_up_when_refused = False  # the service serves on; an operator may fix the broker meanwhile
     # The store failing (a database restart) leaves the batch unacknowledged: it comes again.
     recoverable_errors = (Exception,)
@@ -365,12 +366,14 @@ class ResultConsumer(ReconnectingClient, threading.Thread):
             while not self._stop_event.is_set():
                 connection.heartbeat_check()  # AMQP heartbeats go out only when asked
                 # Gather for up to GATHER_S after the first arrival: one store transaction per
-                # batch, not per result, when results come one by one at a high rate.
+                # batch, not per result, when results come one by one at a high rate. A pause of
+                # QUIET_S ends it early: what the broker had sent is in, and a backlog that
+                # built up while the last batch was flushed is not held back a whole GATHER_S.
                 first_at = None
                 while len(pending) < self.BATCH:
                     if pending and first_at is None:
                         first_at = time.monotonic()
-                    left = self.GATHER_S - (time.monotonic() - first_at) if first_at else 0.05
+                    left = min(self.QUIET_S, self.GATHER_S - (time.monotonic() - first_at)) if first_at else 0.05
                     if left <= 0:
                         break
                     try:
