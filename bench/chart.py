@@ -7,6 +7,7 @@ and the table stands alone."""
 from __future__ import annotations
 
 import math
+import textwrap
 from pathlib import Path
 
 CHART = Path(__file__).parents[1] / "docs" / "bench-side-by-side.png"
@@ -39,7 +40,7 @@ def draw(rows: list[tuple[str, float, float, str]], title: str, path: Path = CHA
     for index, value in enumerate(values):
         axes.text(value, index, f" {value:.2f}x", va="center", fontsize=8)
     axes.set_xlabel("times better than the official endpoint (log scale; right of the line: ours is better)")
-    axes.set_title(title, fontsize=10)
+    figure.suptitle("\n".join(textwrap.wrap(title, 100)), fontsize=10)
     axes.tick_params(axis="y", labelsize=8)
     figure.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
