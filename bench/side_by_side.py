@@ -125,7 +125,8 @@ class Stack:
         log = (self.scratch / f"service-{port}.log").open("a")
         self.services.append(subprocess.Popen(
             [str(BIN / "compute-service"), "serve", "--port", str(port), "--data-dir", str(self.data_dir),
-             "--log-level", os.environ.get("BENCH_SERVICE_LOG_LEVEL", "warning"), "--shared-broker-credentials", *self.db_args],
+             "--log-level", os.environ.get("BENCH_SERVICE_LOG_LEVEL", "warning"), "--shared-broker-credentials",
+             *self.db_args],
             env=dict(os.environ, COMPUTE_SERVICE_BROKER_URL=self.broker_url), stdout=log, stderr=log))
         url = f"http://localhost:{port}"
         if not answers(url):
