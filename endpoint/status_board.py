@@ -27,16 +27,17 @@ class StatusBoard:
         self._children: object = None  # the children's states and pids last written
         self._failed = False
 
-    def publish(self, now: float, snapshot: dict) -> None:
-        """Write the snapshot, unless one was written less than INTERVAL_S ago and no child
-        has changed state since (a restart shows at once)."""
-        children = (snapshot.get("tree") or {}).get("children") or {}
+    def publish(self, now: float, tree: dict, snapshot: Callable[[], dict]) -> None:
+        """Write snapshot(), unless one was written less than INTERVAL_S ago and no child of
+        the tree has changed state since (a restart shows at once). snapshot() is called only
+        to write: it counts the tasks in flight, tens of thousands under a backlog."""
+        children = tree.get("children") or {}
         states = sorted((role, child.get("state"), child.get("pid")) for role, child in children.items())
         if now < self._next_write and states == self._children:
             return
         self._next_write, self._children = now + INTERVAL_S, states
         try:
-            write_private_file(self.path, json.dumps(snapshot, default=str))
+            write_private_file(self.path, json.dumps(snapshot(), default=str))
             self._failed = False
         except OSError as exc:  # a full disk must not stop the tree: say it once
             if not self._failed:
@@ -65,7 +66,7 @@ class TreeLedger:
     def observe(self, now: float, tree: dict, snapshot: Callable[[], dict]) -> None:
         self.tree = tree
         if self.board is not None:
-            self.board.publish(now, snapshot())
+            self.board.publish(now, tree, snapshot)
 
     def report_due(self, now: float, period_s: float) -> bool:
         """Whether a status report goes out now; if so, the next is due a period later."""

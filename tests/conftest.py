@@ -14,11 +14,16 @@ from click.testing import CliRunner
 BIN_DIR = Path(sys.executable).parent
 
 # The SDK's result-watcher threads outlive the tests that stopped their service and log their
-# retries; between tests no handler is set, so Python would print them (tracebacks and all)
-# on the terminal of a passing run. Within a test pytest still captures them.
+# retries, with tracebacks, from their own threads: their records stop at a handler of their own
+# and never reach the terminal or pytest's capture. Formatting one there was not harmless: on
+# CPython 3.11, a traceback's carets are found with ast.parse, and two threads parsing at once
+# corrupt the ast module's shared recursion counter (CPython gh-106905), which failed the
+# schemathesis test running beside them with "AST constructor recursion depth mismatch".
 import logging  # noqa: E402
 
-logging.getLogger("globus_compute_sdk").addHandler(logging.NullHandler())
+for _name in ("globus_compute_sdk", "pika"):
+    logging.getLogger(_name).addHandler(logging.NullHandler())
+    logging.getLogger(_name).propagate = False
 
 
 @pytest.hookimpl(tryfirst=True)  # before xdist's own, which reads the group marks
