@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import sys
 
-from . import cli_startup, engines, memory, side_by_side
+from . import cli_startup, engines, memory, quiet_sdk_logs, side_by_side
 
 BENCHMARKS = {"cli_startup": cli_startup.main, "engines": engines.main, "side_by_side": side_by_side.main,
               "memory": memory.main}
@@ -19,6 +19,7 @@ def main(names: list[str]) -> None:
     unknown = [n for n in names if n not in BENCHMARKS]
     if unknown:
         raise SystemExit(f"unknown benchmark {', '.join(unknown)}; accepted: {', '.join(BENCHMARKS)}")
+    quiet_sdk_logs()
     for name in names or BENCHMARKS:
         BENCHMARKS[name]()
     sys.stdout.flush()

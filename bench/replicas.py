@@ -16,6 +16,7 @@ import sys
 import time
 import uuid
 
+from . import quiet_sdk_logs
 from .side_by_side import E2E_TASKS, ENGINES, OurEndpoint, Stack, free_port, median, say
 
 POSTGRES_ADMIN_URL = os.environ.get("BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -108,6 +109,7 @@ def one_against_two(rounds: int) -> dict[str, float]:
 
 if __name__ == "__main__":
     if sys.argv[1:2] == ["client"]:
+        quiet_sdk_logs()
         client(sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5]))
     else:
         raise SystemExit(__doc__)
