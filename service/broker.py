@@ -178,14 +178,24 @@ class Broker:
             self._run(publish_each)
             return
         self._run(lambda producer: publish_confirmed(
-            producer.channel, [(task.body, headers(task)) for task in outgoing], tasks_exchange.name, routing_key))
+            producer.channel, [amqp.Message(task.body, delivery_mode=2, application_headers=headers(task),
+                                            content_type="application/data", content_encoding="binary")
+                               for task in outgoing], tasks_exchange.name, routing_key))
 
     def send_stop(self, endpoint_id: str, reason: str) -> None:
         self.send_command(endpoint_id, *commands.stop_endpoint(reason))
 
     def send_command(self, endpoint_id: str, body: bytes, properties: dict) -> None:
-        self._run(lambda p: p.publish(body, exchange="", routing_key=command_queue(endpoint_id).name,
-                                      delivery_mode=2, **properties))
+        routing_key = command_queue(endpoint_id).name
+        if self.embedded:
+            self._run(lambda p: p.publish(body, exchange="", routing_key=routing_key, delivery_mode=2, **properties))
+            return
+        # Through the same confirmed publish as tasks: a publish beside it on the channel would
+        # shift the delivery numbers it waits for (and a submit after a start command waited
+        # out CONFIRM_TIMEOUT_S). Not mandatory: a command for an endpoint whose queue is gone
+        # reaches no one, as before.
+        self._run(lambda p: publish_confirmed(p.channel, [amqp.Message(body, delivery_mode=2, **properties)],
+                                              "", routing_key, mandatory=False))
 
     def queue_info(self, endpoint_id: str, connection_url: str) -> dict:
         """What registration hands the endpoint: where to read tasks and write results."""
@@ -215,10 +225,12 @@ class Broker:
 CONFIRM_TIMEOUT_S = 30.0
 
 
-def publish_confirmed(channel, messages: list[tuple[bytes, dict]], exchange: str, routing_key: str) -> None:
-    """Publish persistent, mandatory messages on a py-amqp channel in confirm mode, then wait
-    until the broker has confirmed them all (its acks may each cover many). A nack, an
-    unroutable message or no answer within CONFIRM_TIMEOUT_S raises.
+def publish_confirmed(channel, messages: list[amqp.Message], exchange: str, routing_key: str,
+                      mandatory: bool = True) -> None:
+    """Publish messages on a py-amqp channel in confirm mode, then wait until the broker has
+    confirmed them all (its acks may each cover many). A nack, an unroutable mandatory message
+    or no answer within CONFIRM_TIMEOUT_S raises. It numbers the channel's deliveries itself,
+    as the broker does, so every publish on the channel must go through it.
 
     Confirms are collected by the channel's ack listeners, not by waiting for the next ack
     frame: py-amqp reads (and dispatches) whatever frames have arrived before each publish,
@@ -248,11 +260,9 @@ def publish_confirmed(channel, messages: list[tuple[bytes, dict]], exchange: str
     for event, listener in listeners:
         channel.events[event].add(listener)
     try:
-        for body, headers in messages:
+        for message in messages:
             # The raw publish: the connection's confirm_publish would wait for each one.
-            channel._basic_publish(amqp.Message(body, delivery_mode=2, application_headers=headers,
-                                                content_type="application/data", content_encoding="binary"),
-                                   exchange=exchange, routing_key=routing_key, mandatory=True)
+            channel._basic_publish(message, exchange=exchange, routing_key=routing_key, mandatory=mandatory)
         deadline = time.monotonic() + CONFIRM_TIMEOUT_S
         while unconfirmed and not refused:
             left = deadline - time.monotonic()

@@ -109,3 +109,29 @@ def test_a_batch_is_confirmed_as_a_whole_once_and_fast_and_an_unroutable_one_rai
             broker.publish_tasks(str(uuid.uuid4()), [OutgoingTask("t", "f1", b"x", "null", None)])
     finally:
         broker.close()
+
+
+def test_tasks_published_after_a_command_on_the_same_channel_are_confirmed_at_once(broker_url, monkeypatch, caplog):
+    """A start or stop command and a submit share the service's publishing channel; the
+    command must count among the channel's confirmed deliveries, or the submit after it waits
+    for a confirm that never comes, times out and goes again on a new connection."""
+    from compute_endpoint.service import broker as broker_module
+
+    monkeypatch.setattr(broker_module, "CONFIRM_TIMEOUT_S", 3.0)
+    broker = Broker(broker_url)
+    endpoint_id = str(uuid.uuid4())
+    try:
+        broker.declare_topology()
+        broker.declare_endpoint(endpoint_id)
+        for round_ in range(2):
+            broker.send_stop(endpoint_id, "a test")
+            broker.publish_tasks(endpoint_id, [OutgoingTask(f"t{round_}", "f1", b"x", "null", None)])
+        broker.send_stop(str(uuid.uuid4()), "an endpoint whose queue is gone: nobody to tell, no error")
+        broker.publish_tasks(endpoint_id, [OutgoingTask("t2", "f1", b"x", "null", None)])
+    finally:
+        broker.close()
+    assert "retrying on a new one" not in caplog.text
+    with kombu.Connection(broker_url) as connection:
+        channel = connection.default_channel
+        assert channel.queue_declare(f"{endpoint_id}.tasks", passive=True).message_count == 3
+        assert channel.queue_declare(f"{endpoint_id}.commands", passive=True).message_count == 2
