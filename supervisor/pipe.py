@@ -89,8 +89,27 @@ def report_stacks_on_abort() -> None:
     faulthandler.enable(file=stream, all_threads=True)
 
 
+def keep_descriptors_to_ourselves() -> None:
+    """Make every descriptor but stdin, stdout and stderr close on exec. A spawned child gets
+    its ends of the supervisor's pipe and process sentinel as inheritable descriptors, and a
+    program it starts with close_fds=False (the SDK's ShellFunction does) would hold them open
+    for as long as it runs: the supervisor would see neither the child's death nor its exit."""
+    try:
+        names = os.listdir("/proc/self/fd")
+    except FileNotFoundError:  # not Linux
+        names = os.listdir("/dev/fd")
+    for name in names:
+        fd = int(name)
+        if fd > 2:
+            try:
+                os.set_inheritable(fd, False)
+            except OSError:  # the listing's own descriptor, closed by now
+                pass
+
+
 def bootstrap(spec: ChildSpec, conn: Connection, config: object) -> None:
     """The first code of every child process (the multiprocessing target)."""
+    keep_descriptors_to_ourselves()
     die_with_parent()
     report_stacks_on_abort()
     try:

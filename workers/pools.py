@@ -12,7 +12,7 @@ import threading
 from collections.abc import Mapping
 from typing import Any
 
-from ..supervisor.pipe import die_with_parent
+from ..supervisor.pipe import die_with_parent, keep_descriptors_to_ourselves
 from .execution import UNKNOWN_TASK_FAILURE, error_result, notice_start, run_task, run_tasks, send_start_notices_to
 from .pipe_messages import TaskDelivery, TaskResult
 from .submission import (
@@ -91,6 +91,7 @@ class ThreadPoolEngine(_PoolEngine):
 
 
 def _pool_worker_setup(parent_pid: int | None, start_notices) -> None:
+    keep_descriptors_to_ourselves()  # or a task's leftover command would hide the worker's death from the pool
     die_with_parent(parent_pid)
     send_start_notices_to(start_notices)
 

@@ -30,6 +30,15 @@ def echo(parent, config) -> int:
                 return value
 
 
+def spawn_then_echo(parent, config) -> int:
+    """Starts a long sleep as the SDK's ShellFunction starts a command (close_fds=False, so it
+    inherits every descriptor this process lets it); then echoes."""
+    import subprocess
+
+    subprocess.Popen(["sleep", "60"], close_fds=False)
+    return echo(parent, config)
+
+
 def busy_then_echo(parent, config) -> int:
     """Computes for 3 s right after it is ready, answering nothing meanwhile; then echoes."""
     setproctitle(f"{config['title']} {current_process().name}")

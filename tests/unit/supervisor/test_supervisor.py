@@ -161,6 +161,24 @@ def test_killed_child_is_restarted_within_a_second_and_siblings_keep_running(mak
                   what="exit logged")
 
 
+def test_a_killed_child_is_noticed_though_a_process_it_started_inherited_what_it_could(make_tree):
+    """A task's command that outlives it must not hold the child's ends of the supervisor's
+    pipes open: the supervisor would neither see the child die nor finish stopping it."""
+    tree = make_tree([{"name": "a", "target": "tests.unit.supervisor.children:spawn_then_echo"}])
+    victim = tree.pid_of("a")
+    [sleeper] = tree.wait_for(lambda: psutil.Process(victim).children(), what="the sleep started")
+    try:
+        os.kill(victim, signal.SIGKILL)
+        killed_at = time.monotonic()
+        tree.pid_of("a", other_than=victim)
+        assert time.monotonic() - killed_at < 1.0
+        stopping_at = time.monotonic()
+        assert tree.stop(signal.SIGTERM) == 0
+        assert time.monotonic() - stopping_at < 5.0
+    finally:
+        sleeper.kill()
+
+
 def test_restart_intensity_exceeded_stops_the_tree_with_the_reason(make_tree):
     tree = make_tree([{"name": "a"}, {"name": "b"}],
                      policy={"intensity": 3, "period_s": 30, "backoff_initial_s": 0.01})
