@@ -19,6 +19,7 @@ import uuid
 from ..protocol import messages
 from ..protocol.serialize import SerializationError, deserialize, serialize_from_list, unpack_buffers
 from .payloads import Payload, load
+from .start_marks import mark_started
 
 MAX_RESULT_BYTES = messages.MAX_MESSAGE_BYTES
 _TASK_ENV_LOCK = threading.Lock()
@@ -81,14 +82,6 @@ def notice_start(task_id: str) -> None:
     """In a pool worker process: tell the engine this task started (see send_start_notices_to)."""
     if _start_notices is not None:
         _start_notices.put(task_id)
-
-
-def mark_started(directory: str, task_id: str) -> None:
-    """On a worker node: leave a mark that this task started, for the engine to find."""
-    try:
-        os.close(os.open(os.path.join(directory, task_id), os.O_WRONLY | os.O_CREAT, 0o600))
-    except OSError:
-        pass  # the task runs all the same; it would count as unstarted if its engine died
 
 
 def run_tasks(tasks: list[tuple[str, Payload, list[str] | None]], endpoint_id: str | None = None,

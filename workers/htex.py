@@ -28,6 +28,7 @@ from .addresses import host_addresses, resolve_address
 from .execution import UNKNOWN_TASK_FAILURE, error_result, run_task_in, run_tasks_in
 from .payloads import Payload, load
 from .pipe_messages import TaskDelivery, TaskResult
+from .start_marks import StartMarkReader
 from .submission import (
     NO_SPECIFICATION,
     ChunkedSubmission,
@@ -149,7 +150,7 @@ class GlobusComputeEngine(ChunkedSubmission):
 
     def _begin_start_marks(self, on_start: Started) -> None:
         """Workers (on any node: the endpoint directory is shared) mark each task as it starts;
-        a thread tells on_start and clears the marks. Marks a dead engine left are stale."""
+        a thread tells on_start (start_marks.py). Marks a dead engine left are stale."""
         self.started_dir = str(Path(self.run_dir) / "started")
         shutil.rmtree(self.started_dir, ignore_errors=True)
         os.makedirs(self.started_dir, mode=0o700, exist_ok=True)
@@ -237,12 +238,11 @@ class GlobusComputeEngine(ChunkedSubmission):
         self._blocks_file.unlink(missing_ok=True)
 
     def _watch_starts(self, on_start: Started) -> None:
+        marks = StartMarkReader(self.started_dir)
         while self._watching_starts:
             try:
-                with os.scandir(self.started_dir) as marks:
-                    for mark in marks:
-                        on_start(mark.name)
-                        os.unlink(mark.path)
+                for task_id in marks.read():
+                    on_start(task_id)
             except OSError as exc:
                 log.debug("reading start marks: %s", exc)
             time.sleep(START_MARKS_EVERY_S)
