@@ -14,9 +14,10 @@ from fastapi import FastAPI
 
 from ..protocol import messages
 from ..protocol.urls import is_embedded
-from .broker import Broker, ResultConsumer
+from .broker import Broker
 from .broker_users import BrokerUsers
 from .http import ERROR_RESPONSES, BodyLimit, install_error_handlers
+from .result_consumer import ResultConsumer
 from .results import ResultRecorder
 from .routes import endpoints, functions, oauth, tasks
 from .settings import ServiceConfigError, ServiceSettings

@@ -11,7 +11,8 @@ import time
 from typing import Any
 
 from ..protocol import messages
-from .broker import Delivery, Handled, queue_prefix
+from .broker import queue_prefix
+from .result_consumer import Delivery, Handled
 from .store import Store
 
 log = logging.getLogger(__name__)

@@ -384,7 +384,8 @@ def test_the_result_consumers_reconnect_backoff_resets_after_a_healthy_period(br
     over days it waited the longest delay for every later one."""
     import logging
 
-    from compute_endpoint.service.broker import Broker, ResultConsumer
+    from compute_endpoint.service.broker import Broker
+    from compute_endpoint.service.result_consumer import ResultConsumer
     from compute_endpoint.service.results import ResultRecorder
     from compute_endpoint.service.store import Store
 

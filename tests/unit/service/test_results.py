@@ -8,7 +8,8 @@ import uuid
 import pytest
 
 from compute_endpoint.protocol import messages
-from compute_endpoint.service.broker import Delivery, queue_prefix
+from compute_endpoint.service.broker import queue_prefix
+from compute_endpoint.service.result_consumer import Delivery
 from compute_endpoint.service.results import MAX_REPORT_DEPTH, Refused, ResultRecorder, checked_report
 from compute_endpoint.service.store import Store
 
