@@ -133,22 +133,34 @@ def postgres_url():
 
 
 class RunningService:
-    """A real `compute-service serve` subprocess."""
+    """A real `compute-service serve` subprocess, on the given port or a free one. A free port
+    can be taken by another test's process between finding it and the service binding it (the
+    xdist workers start many listeners); then the service starts again on another."""
 
-    def __init__(self, data_dir: Path, db_url: str | None, broker_url: str, port: int,
+    BIND_ATTEMPTS = 3
+
+    def __init__(self, data_dir: Path, db_url: str | None, broker_url: str, port: int | None = None,
                  public_broker_url: str | None = None, extra_args: list[str] = ()):
-        self.data_dir, self.db_url, self.port = data_dir, db_url, port
-        self.url = f"http://127.0.0.1:{port}"
+        self.data_dir, self.db_url = data_dir, db_url
         self.log = data_dir / "service.log"
         db_args = ["--db", db_url] if db_url else []
         if public_broker_url:
             db_args += ["--public-broker-url", public_broker_url]
-        self.process = subprocess.Popen(
-            [str(BIN_DIR / "compute-service"), "serve", "--port", str(port), "--data-dir", str(data_dir),
-             "--broker", broker_url, *db_args, *extra_args],
-            stdout=self.log.open("w"), stderr=subprocess.STDOUT,
-        )
-        self._wait_until_up()
+        for attempt in range(1, self.BIND_ATTEMPTS + 1):
+            self.port = port or free_port()
+            self.url = f"http://127.0.0.1:{self.port}"
+            self.process = subprocess.Popen(
+                [str(BIN_DIR / "compute-service"), "serve", "--port", str(self.port), "--data-dir", str(data_dir),
+                 "--broker", broker_url, *db_args, *extra_args],
+                stdout=self.log.open("w"), stderr=subprocess.STDOUT,
+            )
+            try:
+                self._wait_until_up()
+                return
+            except RuntimeError:
+                taken = "address already in use" in self.log.read_text()
+                if port is not None or not taken or attempt == self.BIND_ATTEMPTS:
+                    raise
 
     def _wait_until_up(self, timeout: float = 30) -> None:
         import time
@@ -294,7 +306,7 @@ def start_service(tmp_path, broker_url):
               public_broker_url: str | None = None) -> RunningService:
         data_dir = tmp_path / f"service{len(started)}"
         data_dir.mkdir()
-        service = RunningService(data_dir, db_url, broker_url, port or free_port(), public_broker_url)
+        service = RunningService(data_dir, db_url, broker_url, port, public_broker_url)
         started.append(service)
         return service
 

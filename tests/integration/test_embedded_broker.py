@@ -12,7 +12,7 @@ import pytest
 import requests
 
 from compute_endpoint.service.cli import choose_broker
-from tests.conftest import RunningService, free_port
+from tests.conftest import RunningService
 from tests.endpoint_harness import EndpointHarness
 from tests.sdk import sdk_client
 
@@ -29,10 +29,9 @@ def fail(message):
 
 @pytest.fixture
 def embedded_service(request, tmp_path):
-    port = free_port()
     data_dir = tmp_path / "service"
     data_dir.mkdir()
-    service = RunningService(data_dir, None, f"filesystem://{tmp_path / 'broker'}", port)
+    service = RunningService(data_dir, None, f"filesystem://{tmp_path / 'broker'}")
     yield service
     service.stop()
 

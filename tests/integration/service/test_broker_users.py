@@ -61,11 +61,10 @@ def test_an_endpoint_user_reaches_only_its_own_queue(start_service, broker_url, 
 
 
 def test_shared_credentials_when_asked(start_service, broker_url, rabbitmq_management, tmp_path):
-    from tests.conftest import RunningService, free_port
+    from tests.conftest import RunningService
 
     (tmp_path / "shared").mkdir()
-    service = RunningService(tmp_path / "shared", None, broker_url, free_port(),
-                             extra_args=["--shared-broker-credentials"])
+    service = RunningService(tmp_path / "shared", None, broker_url, extra_args=["--shared-broker-credentials"])
     try:
         headers = {"Authorization": f"Bearer {service.token('bob')}"}
         assert urlsplit(register(service, headers, "ep")["task_queue_info"]["connection_url"]).username == "guest"

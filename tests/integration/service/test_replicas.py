@@ -11,7 +11,7 @@ import time
 import pytest
 import requests
 
-from tests.conftest import RunningService, free_port
+from tests.conftest import RunningService
 from tests.endpoint_harness import EndpointHarness
 
 pytestmark = pytest.mark.slow
@@ -30,7 +30,7 @@ def replicas(postgres_url, broker_url, rabbitmq_management, tmp_path):
     def start(index: int) -> RunningService:
         data_dir = tmp_path / f"replica{index}"
         data_dir.mkdir(exist_ok=True)
-        service = RunningService(data_dir, postgres_url, broker_url, free_port())
+        service = RunningService(data_dir, postgres_url, broker_url)
         started.append(service)
         return service
 
@@ -106,10 +106,10 @@ def test_kill_9_of_a_replica_mid_run_loses_and_duplicates_nothing(replicas, tmp_
 def test_two_services_on_one_sqlite_database_are_refused_with_the_way_to_replicas(tmp_path, broker_url):
     data_dir = tmp_path / "service"
     data_dir.mkdir()
-    first = RunningService(data_dir, None, broker_url, free_port(), extra_args=["--shared-broker-credentials"])
+    first = RunningService(data_dir, None, broker_url, extra_args=["--shared-broker-credentials"])
     try:
         with pytest.raises(RuntimeError) as refused:
-            RunningService(data_dir, None, broker_url, free_port(), extra_args=["--shared-broker-credentials"])
+            RunningService(data_dir, None, broker_url, extra_args=["--shared-broker-credentials"])
         message = str(refused.value)
         assert "another compute-service already serves the SQLite database" in message
         assert "PostgreSQL database (--db postgresql://...)" in message and "Traceback" not in message
