@@ -68,14 +68,21 @@ class StartMarkReader:
         self.offsets: dict[str, int] = {}  # file name: bytes read (up to a whole line)
 
     def read(self) -> list[str]:
-        names = sorted(entry.name for entry in os.scandir(self.directory) if entry.is_file())
+        # A file is opened only when it grew: a cluster's hundreds of workers each keep one, and
+        # this runs five times a second.
+        sizes = {entry.name: entry.stat().st_size for entry in os.scandir(self.directory) if entry.is_file()}
+        names = sorted(sizes)
         latest: dict[str, str] = {}  # writer: its newest file
         for name in names:  # sorted: the sequence numbers are zero-padded
             latest[name.rpartition(".")[0]] = name
         started: list[str] = []
         for name in names:
-            started.extend(self._new_lines(name))
-            if latest[name.rpartition(".")[0]] != name:  # its writer moved on: nothing more comes
+            finished = latest[name.rpartition(".")[0]] != name  # its writer moved on: nothing more comes
+            # A finished file is read to its end whatever its size said: its last lines may have
+            # come after the size was taken, before its writer's next file was listed.
+            if finished or sizes[name] > self.offsets.get(name, 0):
+                started.extend(self._new_lines(name))
+            if finished:
                 os.unlink(os.path.join(self.directory, name))
                 self.offsets.pop(name, None)
         return started
