@@ -30,8 +30,10 @@ def main(parent: ParentPipe, launch: UserEndpointLaunch) -> int:
             run_hook("endpoint_setup", config.endpoint_setup, log_file, log.info)
     except LifecycleError as exc:
         log.error("%s", exc)
-        return ExitCode.CONFIG_ERROR  # its own config is wrong: restarting cannot help
-    code, _ = run_tree(settings, config, Progress(None), parent=parent)
+        return parent.halt(ExitCode.CONFIG_ERROR, str(exc))  # its own config is wrong: restarting cannot help
+    code, reason = run_tree(settings, config, Progress(None), parent=parent)
+    if code in (ExitCode.CONFIG_ERROR, ExitCode.BOOT_FAILURE):  # one of its children said restarting cannot help
+        parent.halt(code, reason or f"exit code {code}")
     if config.endpoint_teardown:
         try:
             run_hook("endpoint_teardown", config.endpoint_teardown, log_file, log.info)

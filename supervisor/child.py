@@ -14,7 +14,7 @@ from multiprocessing.context import SpawnContext, SpawnProcess
 
 import psutil
 
-from .control import Ping, Stop
+from .control import Halt, Ping, Stop
 from .pipe import bootstrap
 from .spec import ChildSpec
 from .states import LIVE_STATES, TRANSITIONS, ChildState
@@ -48,6 +48,8 @@ class Child:
         self.kill_at = float("inf")  # when a child asked for its stack (hung) is killed
         self.starts = 0  # processes started for this child: restarts are starts - 1
         self.retiring = False  # asked to stop for good (StopChild): not restarted
+        self.halt: Halt | None = None  # what the child said before exiting, if restarting cannot help
+        self.forgiven = ""  # why its last crash was the work's fault, not the child's (Forgive)
         self.state_since = time.time()  # wall clock, for people reading the tree's status
 
     @property
@@ -79,6 +81,7 @@ class Child:
         self.answered(time.monotonic())
         self.started_at = self.last_pong
         self.kill_at = float("inf")
+        self.halt, self.forgiven = None, ""
         self.starts += 1
         self.change_state(ChildState.STARTING)
 
@@ -199,7 +202,9 @@ class Outbox:
 
 
 EXIT_HINTS: dict[int, str] = {
-    signal.SIGKILL: ": perhaps out of memory, or killed by hand",
+    signal.SIGKILL: ": perhaps out of memory?",
+    signal.SIGSEGV: ": a segmentation fault, in a C extension perhaps",
+    signal.SIGBUS: ": a bus error (a file mapped into memory shrank, perhaps)",
     signal.SIGABRT: " (its threads' stacks are in the log above)",
 }
 

@@ -16,6 +16,17 @@ class Ready:
 
 
 @attrs.frozen
+class Halt:
+    """A child's last word before it exits: restarting cannot help (it cannot start, or its
+    configuration is wrong), so stop the tree with this exit code and reason. This message is
+    the only way a child stops its tree: an exit status means nothing to the supervisor, since
+    a child that runs user code may exit with any status, and die by any signal."""
+
+    code: int
+    reason: str
+
+
+@attrs.frozen
 class Ping:
     seq: int
 
@@ -53,6 +64,17 @@ class StopChild:
 
     name: str
     reason: str = ""
+
+
+@attrs.frozen
+class Forgive:
+    """From the dispatcher, to SUPERVISOR, while a child's exit is reported to it: the work the
+    child was given killed it (a task that crashed the process running it), not the child
+    itself. The restart intensity is there to stop a child that cannot run at all, so this
+    crash does not count toward it, nor does it lengthen the child's backoff."""
+
+    name: str
+    why: str
 
 
 @attrs.frozen

@@ -12,7 +12,7 @@ import threading
 import time
 from multiprocessing.connection import Connection, wait
 
-from .control import Ping, Pong, Ready
+from .control import Halt, Ping, Pong, Ready
 from .spec import ChildSpec, ExitCode
 
 _PR_SET_PDEATHSIG = 1
@@ -36,6 +36,15 @@ class ParentPipe:
 
     def send(self, message: object) -> None:
         self.conn.send(message)
+
+    def halt(self, code: int, reason: str) -> int:
+        """Tell the supervisor that restarting this child cannot help, and why; returns the
+        code for the child's main to return (its exit status, which is only logged)."""
+        try:
+            self.conn.send(Halt(int(code), reason))
+        except (OSError, ValueError):
+            pass  # the supervisor is gone: nobody is left to stop
+        return int(code)
 
     def receive(self, timeout: float = 0.0) -> list[object]:
         """Every message waiting (or arriving within timeout), pings answered and left out.
@@ -112,9 +121,10 @@ def bootstrap(spec: ChildSpec, conn: Connection, config: object) -> None:
     keep_descriptors_to_ourselves()
     die_with_parent()
     report_stacks_on_abort()
+    parent = ParentPipe(conn)
     try:
         target = spec.resolve()
     except Exception as exc:
         print(f"{spec.name}: cannot load {spec.target}: {exc!r}", file=sys.stderr)
-        sys.exit(ExitCode.BOOT_FAILURE)
-    sys.exit(target(ParentPipe(conn), config) or 0)
+        sys.exit(parent.halt(ExitCode.BOOT_FAILURE, f"cannot load {spec.target}: {exc!r}"))
+    sys.exit(target(parent, config) or 0)

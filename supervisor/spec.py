@@ -19,17 +19,15 @@ class Restart(enum.Enum):
 
 
 class ExitCode(enum.IntEnum):
-    """Exit codes with a meaning to the supervisor. A child exiting with one of the
-    'halt' codes cannot get better by restarting, so the whole tree stops."""
+    """The tree's exit codes (the supervisor's process exits with one). A child that cannot
+    get better by restarting says so with a Halt message (control.py) that carries one of
+    these; its own exit status is only logged."""
 
     OK = os.EX_OK
     BOOT_FAILURE = 3  # the child could not start (missing module, bad environment)
     DEPENDENCY_FAILED = os.EX_SOFTWARE  # 70: something the child depends on died; a new child may fare better
     CONFIG_ERROR = os.EX_CONFIG  # 78: the configuration is wrong
     RESTART_INTENSITY = os.EX_TEMPFAIL  # 75, the supervisor's own: too many restarts, gave up
-
-
-HALT_CODES = frozenset({ExitCode.BOOT_FAILURE, ExitCode.CONFIG_ERROR})
 
 
 def _check_target(_instance: object, _attribute: attrs.Attribute, value: str) -> None:

@@ -19,10 +19,10 @@ from typing import Any, Protocol
 from setproctitle import setproctitle
 
 from .child import Child, describe_exit, spawn_context
-from .control import SUPERVISOR, Pong, Ready, StartChild, Stop, StopChild, StopTree
+from .control import SUPERVISOR, Forgive, Halt, Pong, Ready, StartChild, Stop, StopChild, StopTree
 from .pipe import ParentPipe
 from .signals import SignalQueue
-from .spec import HALT_CODES, ChildSpec, ExitCode, Restart, RestartPolicy
+from .spec import ChildSpec, ExitCode, Restart, RestartPolicy
 from .states import LIVE_STATES, ChildState
 
 log = logging.getLogger(__name__)
@@ -191,6 +191,8 @@ class Supervisor:
                 if self.rolling and self.rolling[0] == child.name:
                     self.rolling.pop(0)
                     self._roll_next()
+        elif isinstance(message, Halt):
+            child.halt = message  # acted on when it exits
         else:
             self._send(self.dispatcher.route(child.name, message))
 
@@ -224,6 +226,10 @@ class Supervisor:
         """What the dispatcher asks of the supervisor itself."""
         if isinstance(message, StopTree):
             self.stop(message.reason)
+        elif isinstance(message, Forgive):
+            child = self.children.get(message.name)
+            if child is not None:
+                child.forgiven = message.why
         elif isinstance(message, StartChild):
             self._start_dynamic(message.spec, message.config)
         elif isinstance(message, StopChild):
@@ -272,12 +278,13 @@ class Supervisor:
         if self.stop_reason is not None:
             child.change_state(ChildState.STOPPED, describe_exit(code))
             return
-        log.log(logging.WARNING if code else logging.INFO, "%s (pid %s) %s after %.1f s",
-                child.name, child.pid, describe_exit(code), uptime)
-        if code in HALT_CODES:
+        log.log(logging.WARNING if code else logging.INFO, "%s (pid %s) %s after %.1f s%s",
+                child.name, child.pid, describe_exit(code), uptime,
+                f"; {child.forgiven}, so it does not count as a restart" if child.forgiven else "")
+        if child.halt is not None:
             child.change_state(ChildState.STOPPED, describe_exit(code))
-            self.stop(f"{child.name} {describe_exit(code)} ({ExitCode(code).name}); restarting "
-                      "cannot fix that", ExitCode(code))
+            self.stop(f"{child.name} cannot go on: {child.halt.reason} ({_code_name(child.halt.code)}); "
+                      "restarting cannot fix that", _exit_code(child.halt.code))
         elif child.spec.restart is Restart.TEMPORARY or (
                 child.spec.restart is Restart.TRANSIENT and code == 0):
             child.change_state(ChildState.STOPPED, describe_exit(code))
@@ -286,6 +293,10 @@ class Supervisor:
             self._restart(child, now, uptime)
 
     def _restart(self, child: Child, now: float, uptime: float) -> None:
+        if child.forgiven:  # the work it was given killed it: no sign that it cannot run
+            child.change_state(ChildState.BACKOFF, "restart at once")
+            child.restart_at = now
+            return
         self.restart_times.append(now)
         while self.restart_times and now - self.restart_times[0] > self.policy.period_s:
             self.restart_times.popleft()
@@ -372,9 +383,24 @@ class Supervisor:
 
     # ------------------------------------------------------------------ reporting
 
+
     def tree_status(self) -> dict:
         return {
             "children": {c.name: c.describe() for c in self.children.values()},
             "restarts_in_window": len(self.restart_times),
             "stopping": self.stop_reason,
         }
+
+
+def _exit_code(code: int) -> ExitCode:
+    try:
+        return ExitCode(code)
+    except ValueError:
+        return ExitCode.CONFIG_ERROR
+
+
+def _code_name(code: int) -> str:
+    try:
+        return ExitCode(code).name
+    except ValueError:
+        return f"code {code}"

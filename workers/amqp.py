@@ -104,8 +104,8 @@ class BrokerLink(ReconnectingClient):
 def run_link(link_class: type[BrokerLink], parent: ParentPipe, settings: LinkSettings) -> int:
     """The body of a link process's main: title and logging first, then the link's loop.
 
-    A broker that refuses the credentials cannot be fixed by restarting: that exits
-    with CONFIG_ERROR, which stops the tree with the reason in the log.
+    A broker that refuses the credentials cannot be fixed by restarting: the link says so
+    (Halt, CONFIG_ERROR), which stops the tree with the reason in the log.
     """
     role = link_class.role
     begin_child(settings, role)
@@ -116,6 +116,6 @@ def run_link(link_class: type[BrokerLink], parent: ParentPipe, settings: LinkSet
         link.run()
     except FatalBrokerError as exc:
         log.error("%s cannot continue: %s", role, exc)
-        return ExitCode.CONFIG_ERROR
+        return parent.halt(ExitCode.CONFIG_ERROR, str(exc))
     log.info("%s stopped (%s)", role, link.stopping)
     return 0

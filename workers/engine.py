@@ -36,7 +36,7 @@ def main(parent: ParentPipe, settings: WorkerSettings) -> int:
         engine = build_engine(settings.engine, settings.endpoint_id, settings.run_dir, process.on_start)
     except Exception as exc:
         log.error("cannot build the %s engine: %s", settings.engine.get("type"), exc)
-        return ExitCode.CONFIG_ERROR
+        return parent.halt(ExitCode.CONFIG_ERROR, f"cannot build the {settings.engine.get('type')} engine: {exc}")
     threading.Thread(target=_watch_for_failure, args=(engine, process.wake_write), name="engine-watchdog",
                      daemon=True).start()
     parent.ready()

@@ -31,6 +31,6 @@ def test_live_states_can_only_end_by_stopping_or_crashing():
 
 def test_exits_are_described_with_what_they_likely_mean():
     assert describe_exit(0) == "exited with status 0"
-    assert describe_exit(-signal.SIGKILL) == "killed by SIGKILL: perhaps out of memory, or killed by hand"
+    assert describe_exit(-signal.SIGKILL) == "killed by SIGKILL: perhaps out of memory?"
     assert "stacks are in the log" in describe_exit(-signal.SIGABRT)
     assert describe_exit(-signal.SIGTERM) == "killed by SIGTERM"

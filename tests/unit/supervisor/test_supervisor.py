@@ -23,7 +23,7 @@ class Tree:
     """A test supervisor program in a subprocess; its children titled '<title> <name>'."""
 
     def __init__(self, tmp_path: Path, children: list[dict], policy: dict | None = None,
-                 send_from: str | None = None):
+                 send_from: str | None = None, forgive: tuple[str, ...] = ()):
         self.title = f"test-tree-{uuid.uuid4().hex[:8]}"
         self.events = tmp_path / "events.jsonl"
         self.log = tmp_path / "supervisor.log"
@@ -31,7 +31,7 @@ class Tree:
         self.commands = tmp_path / "commands.jsonl"
         setup = {"children": children, "policy": policy or {}, "events": str(self.events),
                  "log": str(self.log), "stderr": str(self.stderr), "title": self.title, "send_from": send_from,
-                 "commands": str(self.commands)}
+                 "commands": str(self.commands), "forgive": list(forgive)}
         self.process = subprocess.Popen(
             [sys.executable, "-m", "tests.unit.supervisor.tree", json.dumps(setup)], cwd=ROOT)
 
@@ -88,8 +88,8 @@ class Tree:
 def make_tree(tmp_path):
     trees = []
 
-    def make(children, policy=None, send_from=None):
-        tree = Tree(tmp_path, children, policy, send_from)
+    def make(children, policy=None, send_from=None, forgive=()):
+        tree = Tree(tmp_path, children, policy, send_from, forgive)
         trees.append(tree)
         return tree
 
@@ -208,12 +208,48 @@ def test_quick_crashes_back_off_exponentially(make_tree):
     assert gaps[2] >= 1.2
 
 
-def test_halt_exit_code_stops_the_tree_without_restarting(make_tree):
+def test_a_halt_message_stops_the_tree_without_restarting(make_tree):
     tree = make_tree([{"name": "a"}, {"name": "bad", "target": "tests.unit.supervisor.children:config_error"}])
     assert tree.process.wait(timeout=20) == ExitCode.CONFIG_ERROR
     log = tree.log.read_text()
-    assert "bad" in log and "CONFIG_ERROR" in log and "restarting cannot fix that" in log
+    assert "bad cannot go on: its configuration is wrong (CONFIG_ERROR); restarting cannot fix that" in log
     assert sum(1 for e in tree.read_events() if e["event"] == "exited" and e["name"] == "bad") == 1
+
+
+@pytest.mark.parametrize("code", [ExitCode.BOOT_FAILURE, ExitCode.CONFIG_ERROR])
+def test_an_exit_status_alone_is_a_crash_like_any_other(make_tree, code):
+    """A child that runs user code may exit with any status: the ones that once meant 'halt'
+    included (a task's os._exit(3) exited the ThreadPoolEngine's process with 3)."""
+    target = "tests.unit.supervisor.children:exit_with_halt_status_after_ready"
+    name = f"x-{int(code)}"
+    tree = make_tree([{"name": name, "target": target}], policy={"intensity": 20, "backoff_max_s": 0.2})
+    tree.wait_for(lambda: tree.ready_count(name) >= 3, what=f"{name} restarted twice")
+    assert tree.process.poll() is None, "the tree stopped"
+    log = tree.log.read_text()
+    assert f"{name} (pid " in log and f"exited with status {int(code)} after" in log
+    assert "restarting cannot fix that" not in log
+
+
+def test_a_crash_the_dispatcher_forgives_does_not_count_toward_the_restart_intensity(make_tree):
+    tree = make_tree([{"name": "a"}, {"name": "b"}], policy={"intensity": 2, "period_s": 60}, forgive=("a",))
+    all_ready(tree, "ab")
+    pid = None
+    for _ in range(6):  # three times the intensity, well within its period
+        pid = tree.pid_of("a", other_than=pid)
+        tree.wait_for(lambda: tree.ready_count("a") >= 1, what="a ready")
+        os.kill(pid, signal.SIGSEGV)
+    tree.pid_of("a", other_than=pid)
+    assert tree.process.poll() is None, tree.log.read_text()
+    log = tree.log.read_text()
+    assert "killed by SIGSEGV: a segmentation fault, in a C extension perhaps" in log
+    assert "the test blames the work it was given, so it does not count as a restart" in log
+    # b's crashes still count: three of them exceed the intensity of 2
+    for _ in range(3):
+        pid_b = tree.pid_of("b")
+        os.kill(pid_b, signal.SIGKILL)
+        tree.wait_for(lambda p=pid_b: tree.children().get("b") not in (None, p) or tree.process.poll() is not None,
+                      what="b replaced or the tree stopped")
+    assert tree.process.wait(timeout=20) == ExitCode.RESTART_INTENSITY
 
 
 def test_hung_child_is_killed_and_replaced(make_tree, tmp_path):

@@ -12,14 +12,16 @@ import logging
 import os
 import sys
 
-from compute_endpoint.supervisor.control import SUPERVISOR, StartChild, StopChild
+from compute_endpoint.supervisor.control import SUPERVISOR, Forgive, StartChild, StopChild
 from compute_endpoint.supervisor.spec import ChildSpec, Restart, RestartPolicy
 from compute_endpoint.supervisor.supervisor import Supervisor
 
 
 class RecordingDispatcher:
-    def __init__(self, events_path: str, commands_path: str | None = None, child_config: dict | None = None):
+    def __init__(self, events_path: str, commands_path: str | None = None, child_config: dict | None = None,
+                 forgive: tuple[str, ...] = ()):
         self.events = open(events_path, "a", buffering=1)  # noqa: SIM115 - lives as long as the tree
+        self.forgive = forgive  # children whose every crash the work is blamed for
         # Lines the test appends, {"start": NAME, "target": ...} or {"stop": NAME}: run-time children.
         self.commands_path, self.commands_done, self.child_config = commands_path, 0, child_config or {}
 
@@ -41,6 +43,8 @@ class RecordingDispatcher:
 
     def child_exited(self, name):
         self.record(event="exited", name=name)
+        if name in self.forgive:
+            return [(SUPERVISOR, Forgive(name, "the test blames the work it was given"))]
         return []
 
     def tick(self, now, tree):
@@ -77,7 +81,8 @@ def main() -> int:
              for c in setup["children"]]
     policy = RestartPolicy(**setup.get("policy", {}))
     child_config = {"title": setup["title"], "send_from": setup.get("send_from")}
-    dispatcher = RecordingDispatcher(setup["events"], setup.get("commands"), child_config)
+    dispatcher = RecordingDispatcher(setup["events"], setup.get("commands"), child_config,
+                                     tuple(setup.get("forgive", ())))
     supervisor = Supervisor(specs, policy, dispatcher, child_config, title=setup["title"])
     return supervisor.run()
 
