@@ -8,6 +8,12 @@ confirmed by the broker; only then is the delivery acknowledged. From that table
 - a restarted engine gets the tasks the dead one held; a task counts a try only if the dead
   engine had reported it started (a task still queued in the engine is passed on untouched),
   up to ``max_retries_on_system_failure`` tries, then an error result names the failure;
+- when an engine that was running several tasks dies (a task that kills its process takes a
+  ThreadPoolEngine, and its neighbours, with it), the tasks it was running are on probation:
+  each runs again alone before anything else runs, so the one that kills the engine again does
+  so alone, and only it counts another try;
+- a task whose worker died under it (the engine lives on) counts a try, and runs again or
+  fails saying how its worker died;
 - a restarted result link gets every result not yet confirmed.
 
 The supervisor calls it from its loop; it never blocks and does no I/O but building
@@ -27,7 +33,7 @@ from collections.abc import Callable, Iterable
 import attrs
 
 from ..protocol import messages
-from ..supervisor.control import SUPERVISOR, StopTree
+from ..supervisor.control import SUPERVISOR, Forgive, StopTree
 from ..workers.execution import FUNCTION_NOT_ALLOWED, UNKNOWN_TASK_FAILURE, error_result
 from ..workers.payloads import Payload, size_of
 from ..workers.pipe_messages import (
@@ -42,7 +48,9 @@ from ..workers.pipe_messages import (
     RunTasks,
     StopRequested,
     TaskDelivery,
+    TaskLost,
     TaskResult,
+    TasksLost,
     TasksReceived,
     TasksStarted,
 )
@@ -119,6 +127,9 @@ class EndpointDispatcher:
         self.inflight: dict[str, InFlight] = {}
         self.recently_confirmed: OrderedDict[str, None] = OrderedDict()
         self.ready: set[str] = set()
+        # Tasks that were running beside others when their engine died: each runs alone, in
+        # this order, before the engine gets anything else (the module's docstring).
+        self.probation: list[str] = []
         # Until the engine reports its figures, reports still say which engine it is.
         self.engine_figures: dict = {"engine_type": engine_type} if engine_type else {}
         self.counts = {"received": 0, "duplicates": 0, "completed": 0, "retried": 0, "failed_system": 0}
@@ -137,7 +148,9 @@ class EndpointDispatcher:
                     entry.state = TaskState.STARTED
             return []
         if isinstance(message, ResultsDone):
-            return self._done(message.results)
+            return self._done(message.results) + self._probation_progress()
+        if isinstance(message, TasksLost):
+            return self._lost(message.lost) + self._probation_progress()
         if isinstance(message, ResultsConfirmed):
             return self._confirmed(message.task_ids)
         if isinstance(message, EngineStatus):
@@ -172,7 +185,7 @@ class EndpointDispatcher:
                     refused.append(TaskResult(delivery.task_id, error_result(
                         delivery.task_id, *refusal, endpoint_id=self.endpoint_id)))
                     entry.state = TaskState.RUNNING
-                elif ENGINE in self.ready:
+                elif ENGINE in self.ready and not self.probation:
                     entry.state = TaskState.RUNNING
                     to_run.append(delivery)
         routed = self._acks(acks) + self._done(refused)
@@ -202,6 +215,32 @@ class EndpointDispatcher:
         if publish and RESULT_LINK in self.ready:
             return [(RESULT_LINK, PublishResults(tuple(publish)))]
         return []
+
+    def _lost(self, lost: Iterable[TaskLost]) -> list[Routed]:
+        """Tasks whose worker died under them (the engine lives on): each counts a try."""
+        to_run, failed = [], []
+        for item in lost:
+            entry = self.inflight.get(item.task_id)
+            if entry is None or entry.state is TaskState.DONE:
+                continue
+            entry.attempts += 1
+            entry.state = TaskState.QUEUED
+            if entry.attempts > self.policy.max_retries_on_system_failure:
+                failed.append(self._failed_for_good(item.task_id, entry, item.why[:1].upper() + item.why[1:]))
+            elif ENGINE in self.ready and not self.probation:
+                self.counts["retried"] += 1
+                entry.state = TaskState.RUNNING
+                to_run.append(entry.delivery)
+        routed = self._done(failed)
+        if to_run:
+            routed.append((ENGINE, RunTasks(tuple(to_run))))
+        return routed
+
+    def _failed_for_good(self, task_id: str, entry: InFlight, what_happened: str) -> TaskResult:
+        self.counts["failed_system"] += 1
+        text = (f"{what_happened} ({entry.attempts} time(s); max_retries_on_system_failure is "
+                f"{self.policy.max_retries_on_system_failure})")
+        return TaskResult(task_id, error_result(task_id, UNKNOWN_TASK_FAILURE, text, endpoint_id=self.endpoint_id))
 
     def _confirmed(self, task_ids: Iterable[str]) -> list[Routed]:
         acks = []
@@ -242,41 +281,70 @@ class EndpointDispatcher:
         return []
 
     def child_exited(self, name: str) -> Iterable[Routed]:
+        was_running = name in self.ready
         self.ready.discard(name)
-        if name == ENGINE:
-            for entry in self.inflight.values():
-                if entry.state is TaskState.STARTED:
+        if name != ENGINE:
+            return []
+        started = []
+        for task_id, entry in self.inflight.items():
+            if entry.state is TaskState.STARTED:
+                started.append(task_id)
+                entry.attempts += 1
+                entry.state = TaskState.QUEUED
+            elif entry.state is TaskState.RUNNING:  # still queued in the engine: not a try
+                entry.unreported_losses += 1
+                if entry.unreported_losses > UNREPORTED_LOSSES_MAX:
                     entry.attempts += 1
-                    entry.state = TaskState.QUEUED
-                elif entry.state is TaskState.RUNNING:  # still queued in the engine: not a try
-                    entry.unreported_losses += 1
-                    if entry.unreported_losses > UNREPORTED_LOSSES_MAX:
-                        entry.attempts += 1
-                    entry.state = TaskState.QUEUED
+                entry.state = TaskState.QUEUED
+        if len(started) > 1:
+            retried = [t for t in started if self.inflight[t].attempts <= self.policy.max_retries_on_system_failure]
+            self.probation = retried + [t for t in self.probation if t not in retried]
+        if was_running and started:
+            # An engine that had started tasks ran; what killed it is likelier one of them
+            # (user code may exit, segfault or exhaust memory) than the engine itself.
+            return [(SUPERVISOR, Forgive(ENGINE, f"it was running {len(started)} task(s), which may have "
+                                                 "killed it"))]
         return []
 
     def _resubmit(self) -> list[Routed]:
-        to_run, failed = [], []
-        for task_id, entry in self.inflight.items():
-            if entry.state is not TaskState.QUEUED:
-                continue
-            if entry.attempts > self.policy.max_retries_on_system_failure:
-                self.counts["failed_system"] += 1
-                text = (f"The engine process died while running this task ({entry.attempts} time(s); "
-                        f"max_retries_on_system_failure is {self.policy.max_retries_on_system_failure})")
-                failed.append(TaskResult(task_id, error_result(task_id, UNKNOWN_TASK_FAILURE, text,
-                                                               endpoint_id=self.endpoint_id)))
-            else:
+        failed = [self._failed_for_good(task_id, entry, "The engine process died while running this task")
+                  for task_id, entry in self.inflight.items()
+                  if entry.state is TaskState.QUEUED and entry.attempts > self.policy.max_retries_on_system_failure]
+        routed: list[Routed] = self._done(failed) if failed else []
+        self._drop_settled_suspects()
+        if self.probation:
+            suspect = self.inflight[self.probation[0]]
+            if suspect.state is TaskState.QUEUED:
+                log.info("running task %s alone (%d on probation): it was running beside others when their "
+                         "engine died", self.probation[0], len(self.probation))
+                self.counts["retried"] += 1
+                suspect.state = TaskState.RUNNING
+                routed.append((ENGINE, RunTasks((suspect.delivery,))))
+            return routed
+        to_run = []
+        for entry in self.inflight.values():
+            if entry.state is TaskState.QUEUED:
                 if entry.attempts:
                     self.counts["retried"] += 1
                 entry.state = TaskState.RUNNING
                 to_run.append(entry.delivery)
-        routed: list[Routed] = self._done(failed) if failed else []
         if to_run:
             log.info("giving %d tasks to the engine (%d retried)", len(to_run),
                      sum(1 for d in to_run if self.inflight[d.task_id].attempts))
             routed.append((ENGINE, RunTasks(tuple(to_run))))
         return routed
+
+    def _drop_settled_suspects(self) -> None:
+        while self.probation and (self.probation[0] not in self.inflight
+                                  or self.inflight[self.probation[0]].state is TaskState.DONE):
+            self.probation.pop(0)
+
+    def _probation_progress(self) -> list[Routed]:
+        """After results: the next task on probation runs alone, or, once none is left, the engine
+        gets everything that waited meanwhile."""
+        if not self.probation or ENGINE not in self.ready:
+            return []
+        return self._resubmit()
 
     # ------------------------------------------------------------------ status reports
 

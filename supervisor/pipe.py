@@ -27,21 +27,25 @@ class ParentPipe:
 
     def __init__(self, conn: Connection):
         self.conn = conn
+        # Any thread may send (an engine reports a task's start from the task's thread): one
+        # message at a time, or two would interleave on the pipe.
+        self.sending = threading.Lock()
 
     def fileno(self) -> int:
         return self.conn.fileno()
 
     def ready(self) -> None:
-        self.conn.send(Ready(os.getpid()))
+        self.send(Ready(os.getpid()))
 
     def send(self, message: object) -> None:
-        self.conn.send(message)
+        with self.sending:
+            self.conn.send(message)
 
     def halt(self, code: int, reason: str) -> int:
         """Tell the supervisor that restarting this child cannot help, and why; returns the
         code for the child's main to return (its exit status, which is only logged)."""
         try:
-            self.conn.send(Halt(int(code), reason))
+            self.send(Halt(int(code), reason))
         except (OSError, ValueError):
             pass  # the supervisor is gone: nobody is left to stop
         return int(code)
@@ -57,7 +61,7 @@ class ParentPipe:
         while self.conn.poll():
             message = self.conn.recv()
             if isinstance(message, Ping):
-                self.conn.send(Pong(message.seq))
+                self.send(Pong(message.seq))
             else:
                 messages.append(message)
         return messages

@@ -16,7 +16,7 @@ from ..supervisor.pipe import ParentPipe
 from ..supervisor.spec import ExitCode
 from .logs import capture_output
 from .payloads import UNACKED_RESULTS, PayloadStore
-from .pipe_messages import EngineStatus, ResultsDone, RunTasks, TaskResult, TasksStarted
+from .pipe_messages import EngineStatus, ResultsDone, RunTasks, TaskLost, TaskResult, TasksLost, TasksStarted
 from .pools import build_engine
 from .settings import WorkerSettings
 from .startup import begin_child
@@ -32,8 +32,12 @@ def main(parent: ParentPipe, settings: WorkerSettings) -> int:
     capture_output()  # what tasks print (here and in the workers this process starts) is logged, bounded
     process = EngineProcess(parent, PayloadStore(Path(settings.run_dir) / UNACKED_RESULTS))
     signal.signal(signal.SIGTERM, lambda *_: process.stop("SIGTERM"))
+    # A ThreadPoolEngine runs tasks in this very process: a task that kills it must have been
+    # reported started before it ran, or the dispatcher could not tell it from the tasks that
+    # had not started (which go to the next engine untouched, without counting a try).
+    on_start = process.report_start_now if settings.engine["type"] == "ThreadPoolEngine" else process.on_start
     try:
-        engine = build_engine(settings.engine, settings.endpoint_id, settings.run_dir, process.on_start)
+        engine = build_engine(settings.engine, settings.endpoint_id, settings.run_dir, on_start)
     except Exception as exc:
         log.error("cannot build the %s engine: %s", settings.engine.get("type"), exc)
         return parent.halt(ExitCode.CONFIG_ERROR, f"cannot build the {settings.engine.get('type')} engine: {exc}")
@@ -54,7 +58,7 @@ class EngineProcess:
         self.wake_read, self.wake_write = os.pipe()
         os.set_blocking(self.wake_write, False)
         self.stopping: list[str] = []
-        self.finished: queue.SimpleQueue[TaskResult] = queue.SimpleQueue()
+        self.finished: queue.SimpleQueue[TaskResult | TaskLost] = queue.SimpleQueue()
         self.started: queue.SimpleQueue[str] = queue.SimpleQueue()
         self.awake = threading.Event()  # set: a wake-up is on its way; finishing tasks need not send another
 
@@ -67,10 +71,10 @@ class EngineProcess:
             self.awake.set()
             _poke(self.wake_write)
 
-    def done(self, result: TaskResult) -> None:
+    def done(self, result: TaskResult | TaskLost) -> None:
         # A large result is written once, here, in the thread that has it: the supervisor and
         # the result link hold a reference to its file, not a copy each.
-        if isinstance(result.packed, bytes):
+        if isinstance(result, TaskResult) and isinstance(result.packed, bytes):
             kept = self.results.keep(result.task_id, result.packed)
             if kept is not result.packed:
                 result = TaskResult(result.task_id, kept)
@@ -80,6 +84,10 @@ class EngineProcess:
     def on_start(self, task_id: str) -> None:
         self.started.put(task_id)
         self.wake()
+
+    def report_start_now(self, task_id: str) -> None:
+        """Tell the supervisor before the task runs, from the task's own thread."""
+        self.parent.send(TasksStarted((task_id,)))
 
     def run(self, engine) -> int:
         self.parent.send(EngineStatus(engine.status()))
@@ -120,14 +128,22 @@ def _send_started(parent: ParentPipe, started: queue.SimpleQueue) -> None:
 
 
 def _send_finished(parent: ParentPipe, finished: queue.SimpleQueue) -> None:
-    batch = []
+    batch, lost = [], []
     while not finished.empty():
-        batch.append(finished.get())
+        outcome = finished.get()
+        if isinstance(outcome, TaskLost):
+            lost.append(outcome)
+            continue
+        batch.append(outcome)
         if len(batch) >= RESULT_BATCH:
             parent.send(ResultsDone(tuple(batch)))
             batch = []
     if batch:
         parent.send(ResultsDone(tuple(batch)))
+    if lost:
+        for item in lost:
+            log.warning("task %s lost: %s", item.task_id, item.why)
+        parent.send(TasksLost(tuple(lost)))
 
 
 WATCH_EVERY_S = 0.5

@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import os
 import platform
+import signal
 import threading
 import time
 import traceback
@@ -19,7 +20,7 @@ import uuid
 from ..protocol import messages
 from ..protocol.serialize import SerializationError, deserialize, serialize_from_list, unpack_buffers
 from .payloads import Payload, load
-from .start_marks import mark_started
+from .task_marks import mark_finished, mark_overdue, mark_started
 
 MAX_RESULT_BYTES = messages.MAX_MESSAGE_BYTES
 _TASK_ENV_LOCK = threading.Lock()
@@ -29,6 +30,7 @@ REMOTE_EXECUTION_ERROR = "RemoteExecutionError"
 MAX_RESULT_SIZE_EXCEEDED = "MaxResultSizeExceeded"
 COULD_NOT_EXECUTE = "CouldNotExecuteUserTaskError"
 UNKNOWN_TASK_FAILURE = "UNKNOWN_TASK_FAILURE"
+TASK_TIMEOUT = "TaskTimeout"  # the task ran over task_timeout_s / GC_TASK_TIMEOUT
 FUNCTION_NOT_ALLOWED = "FUNCTION_NOT_ALLOWED"  # the official code for a function outside allowed_functions
 
 
@@ -85,28 +87,45 @@ def notice_start(task_id: str) -> None:
 
 
 def run_tasks(tasks: list[tuple[str, Payload, list[str] | None]], endpoint_id: str | None = None,
-              on_start=None) -> list[bytes]:
+              on_start=None, on_result=None) -> list[bytes | None]:
     """Run a chunk of tasks one after another, where one call per task would cost more than
-    the tasks (a pool's or Parsl's per-call overhead); each gets its own Result."""
-    return [run_task(task_id, body, serializers, endpoint_id, on_start=on_start)
-            for task_id, body, serializers in tasks]
+    the tasks (a pool's or Parsl's per-call overhead); each gets its own Result. With
+    on_result, each Result goes to on_result(task_id, packed) as its task ends (None in the
+    list returned): a finished task's result never waits for its chunk-mates."""
+    results: list[bytes | None] = []
+    for task_id, body, serializers in tasks:
+        packed = run_task(task_id, body, serializers, endpoint_id, on_start=on_start)
+        if on_result is None:
+            results.append(packed)
+        else:
+            on_result(task_id, packed)
+            results.append(None)
+    return results
 
 
 def run_tasks_in(working_dir: str, sandbox: bool, tasks: list[tuple[str, Payload, list[str] | None]],
-                 endpoint_id: str | None = None, started_dir: str | None = None) -> list[bytes]:
+                 endpoint_id: str | None = None, marks_dir: str | None = None,
+                 time_limit_s: float | None = None) -> list[bytes | None]:
     """run_tasks in a worker process of its own (a Parsl worker), each task with its working
-    directory as the current one: working_dir, or with sandbox a fresh working_dir/<task id>."""
-    return [run_task_in(working_dir, sandbox, *task, endpoint_id, started_dir) for task in tasks]
+    directory as the current one: working_dir, or with sandbox a fresh working_dir/<task id>.
+    Each task's Result is marked in marks_dir as it ends (None in the list returned; the list
+    holds those that could not be marked), so the engine has it at once."""
+    results: list[bytes | None] = []
+    for task_id, body, serializers in tasks:
+        packed = run_task_in(working_dir, sandbox, task_id, body, serializers, endpoint_id, marks_dir, time_limit_s)
+        results.append(None if marks_dir and mark_finished(marks_dir, task_id, packed) else packed)
+    return results
 
 
 def run_task_in(working_dir: str, sandbox: bool, task_id: str, body: Payload,
                 result_serializers: list[str] | None = None, endpoint_id: str | None = None,
-                started_dir: str | None = None) -> bytes:
+                marks_dir: str | None = None, time_limit_s: float | None = None) -> bytes:
     """run_task with the task's working directory as the current one (one task at a time in
     this process: never in a thread pool, where the directory is shared); marks its start in
-    started_dir."""
-    if started_dir:
-        mark_started(started_dir, task_id)
+    marks_dir. A task still running at its time limit is marked overdue, and this process
+    kills itself: nothing else stops a function stuck in C code, and Parsl starts a new worker."""
+    if marks_dir:
+        mark_started(marks_dir, task_id)
     directory = os.path.join(working_dir, task_id) if sandbox else working_dir
     # As the official's workers: a sandboxed task is told its directory (ShellFunction runs there).
     if sandbox:
@@ -119,7 +138,21 @@ def run_task_in(working_dir: str, sandbox: bool, task_id: str, body: Payload,
     except OSError as exc:
         return error_result(task_id, COULD_NOT_EXECUTE, f"The task's working directory {directory} "
                             f"cannot be used: {exc}", endpoint_id=endpoint_id)
-    return run_task(task_id, body, result_serializers, endpoint_id)
+    if not time_limit_s:
+        return run_task(task_id, body, result_serializers, endpoint_id)
+    alarm = threading.Timer(time_limit_s, _overdue, args=(marks_dir, task_id))
+    alarm.daemon = True
+    alarm.start()
+    try:
+        return run_task(task_id, body, result_serializers, endpoint_id)
+    finally:
+        alarm.cancel()
+
+
+def _overdue(marks_dir: str | None, task_id: str) -> None:
+    if marks_dir:
+        mark_overdue(marks_dir, task_id)
+    os.kill(os.getpid(), signal.SIGKILL)
 
 
 def run_task(task_id: str, body: Payload, result_serializers: list[str] | None = None,

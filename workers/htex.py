@@ -8,10 +8,12 @@ run where the provider puts them (local processes, or batch jobs), and run
 
 from __future__ import annotations
 
+import functools
 import importlib
 import json
 import logging
 import os
+import queue
 import shutil
 import socket
 import sys
@@ -28,23 +30,28 @@ from .addresses import host_addresses, resolve_address
 from .execution import UNKNOWN_TASK_FAILURE, error_result, run_task_in, run_tasks_in
 from .payloads import Payload, load
 from .pipe_messages import TaskDelivery, TaskResult
-from .start_marks import StartMarkReader
 from .submission import (
     NO_SPECIFICATION,
     ChunkedSubmission,
+    ChunkProgress,
     Done,
     ResourceSpecificationError,
     Started,
     ignore_start,
+    over_time_limit,
     report_outcome,
 )
+from .task_marks import Mark, TaskMarkReader
 
 if TYPE_CHECKING:
     from parsl.executors import HighThroughputExecutor
 
 log = logging.getLogger(__name__)
 
-START_MARKS_EVERY_S = 0.2
+# How often the engine reads its workers' task marks: often while chunks run (each task's
+# result leaves through them as it ends), seldom otherwise (only starts come then).
+MARKS_EVERY_S_CHUNKS = 0.01
+MARKS_EVERY_S = 0.2
 
 UNENCRYPTED_WARNING = (
     "encrypted: false: tasks and results (function code, arguments and return values) travel between "
@@ -92,7 +99,7 @@ class GlobusComputeEngine(ChunkedSubmission):
                  interchange_port_range: tuple[int, int] | None,
                  job_status_kwargs: Mapping[str, float], container_type: str | None, container_uri: str | None,
                  container_cmd_options: str | None, run_dir: str = ".", on_start: Started = ignore_start,
-                 **executor_options: Any):
+                 task_timeout_s: float | None = None, **executor_options: Any):
         """Built from the engine's block of config.yaml (endpoint.tree.engine_options), where
         every option's default is declared; none is repeated here."""
         lean_parsl.leave_out_unused_extras()
@@ -111,7 +118,8 @@ class GlobusComputeEngine(ChunkedSubmission):
         self.run_in_sandbox = run_in_sandbox
         self._blocks_file = Path(self.run_dir) / "blocks.json"
         self._cancel_blocks_left_behind()
-        self._begin_start_marks(on_start)
+        self.time_limit_s = task_timeout_s
+        self._begin_task_marks(on_start)
         named = resolve_address(address)
         if not encrypted:
             log.warning(UNENCRYPTED_WARNING)
@@ -148,14 +156,36 @@ class GlobusComputeEngine(ChunkedSubmission):
     def _provider_options(self, provider: Mapping[str, Any]) -> dict:
         return dict(provider)
 
-    def _begin_start_marks(self, on_start: Started) -> None:
-        """Workers (on any node: the endpoint directory is shared) mark each task as it starts;
-        a thread tells on_start (start_marks.py). Marks a dead engine left are stale."""
-        self.started_dir = str(Path(self.run_dir) / "started")
-        shutil.rmtree(self.started_dir, ignore_errors=True)
-        os.makedirs(self.started_dir, mode=0o700, exist_ok=True)
-        self._watching_starts = True
-        threading.Thread(target=self._watch_starts, args=(on_start,), name="start-marks", daemon=True).start()
+    def _begin_task_marks(self, on_start: Started) -> None:
+        """Workers (on any node: the endpoint directory is shared) mark each task as it starts,
+        as a task of a chunk ends, and as it runs over its time limit; a thread acts on the
+        marks (task_marks.py). Marks a dead engine left are stale."""
+        self.marks_dir = str(Path(self.run_dir) / "marks")
+        shutil.rmtree(self.marks_dir, ignore_errors=True)
+        os.makedirs(self.marks_dir, mode=0o700, exist_ok=True)
+        self._tracked: dict[str, tuple[ChunkProgress, Done]] = {}  # task id: its call's progress, until settled
+        self._tracked_lock = threading.Lock()
+        self._chunked_tracked = 0
+        # Calls that failed, settled by the marks thread once it has read what their workers marked.
+        self._failed_calls: queue.SimpleQueue = queue.SimpleQueue()
+        self._watching_marks = True
+        threading.Thread(target=self._watch_marks, args=(on_start,), name="task-marks", daemon=True).start()
+
+    def _track(self, progress: ChunkProgress, done: Done) -> None:
+        progress.settled = functools.partial(self._untrack, progress)
+        with self._tracked_lock:
+            for task in progress.tasks:
+                self._tracked[task.task_id] = (progress, done)
+            if len(progress.tasks) > 1:
+                self._chunked_tracked += len(progress.tasks)
+
+    def _untrack(self, progress: ChunkProgress, task_id: str) -> None:
+        with self._tracked_lock:
+            tracked = self._tracked.get(task_id)
+            if tracked is not None and tracked[0] is progress:
+                del self._tracked[task_id]
+                if len(progress.tasks) > 1:
+                    self._chunked_tracked -= 1
 
     def _place(self, on_every_address: bool, encrypted: bool) -> None:
         """Where the interchange listens and keeps its files, before it starts."""
@@ -178,19 +208,21 @@ class GlobusComputeEngine(ChunkedSubmission):
 
     def submit(self, task: TaskDelivery, done: Done) -> None:
         self.outstanding += 1
+        progress = ChunkProgress((task,))
+        self._track(progress, done)
         try:
             spec = _resource_specification(task.headers.get("resource_specification"))
             self._check_specification(spec)
             future = self.htex.submit(run_task_in, spec, self.working_dir, self.run_in_sandbox, task.task_id,
                                       _carried(task.body), task.headers.get("result_serializers"), self.endpoint_id,
-                                      self.started_dir)
+                                      self.marks_dir, self.time_limit_s)
         except Exception as exc:  # e.g. an unsupported resource_specification
             self.outstanding -= 1
-            done(TaskResult(task.task_id, error_result(task.task_id, UNKNOWN_TASK_FAILURE,
-                                                       f"The engine refused the task: {exc}",
-                                                       endpoint_id=self.endpoint_id)))
+            progress.report(done, TaskResult(task.task_id, error_result(
+                task.task_id, UNKNOWN_TASK_FAILURE, f"The engine refused the task: {exc}",
+                endpoint_id=self.endpoint_id)))
             return
-        future.add_done_callback(lambda f: self._finished(task.task_id, f, done))
+        future.add_done_callback(functools.partial(self._finished, progress, done=done))
 
     def _check_specification(self, spec: dict) -> None:
         if set(spec) & MPI_SPECIFICATION_KEYS:
@@ -198,14 +230,26 @@ class GlobusComputeEngine(ChunkedSubmission):
                 f"{self.name} runs single-node tasks and takes only 'priority' in resource_specification "
                 f"(got {json.dumps(spec)}); multi-node (MPI) tasks need engine type GlobusMPIEngine")
 
-    def _submit_chunk(self, arguments) -> Future:
-        arguments = [(task_id, _carried(body), serializers) for task_id, body, serializers in arguments]
+    def _submit_chunk(self, progress: ChunkProgress, done: Done) -> Future:
+        self._track(progress, done)
+        arguments = [(t.task_id, _carried(t.body), t.headers.get("result_serializers")) for t in progress.tasks]
         return self.htex.submit(run_tasks_in, {}, self.working_dir, self.run_in_sandbox, arguments,
-                                self.endpoint_id, self.started_dir)
+                                self.endpoint_id, self.marks_dir, self.time_limit_s)
 
-    def _finished(self, task_id: str, future: Future, done: Done) -> None:
+    def _finished(self, progress: ChunkProgress, future: Future, done: Done) -> None:
         self.outstanding -= 1
-        report_outcome([task_id], future, done, self.endpoint_id)
+        if future.cancelled() or future.exception() is None:
+            report_outcome(progress.tasks[0].task_id, future, functools.partial(progress.report, done),
+                           self.endpoint_id)
+        else:
+            self._failed_calls.put((progress, future, done))
+
+    def _chunk_finished(self, progress: ChunkProgress, future: Future, done: Done) -> None:
+        self.outstanding -= len(progress.tasks)
+        if future.cancelled() or future.exception() is None:
+            self._settle_chunk(progress, future, done)  # the results the workers marked come by the marks
+        else:
+            self._failed_calls.put((progress, future, done))
 
     def status(self) -> dict:
         blocks = len(self.htex.blocks_to_job_id) if hasattr(self.htex, "blocks_to_job_id") else None
@@ -237,18 +281,46 @@ class GlobusComputeEngine(ChunkedSubmission):
         self._cancel_jobs(list(self.htex.blocks_to_job_id.values()), "of this engine")
         self._blocks_file.unlink(missing_ok=True)
 
-    def _watch_starts(self, on_start: Started) -> None:
-        marks = StartMarkReader(self.started_dir)
-        while self._watching_starts:
+    def _watch_marks(self, on_start: Started) -> None:
+        reader = TaskMarkReader(self.marks_dir)
+        while self._watching_marks:
+            failed = []  # taken before the read: what their workers marked before dying is read first
+            while not self._failed_calls.empty():
+                failed.append(self._failed_calls.get())
             try:
-                for task_id in marks.read():
-                    on_start(task_id)
-            except OSError as exc:
-                log.debug("reading start marks: %s", exc)
-            time.sleep(START_MARKS_EVERY_S)
+                for mark in reader.read():
+                    self._act_on(mark, on_start)
+            except (OSError, ValueError) as exc:
+                log.warning("reading the workers' task marks: %s", exc)
+            for progress, future, done in failed:
+                self._settle_failed_call(progress, future, done)
+            time.sleep(MARKS_EVERY_S_CHUNKS if self._chunked_tracked else MARKS_EVERY_S)
+
+    def _act_on(self, mark: Mark, on_start: Started) -> None:
+        with self._tracked_lock:
+            progress, done = self._tracked.get(mark.task_id, (None, None))
+        if mark.kind == "started":
+            on_start(mark.task_id)
+            if progress is not None:
+                progress.started.add(mark.task_id)
+        elif progress is None or done is None:
+            return  # settled already (a result the call returned as well, say)
+        elif mark.kind == "finished":
+            progress.report(done, TaskResult(mark.task_id, mark.packed))
+        elif mark.kind == "overdue":
+            progress.report(done, TaskResult(mark.task_id, over_time_limit(
+                mark.task_id, self.time_limit_s or 0, self.endpoint_id,
+                "its worker killed itself, and Parsl starts a new one")))
+
+    def _settle_failed_call(self, progress: ChunkProgress, future: Future, done: Done) -> None:
+        if len(progress.tasks) == 1:  # a task of its own (a chunk has more: submit_many)
+            report_outcome(progress.tasks[0].task_id, future, functools.partial(progress.report, done),
+                           self.endpoint_id)
+        else:
+            self._settle_chunk(progress, future, done)
 
     def shutdown(self, cancel_pending: bool) -> None:
-        self._watching_starts = False
+        self._watching_marks = False
         try:
             self.poller.close()
         finally:

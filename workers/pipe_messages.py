@@ -34,6 +34,20 @@ class TaskResult:
 
 
 @attrs.frozen
+class TaskLost:
+    """A task whose worker died under it (any exit status, any signal): the dispatcher runs it
+    again under max_retries_on_system_failure, or fails it saying ``why``."""
+
+    task_id: str
+    why: str  # "the worker running this task exited with status 3"
+
+
+@attrs.frozen
+class TasksLost:
+    lost: tuple[TaskLost, ...]
+
+
+@attrs.frozen
 class TasksReceived:
     deliveries: tuple[TaskDelivery, ...]
 

@@ -1,22 +1,27 @@
 """What every engine shares: the interface the engine process drives, and how tasks are
 handed to workers (one by one, or in chunks under a backlog) and their outcomes reported.
 
-An engine takes tasks and calls ``done`` with each packed Result, from whatever thread
-it likes; the engine process wakes on it.
+An engine takes tasks and calls ``done`` with each task's outcome (its packed Result, or
+TaskLost when the worker running it died), from whatever thread it likes; the engine
+process wakes on it.
 """
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Mapping, Sequence
+import threading
+from collections.abc import Callable, Mapping
 from concurrent.futures import Future
 from typing import Any, Protocol
 
-from .execution import UNKNOWN_TASK_FAILURE, error_result
-from .payloads import Payload
-from .pipe_messages import TaskDelivery, TaskResult
+import attrs
 
-Done = Callable[[TaskResult], None]
+from ..supervisor.child import describe_exit
+from .execution import TASK_TIMEOUT, UNKNOWN_TASK_FAILURE, error_result
+from .payloads import Payload
+from .pipe_messages import TaskDelivery, TaskLost, TaskResult
+
+Done = Callable[[TaskResult | TaskLost], None]  # told each task's outcome, from any thread
 Started = Callable[[str], None]  # told each task id as a worker starts it, from any thread
 
 
@@ -62,10 +67,43 @@ def chunk_arguments(chunk: tuple[TaskDelivery, ...]) -> list[tuple[str, Payload,
     return [(t.task_id, t.body, t.headers.get("result_serializers")) for t in chunk]
 
 
+@attrs.define
+class ChunkProgress:
+    """What is known of a chunk's tasks while it runs: which started, and which have had their
+    outcome reported. Each task's result leaves as the task ends (the chunk's call returns
+    only the results it could not send on their own), so a chunk never holds finished work."""
+
+    tasks: tuple[TaskDelivery, ...]
+    started: set[str] = attrs.field(factory=set)
+    reported: set[str] = attrs.field(factory=set)
+    lock: threading.Lock = attrs.field(factory=threading.Lock)
+    settled: Callable[[str], None] | None = None  # told each task id once it has its outcome
+
+    def report(self, done: Done, outcome: TaskResult | TaskLost) -> None:
+        """Pass an outcome on, once per task whichever way it came."""
+        if self.claim(outcome.task_id):
+            done(outcome)
+
+    def claim(self, task_id: str) -> bool:
+        """True the first time: the caller settles this task."""
+        with self.lock:
+            if task_id in self.reported:
+                return False
+            self.reported.add(task_id)
+        if self.settled is not None:
+            self.settled(task_id)
+        return True
+
+    def unreported(self) -> list[TaskDelivery]:
+        with self.lock:
+            return [t for t in self.tasks if t.task_id not in self.reported]
+
+
 class ChunkedSubmission:
     """submit_many for an engine with ``submit``, ``capacity``, ``outstanding``,
-    ``endpoint_id`` and a ``_submit_chunk(arguments) -> Future`` running ``run_tasks``.
-    A task with a resource specification always goes alone (its own resources, or the
+    ``endpoint_id`` and a ``_submit_chunk(progress, done) -> Future`` that runs the chunk's
+    tasks one after another, reporting each task's start and result to ``progress`` as they
+    happen. A task with a resource specification always goes alone (its own resources, or the
     engine's refusal of them)."""
 
     outstanding: int
@@ -78,7 +116,7 @@ class ChunkedSubmission:
     def submit(self, task: TaskDelivery, done: Done) -> None:
         raise NotImplementedError
 
-    def _submit_chunk(self, arguments: list[tuple[str, Payload, list[str] | None]]) -> Future:
+    def _submit_chunk(self, progress: ChunkProgress, done: Done) -> Future:
         raise NotImplementedError
 
     def submit_many(self, tasks: tuple[TaskDelivery, ...], done: Done) -> None:
@@ -93,31 +131,78 @@ class ChunkedSubmission:
                 self.submit(chunk[0], done)
                 continue
             self.outstanding += len(chunk)
-            future = self._submit_chunk(chunk_arguments(chunk))
-            future.add_done_callback(functools.partial(self._chunk_finished, chunk, done=done))
+            progress = ChunkProgress(chunk)
+            future = self._submit_chunk(progress, done)
+            future.add_done_callback(functools.partial(self._chunk_finished, progress, done=done))
 
-    def _chunk_finished(self, chunk: tuple[TaskDelivery, ...], future: Future, done: Done) -> None:
-        self.outstanding -= len(chunk)
-        report_outcome([t.task_id for t in chunk], future, done, self.endpoint_id, chunked=True)
+    def _chunk_finished(self, progress: ChunkProgress, future: Future, done: Done) -> None:
+        self.outstanding -= len(progress.tasks)
+        self._settle_chunk(progress, future, done)
+
+    def _settle_chunk(self, progress: ChunkProgress, future: Future, done: Done) -> None:
+        """The outcome of each task the chunk's call did not report as it ran. When the worker
+        running the chunk died, the task it was running when it died (started, no result) is
+        lost; those it had not started yet go on, untouched, as tasks of their own."""
+        if future.cancelled():
+            return
+        exc = future.exception()
+        if exc is None:
+            for task, packed in zip(progress.tasks, future.result(), strict=True):
+                if packed is not None:
+                    progress.report(done, TaskResult(task.task_id, packed))
+            return
+        death = describe_worker_death(exc)
+        for task in progress.unreported():
+            if death is None:
+                progress.report(done, TaskResult(task.task_id, _failed_call(task.task_id, exc, self.endpoint_id)))
+            elif task.task_id in progress.started:
+                progress.report(done, TaskLost(task.task_id, death))
+            elif progress.claim(task.task_id):
+                self.submit(task, done)
 
 
-def report_outcome(task_ids: Sequence[str], future: Future, done: Done, endpoint_id: str,
-                   chunked: bool = False) -> None:
-    """Each task's Result from a finished call: its packed Result, or for a chunk the list of
-    them. If the call itself failed (its worker, node or block died), an error for each; if
-    it was cancelled (shutting down), nothing: the dispatcher still holds those tasks."""
+def report_outcome(task_id: str, future: Future, done: Done, endpoint_id: str,
+                   time_limit_s: float | None = None) -> None:
+    """A task's outcome from its finished call: its packed Result; if its worker died under
+    it, TaskLost saying how; if it ran over its time limit, an error naming the limit; if the
+    call failed otherwise, an error naming that. A cancelled call (shutting down) reports
+    nothing: the dispatcher still holds the task."""
     if future.cancelled():
         return
     exc = future.exception()
     if exc is None:
-        packed = future.result() if chunked else [future.result()]
-        for task_id, result in zip(task_ids, packed, strict=True):
-            done(TaskResult(task_id, result))
-        return
-    for task_id in task_ids:
-        done(TaskResult(task_id, error_result(task_id, UNKNOWN_TASK_FAILURE,
-                                              f"The worker running the task failed: {exc!r}",
-                                              endpoint_id=endpoint_id)))
+        done(TaskResult(task_id, future.result()))
+    elif isinstance(exc, TimeoutError) and time_limit_s:
+        done(TaskResult(task_id, over_time_limit(task_id, time_limit_s, endpoint_id,
+                                                 "its worker was killed and replaced")))
+    elif (death := describe_worker_death(exc)) is not None:
+        done(TaskLost(task_id, death))
+    else:
+        done(TaskResult(task_id, _failed_call(task_id, exc, endpoint_id)))
+
+
+def _failed_call(task_id: str, exc: BaseException, endpoint_id: str) -> bytes:
+    return error_result(task_id, UNKNOWN_TASK_FAILURE, f"The worker running the task failed: {exc!r}",
+                        endpoint_id=endpoint_id)
+
+
+def describe_worker_death(exc: BaseException) -> str | None:
+    """How the worker running a task died, from what its pool said; None if it did not die."""
+    kind = type(exc).__name__
+    if kind == "ProcessExpired":  # pebble: the worker process ended under the task
+        code = exc.exitcode  # type: ignore[attr-defined]
+        return f"the worker running this task {'was ' if code < 0 else ''}{describe_exit(code)}"
+    if kind == "WorkerLost":  # Parsl: a pool's manager saw its worker process end
+        return f"the worker running this task died ({exc})"
+    if kind == "ManagerLost":  # Parsl: a whole worker pool (node, or batch job) went away
+        return f"the worker pool running this task was lost ({exc})"
+    return None
+
+
+def over_time_limit(task_id: str, limit_s: float, endpoint_id: str, what_happened: str) -> bytes:
+    text = (f"AppTimeout: the task ran over its time limit of {limit_s:g} s (task_timeout_s in the engine's "
+            f"config, or GC_TASK_TIMEOUT in the endpoint's environment); {what_happened}")
+    return error_result(task_id, TASK_TIMEOUT, text, endpoint_id=endpoint_id)
 
 
 # How a task message says it has no resource specification (the header's JSON text).

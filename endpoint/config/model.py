@@ -78,6 +78,8 @@ class _PoolEngineConfig:
 
     max_workers: PositiveInt | None = None
     max_retries_on_system_failure: NonNegativeInt = NonNegativeInt(0)
+    # Seconds a task may run (None: GC_TASK_TIMEOUT from the environment, else no limit).
+    task_timeout_s: PositiveFloat | None = None
     # Any other option of the standard library's executor, checked against its signature.
     executor_options: Mapping[str, Any] = attrs.field(factory=dict)
 
@@ -127,6 +129,7 @@ class _HtexEngineConfig:
     interchange_port_range: PortRange | None = None
     worker_debug: bool = False
     max_retries_on_system_failure: NonNegativeInt = NonNegativeInt(0)
+    task_timeout_s: PositiveFloat | None = None  # as for the pool engines
     job_status_kwargs: JobStatusConfig = attrs.field(factory=JobStatusConfig)
     container_type: ContainerType | None = None
     container_uri: str | None = None

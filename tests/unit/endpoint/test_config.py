@@ -121,7 +121,7 @@ BAD_CONFIGS = [
     ("engine:\n  type: ThreadPoolEngine\n  max_workers: -1", "engine.max_workers", 3,
      "a positive integer"),
     ("engine:\n  type: ThreadPoolEngine\n  provider: {type: LocalProvider}", "engine.provider", 3,
-     "accepted: max_retries_on_system_failure, max_workers, thread_name_prefix, type"),
+     "accepted: max_retries_on_system_failure, max_workers, task_timeout_s, thread_name_prefix, type"),
     ("engine:\n  type: ProcessPoolEngine\n  max_retries_on_system_failure: -2",
      "engine.max_retries_on_system_failure", 3, "an integer >= 0"),
     ("engine:\n  type: GlobusComputeEngine\n  container_type: podmann", "engine.container_type", 3,

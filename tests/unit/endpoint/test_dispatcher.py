@@ -18,7 +18,7 @@ from compute_endpoint.endpoint.dispatcher import (
     TaskState,
 )
 from compute_endpoint.protocol import messages
-from compute_endpoint.supervisor.control import SUPERVISOR, StopTree
+from compute_endpoint.supervisor.control import SUPERVISOR, Forgive, StopTree
 from compute_endpoint.workers.pipe_messages import (
     AckDeliveries,
     BrokerState,
@@ -31,7 +31,9 @@ from compute_endpoint.workers.pipe_messages import (
     RunTasks,
     StopRequested,
     TaskDelivery,
+    TaskLost,
     TaskResult,
+    TasksLost,
     TasksReceived,
     TasksStarted,
 )
@@ -247,3 +249,58 @@ def test_the_status_snapshot_shows_links_tasks_and_the_last_report(dispatcher):
     assert snapshot["links"][RESULT_LINK]["connected"] is False
     assert snapshot["tasks"]["in_flight"] == 1 and snapshot["last_status_report"] is not None
     assert snapshot["heartbeat_period"] == 30
+
+
+def error_text(routed) -> dict[str, str]:
+    """{task id: error text} of the error results in what the dispatcher routed."""
+    texts = {}
+    for name, message in routed:
+        if name == RESULT_LINK and isinstance(message, PublishResults):
+            for result in message.results:
+                unpacked = messages.unpack(result.packed)
+                if unpacked.is_error:
+                    texts[result.task_id] = unpacked.data
+    return texts
+
+
+def test_a_task_whose_worker_died_runs_again_then_fails_saying_how_the_worker_died(dispatcher):
+    a, b = ids(2)
+    dispatcher.route(TASK_LINK, TasksReceived((delivery(a, 1), delivery(b, 2))))
+    lost = TaskLost(a, "the worker running this task exited with status 3")
+    assert list(dispatcher.route(ENGINE, TasksLost((lost,)))) == [(ENGINE, RunTasks((delivery(a, 1),)))]
+    routed = list(dispatcher.route(ENGINE, TasksLost((lost,))))  # max_retries_on_system_failure is 1
+    assert error_text(routed) == {a: "The worker running this task exited with status 3 (2 time(s); "
+                                     "max_retries_on_system_failure is 1)"}
+    assert dispatcher.inflight[b].state is TaskState.RUNNING  # its neighbour is not touched
+    assert dispatcher.counts["failed_system"] == 1
+
+
+def test_an_engine_that_dies_running_tasks_is_forgiven_one_that_never_ran_is_not(dispatcher):
+    a, b = ids(2)
+    dispatcher.route(TASK_LINK, TasksReceived((delivery(a, 1), delivery(b, 2))))
+    dispatcher.route(ENGINE, TasksStarted((a,)))
+    [(to, forgive)] = dispatcher.child_exited(ENGINE)
+    assert to == SUPERVISOR and isinstance(forgive, Forgive) and forgive.name == ENGINE
+    dispatcher.child_ready(ENGINE)
+    dispatcher.route(ENGINE, TasksStarted((a,)))
+    dispatcher.ready.discard(ENGINE)  # a new engine that died before it was ready
+    assert list(dispatcher.child_exited(ENGINE)) == []
+
+
+def test_tasks_running_beside_others_when_their_engine_died_run_again_one_at_a_time(dispatcher):
+    a, b, c, d = ids(4)
+    dispatcher.route(TASK_LINK, TasksReceived(tuple(delivery(t, i) for i, t in enumerate((a, b, c)))))
+    dispatcher.route(ENGINE, TasksStarted((a, b)))  # c was still queued in the engine
+    dispatcher.child_exited(ENGINE)
+    assert dispatcher.probation == [a, b]
+    assert list(dispatcher.child_ready(ENGINE)) == [(ENGINE, RunTasks((delivery(a, 0),)))]  # a alone
+    assert list(dispatcher.route(TASK_LINK, TasksReceived((delivery(d, 9),)))) == []  # d waits meanwhile
+    dispatcher.route(ENGINE, TasksStarted((a,)))
+    dispatcher.child_exited(ENGINE)  # a killed the engine again, alone: only a counts the try
+    routed = list(dispatcher.child_ready(ENGINE))
+    assert a in error_text(routed) and "2 time(s)" in error_text(routed)[a]
+    assert (ENGINE, RunTasks((delivery(b, 1),))) in routed  # then b, alone
+    assert dispatcher.inflight[b].attempts == 1
+    routed = list(dispatcher.route(ENGINE, ResultsDone((TaskResult(b, b"fine"),))))
+    assert (ENGINE, RunTasks((delivery(c, 2), delivery(d, 9)))) in routed  # probation over: the rest
+    assert dispatcher.probation == []

@@ -44,7 +44,8 @@ def test_a_service_without_commands_leaves_the_command_queue_out():
 def test_engine_options_are_the_declared_defaults_with_the_executors_own_beside_them():
     config = parse_config("engine: {type: ThreadPoolEngine, thread_name_prefix: t}")
     assert engine_options(config.engine) == {"type": "ThreadPoolEngine", "max_workers": None,
-                                             "max_retries_on_system_failure": 0, "thread_name_prefix": "t"}
+                                             "max_retries_on_system_failure": 0, "task_timeout_s": None,
+                                             "thread_name_prefix": "t"}
     htex = parse_config("engine:\n  type: GlobusComputeEngine\n  max_workers_per_node: 3\n"
                         "  provider: {type: LocalProvider, max_blocks: 2}\n").engine
     options = engine_options(htex)

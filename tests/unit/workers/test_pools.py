@@ -72,7 +72,7 @@ def test_process_pool_takes_a_start_method_and_recycles_workers_after_max_tasks_
                            "max_tasks_per_child": 1}, "ep")
     try:
         pids = [run_all(engine, [delivery(process_id)])[0] for _ in range(3)]
-        assert engine.executor._mp_context.get_start_method() == "forkserver"
+        assert engine.context.get_start_method() == "forkserver"
     finally:
         engine.shutdown(cancel_pending=False)
     assert len(set(pids)) == 3, pids  # one task each, then a fresh worker
@@ -82,7 +82,7 @@ def test_process_pool_workers_are_kept_without_a_limit():
     engine = build_engine({"type": "ProcessPoolEngine", "max_workers": 1}, "ep")
     try:
         pids = [run_all(engine, [delivery(process_id)])[0] for _ in range(3)]
-        assert engine.executor._mp_context.get_start_method() == "spawn"  # the default
+        assert engine.context.get_start_method() == "spawn"  # the default
     finally:
         engine.shutdown(cancel_pending=False)
     assert len(set(pids)) == 1, pids

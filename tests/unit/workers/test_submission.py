@@ -6,7 +6,7 @@ import concurrent.futures
 import uuid
 
 from compute_endpoint.protocol import messages
-from compute_endpoint.workers.pipe_messages import TaskDelivery
+from compute_endpoint.workers.pipe_messages import TaskDelivery, TaskLost, TaskResult
 from compute_endpoint.workers.submission import MAX_CHUNK, chunks, has_resource_specification, report_outcome
 
 
@@ -32,22 +32,31 @@ def finished(value=None, error=None, cancel=False) -> concurrent.futures.Future:
     return future
 
 
-def test_each_task_gets_its_result_or_an_error_naming_the_failure_and_cancelled_ones_none():
-    ids = [str(uuid.uuid4()) for _ in range(3)]
-    got = []
-    report_outcome(ids, finished([b"a", b"b", b"c"]), got.append, "ep", chunked=True)
-    assert [(r.task_id, r.packed) for r in got] == list(zip(ids, [b"a", b"b", b"c"], strict=True))
+def test_a_task_gets_its_result_an_error_naming_the_failure_or_is_lost_with_its_worker():
+    import pebble
+
+    task_id = str(uuid.uuid4())
+    got: list = []
+    report_outcome(task_id, finished(b"one"), got.append, "ep")
+    assert got == [TaskResult(task_id, b"one")]
     got.clear()
-    report_outcome(ids[:1], finished(b"one"), got.append, "ep")
-    assert [r.packed for r in got] == [b"one"]
+    report_outcome(task_id, finished(error=RuntimeError("pool broke")), got.append, "ep")
+    [error] = [messages.unpack(r.packed) for r in got]
+    assert error.is_error and "pool broke" in error.data
     got.clear()
-    report_outcome(ids, finished(error=RuntimeError("worker died")), got.append, "ep", chunked=True)
-    errors = [messages.unpack(r.packed) for r in got]
-    assert [str(e.task_id) for e in errors] == ids
-    assert all(e.is_error and "worker died" in e.data for e in errors)
+    report_outcome(task_id, finished(error=pebble.ProcessExpired("Abnormal termination", code=-11)), got.append, "ep")
+    assert got == [TaskLost(task_id, "the worker running this task was killed by SIGSEGV: a segmentation fault, "
+                                     "in a C extension perhaps")]
     got.clear()
-    report_outcome(ids, finished(cancel=True), got.append, "ep", chunked=True)
-    assert got == []  # shutting down: the dispatcher still holds them
+    report_outcome(task_id, finished(error=pebble.ProcessExpired("Abnormal termination", code=3)), got.append, "ep")
+    assert got == [TaskLost(task_id, "the worker running this task exited with status 3")]
+    got.clear()
+    report_outcome(task_id, finished(error=TimeoutError("Task timeout")), got.append, "ep", time_limit_s=2.5)
+    [late] = [messages.unpack(r.packed) for r in got]
+    assert late.is_error and "time limit of 2.5 s" in late.data and "killed and replaced" in late.data
+    got.clear()
+    report_outcome(task_id, finished(cancel=True), got.append, "ep")
+    assert got == []  # shutting down: the dispatcher still holds it
 
 
 def test_a_resource_specification_is_one_with_content():
