@@ -100,6 +100,9 @@ class DispatchPolicy:
     idle_heartbeats_hard: int = 5760
     # None: any function; else only these (config allowed_functions, canonical UUID text).
     allowed_functions: frozenset[str] | None = None
+    # The engine reports each start before the task runs (ThreadPoolEngine, whose tasks run in
+    # its own process): a task it did not report started had not started.
+    starts_reported_first: bool = False
 
     def idle_watch(self) -> IdleWatch:
         return IdleWatch(self.idle_heartbeats_soft, self.idle_heartbeats_hard, self.heartbeat_period_s)
@@ -109,7 +112,8 @@ class DispatchPolicy:
         allowed = config.allowed_functions
         return cls(getattr(config.engine, "max_retries_on_system_failure", 0), config.effective_heartbeat_period,
                    config.idle_heartbeats_soft, config.idle_heartbeats_hard,
-                   frozenset(allowed) if allowed is not None else None)
+                   frozenset(allowed) if allowed is not None else None,
+                   starts_reported_first=config.engine.type == "ThreadPoolEngine")
 
 
 class EndpointDispatcher:
@@ -293,7 +297,7 @@ class EndpointDispatcher:
                 entry.state = TaskState.QUEUED
             elif entry.state is TaskState.RUNNING:  # still queued in the engine: not a try
                 entry.unreported_losses += 1
-                if entry.unreported_losses > UNREPORTED_LOSSES_MAX:
+                if entry.unreported_losses > UNREPORTED_LOSSES_MAX and not self.policy.starts_reported_first:
                     entry.attempts += 1
                 entry.state = TaskState.QUEUED
         if len(started) > 1:

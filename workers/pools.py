@@ -120,20 +120,21 @@ class ThreadPoolEngine(ChunkedSubmission):
         if _refuse_resource_specification(self.name, task, done, self.endpoint_id):
             return
         self.outstanding += 1
-        done = self._limited(done)
+        # The time limit's own error goes straight to done; the task's result passes the limit,
+        # which drops it when the error went first.
         future = self.executor.submit(run_task, task.task_id, task.body, task.headers.get("result_serializers"),
                                       self.endpoint_id, on_start=functools.partial(self._started, done=done))
-        future.add_done_callback(functools.partial(self._finished, task.task_id, done=done))
+        future.add_done_callback(functools.partial(self._finished, task.task_id, done=self._limited(done)))
 
     def _submit_chunk(self, progress: ChunkProgress, done: Done) -> concurrent.futures.Future:
-        done = self._limited(done)
+        limited = self._limited(done)
 
         def started(task_id: str) -> None:
             progress.started.add(task_id)
             self._started(task_id, done)
 
         def ended(task_id: str, packed: bytes) -> None:
-            progress.report(done, TaskResult(task_id, packed))
+            progress.report(limited, TaskResult(task_id, packed))
 
         arguments = [(t.task_id, t.body, t.headers.get("result_serializers")) for t in progress.tasks]
         return self.executor.submit(run_tasks, arguments, self.endpoint_id, started, ended)

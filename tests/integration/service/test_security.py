@@ -390,7 +390,9 @@ def test_the_result_consumers_reconnect_backoff_resets_after_a_healthy_period(br
     from compute_endpoint.service.store import Store
 
     caplog.set_level(logging.WARNING, logger="compute_endpoint.service.broker")
-    monkeypatch.setattr(ResultConsumer, "HEALTHY_S", 3.0)
+    # Long enough that the quick failures stay quick on a loaded CI host: each cycle runs
+    # rabbitmqctl twice (list, close), which took over 3 s there.
+    monkeypatch.setattr(ResultConsumer, "HEALTHY_S", 12.0)
     Broker(broker_url).declare_topology()
     consumer = ResultConsumer(broker_url, ResultRecorder(Store("sqlite://")))
     consumer.start()
@@ -417,7 +419,7 @@ def test_the_result_consumers_reconnect_backoff_resets_after_a_healthy_period(br
     try:
         assert consumer.ready.wait(20)
         delays = []
-        for healthy in (0.0, 0.0, 0.0, 4.0):  # three quick failures, then one after a healthy period
+        for healthy in (0.0, 0.0, 0.0, 13.0):  # three quick failures, then one after a healthy period
             caplog.clear()
             close_its_connections(healthy)
             delays.append(float(caplog.text.split("retrying in ")[1].split(" s")[0]))

@@ -4,6 +4,7 @@ executor options passed through (thread_name_prefix, mp_context, max_tasks_per_c
 from __future__ import annotations
 
 import threading
+import time
 import uuid
 
 from globus_compute_sdk.serialize import ComputeSerializer, PureSourceTextInspect
@@ -86,3 +87,24 @@ def test_process_pool_workers_are_kept_without_a_limit():
     finally:
         engine.shutdown(cancel_pending=False)
     assert len(set(pids)) == 1, pids
+
+
+def sleep_a_second():
+    import time
+
+    time.sleep(1.0)
+    return "late"
+
+
+def test_a_thread_over_its_time_limit_gets_the_limits_error_once_and_its_late_value_is_dropped():
+    engine = build_engine({"type": "ThreadPoolEngine", "max_workers": 2, "task_timeout_s": 0.3}, "ep")
+    outcomes: list[TaskResult] = []
+    try:
+        task = delivery(sleep_a_second)
+        engine.submit(task, outcomes.append)
+        time.sleep(1.8)  # past the limit, and past the end of the task's sleep
+    finally:
+        engine.shutdown(cancel_pending=False)
+    assert [outcome.task_id for outcome in outcomes] == [task.task_id]
+    result = messages.unpack(outcomes[0].packed)
+    assert result.is_error and "time limit of 0.3 s" in result.data, result.data
