@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 # Re-install only when the project's declared dependencies change.
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench lint typecheck check venv clean
+.PHONY: demo test soak bench lint typecheck check venv clean
 
 venv: $(STAMP)
 
@@ -27,6 +27,11 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -n auto --dist loadgroup -m "not exclusive" --durations=25
 	$(BIN)/python -m pytest -p no:xdist -m exclusive
+
+# An endpoint under steady load while its children are killed and RabbitMQ stops once
+# (SOAK_MINUTES, default 5); it prints its figures and fails when a promise did not hold.
+soak: $(STAMP)
+	$(BIN)/python -m tests.soak
 
 # The bench extra (matplotlib) draws the side-by-side chart.
 BENCH_STAMP := $(VENV)/.bench-installed

@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import random
 import shutil
 import socket
 import statistics
@@ -319,12 +320,12 @@ class Wire:
             self.arrived[task_id] = time.perf_counter()
             self.waiting.discard(task_id)
 
-    def prepare(self, count: int) -> list[tuple[str, amqp.Message]]:
-        """Task messages made before the clock starts."""
+    def prepare(self, count: int, task_buffers: list[bytes] | None = None) -> list[tuple[str, amqp.Message]]:
+        """Task messages made before the clock starts: count no-ops, or one per task buffer."""
         out = []
-        for _ in range(count):
+        for task_buffer in task_buffers or [self.task_buffer] * count:
             task_id = str(uuid.uuid4())
-            body = messages.pack(messages.Task(task_id=uuid.UUID(task_id), task_buffer=self.task_buffer))
+            body = messages.pack(messages.Task(task_id=uuid.UUID(task_id), task_buffer=task_buffer))
             out.append((task_id, amqp.Message(body, delivery_mode=2, application_headers={
                 "task_uuid": task_id, "function_uuid": self.function_id, "resource_specification": "null"})))
         return out
@@ -429,6 +430,7 @@ def compare_engine(stack: Stack, engine: str, rows: list, extras: dict) -> None:
                     say(f"{engine} {endpoint.label} {size} tasks: {figures[endpoint.label][-1]:,.0f}/s")
             add_row(rows, (f"{engine}: no-op tasks/s, N={size:,}", median(figures["ours"]),
                          median(figures["official"]), "higher"))
+        compare_mixed_burst(wire, engine, both, rows)
         samples = {e.label: [] for e in both}
         for round_ in range(ROUNDS):
             for endpoint in (both if round_ % 2 == 0 else both[::-1]):
@@ -452,6 +454,43 @@ def compare_engine(stack: Stack, engine: str, rows: list, extras: dict) -> None:
         wire.close()
         ours.stop()
         official.stop()
+
+
+MIXED_BURST = ((0.005, 1800), (0.1, 180), (1.0, 20))  # (seconds, how many): 90%, 9%, 1% of 2,000
+
+
+def nap(seconds):
+    import time
+
+    time.sleep(seconds)
+
+
+def mixed_burst(wire: Wire, endpoint_id: str) -> tuple[float, float, float]:
+    """2,000 tasks of mixed durations published at once, in a fixed shuffled order: the makespan
+    over the ideal (the total work over the workers), and when the 5 ms tasks' results arrived
+    after the burst began (p50, p90, s). Held results (a chunk waiting for its slowest task)
+    or a worker left idle while others queue would show here."""
+    code = pack_buffers([STRATEGIES_BY_NAME["PureSourceDill"].serialize(nap)])
+    durations = [seconds for seconds, count in MIXED_BURST for _ in range(count)]
+    random.Random(7).shuffle(durations)
+    prepared = wire.prepare(0, [code + pack_buffers([serialize((d,)), serialize({})]) for d in durations])
+    started = time.perf_counter()
+    ids = wire.publish(endpoint_id, prepared=prepared)
+    last = wire.wait_for(ids, timeout=300)
+    short = [wire.arrived[task_id] - started for task_id, d in zip(ids, durations, strict=True) if d == 0.005]
+    ideal = sum(durations) / WORKERS
+    return (last - started) / ideal, percentile(short, 0.5), percentile(short, 0.9)
+
+
+def compare_mixed_burst(wire: Wire, engine: str, both: tuple, rows: list) -> None:
+    figures: dict[str, list] = {e.label: [] for e in both}
+    for round_ in range(ROUNDS):
+        for endpoint in (both if round_ % 2 == 0 else both[::-1]):
+            figures[endpoint.label].append(mixed_burst(wire, endpoint.endpoint_id))
+            say(f"{engine} {endpoint.label} mixed burst: makespan/ideal {figures[endpoint.label][-1][0]:.3f}")
+    for index, name in enumerate(("makespan / ideal", "5 ms tasks' results p50, s", "5 ms tasks' results p90, s")):
+        add_row(rows, (f"{engine}: mixed burst of 2,000, {name}", median([f[index] for f in figures["ours"]]),
+                       median([f[index] for f in figures["official"]]), "lower"))
 
 
 def start_to_first_result(wire: Wire, ours: OurEndpoint, official: OfficialEndpoint) -> list:
