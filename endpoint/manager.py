@@ -77,6 +77,9 @@ class ManagerDispatcher:
     def _act(self, command: object) -> list[Routed]:
         if isinstance(command, commands.StopEndpoint):
             return [(SUPERVISOR, StopTree(f"the Compute service asked it to stop ({command.reason})"))]
+        if isinstance(command, commands.CannotStart):
+            log.error("cannot start user endpoint %s (%s): %s", command.name, command.endpoint_id, command.reason)
+            return [(COMMAND_LINK, self.failure_notice(command, command.reason))]
         if not isinstance(command, commands.StartUserEndpoint):
             return []
         if self.owner_id and command.identities and self.owner_id not in command.identities:
@@ -87,9 +90,14 @@ class ManagerDispatcher:
         except (TemplateError, ConfigError, OSError) as exc:
             log.error("cannot start user endpoint %s (%s): %s", command.name, command.endpoint_id, exc)
             return [(COMMAND_LINK, self.failure_notice(command, str(exc)))]
+        except Exception as exc:  # a command, whatever it holds, must never stop the tree
+            log.exception("cannot start user endpoint %s (%s)", command.name, command.endpoint_id)
+            return [(COMMAND_LINK, self.failure_notice(
+                command, f"the endpoint could not use these options: {type(exc).__name__}: {exc}"[:2000]))]
         return [(SUPERVISOR, StartChild(spec, launch))]
 
-    def failure_notice(self, command: commands.StartUserEndpoint, error: str) -> PublishFailureNotice:
+    def failure_notice(self, command: commands.StartUserEndpoint | commands.CannotStart,
+                       error: str) -> PublishFailureNotice:
         """As the official does: a status report of the user endpoint that says why it cannot
         start, published with its credentials; the service fails its waiting tasks with it."""
         from .tree import publish_target
@@ -108,7 +116,8 @@ class ManagerDispatcher:
         settings = worker_settings(command.name, run_dir, run_dir / "endpoint.log", config, text,
                                    command.amqp_creds, self.debug)
         spec = ChildSpec(name=command.name, target="compute_endpoint.endpoint.user_endpoint:main",
-                         title=settings.title, restart=Restart.TRANSIENT, shutdown_timeout_s=60.0)
+                         title=settings.title, restart=Restart.TRANSIENT, shutdown_timeout_s=60.0,
+                         halt_stops_tree=False)  # one user's endpoint that cannot run stops no one else's
         log.info("starting user endpoint %s (%s) with options %s", command.name, command.endpoint_id,
                  sorted(command.user_opts))
         self.user_endpoint_ids[command.name] = command.endpoint_id

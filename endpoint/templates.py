@@ -146,7 +146,8 @@ def render(template_text: str, options: dict, user_runtime: dict | None = None, 
     environment.filters["shell_escape"] = _shell_escape
     try:
         template = environment.from_string(template_text)
-        return template.render(**_quoted(options), _GC={"user_runtime": runtime}, user_runtime=runtime)
+        # One mapping, not keyword arguments: an option named "self" must not clash with render's own.
+        return template.render({**_quoted(options), "_GC": {"user_runtime": runtime}, "user_runtime": runtime})
     except jinja2.UndefinedError as exc:
         raise TemplateError(f"the template needs a user option that was not given: {exc.message}") from None
     except jinja2.TemplateSyntaxError as exc:

@@ -27,6 +27,10 @@ START_ENDPOINT = "cmd_start_endpoint"
 # A user endpoint's name becomes a directory's: letters, digits, dot, dash, underscore.
 USER_ENDPOINT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 QUEUE_INFO_KEYS = ("task_queue_info", "result_queue_info", "heartbeat_queue_info")
+# What a user endpoint's options (the SDK's user_endpoint_config) may be: the service refuses
+# at submit what the endpoint would refuse, so no task waits on a start that cannot happen.
+MAX_USER_OPTIONS_BYTES = 32 * 1024  # leaves room in a command for the credentials
+MAX_USER_OPTIONS_DEPTH = 16
 
 
 @attrs.frozen
@@ -42,6 +46,17 @@ class StartUserEndpoint:
     user_opts: dict
     user_runtime: dict
     identities: frozenset[str]  # the submitting user's identity set (subs)
+
+
+@attrs.frozen
+class CannotStart:
+    """A start command for a user endpoint that cannot be carried out: its waiting tasks are
+    failed with ``reason`` (through a status report with the user endpoint's credentials)."""
+
+    name: str
+    endpoint_id: str
+    amqp_creds: dict
+    reason: str
 
 
 @attrs.frozen
@@ -69,7 +84,53 @@ def start_endpoint(name: str, amqp_creds: dict, user_opts: dict, user_runtime: d
     return body, {"content_type": CONTENT_TYPE, "timestamp": int(now if now is not None else time.time())}
 
 
-Command = StopEndpoint | StartUserEndpoint
+Command = StopEndpoint | StartUserEndpoint | CannotStart
+
+
+def user_options_problem(options: object, what: str = "user_endpoint_config") -> str | None:
+    """Why these options cannot start a user endpoint (too big, too deep, not valid Unicode,
+    not a JSON object), or None."""
+    if not isinstance(options, dict):
+        return f"{what} must be a JSON object, got {type(options).__name__}"
+    try:
+        size = len(json.dumps(options, ensure_ascii=False).encode())
+    except UnicodeEncodeError:
+        return f"{what} holds a string that is not valid Unicode (a lone surrogate); send UTF-8 text"
+    except (ValueError, RecursionError):
+        return f"{what} is nested deeper than {MAX_USER_OPTIONS_DEPTH} levels"
+    if size > MAX_USER_OPTIONS_BYTES:
+        return f"{what} is {size} bytes of JSON, over the {MAX_USER_OPTIONS_BYTES} a user endpoint accepts"
+    if _depth(options) > MAX_USER_OPTIONS_DEPTH:
+        return f"{what} is nested deeper than {MAX_USER_OPTIONS_DEPTH} levels"
+    bad_keys = [key for key in _keys(options) if not isinstance(key, str)]
+    if bad_keys:
+        return f"{what} has a key that is not a string: {bad_keys[0]!r}"
+    return None
+
+
+def _depth(value: object) -> int:
+    """How deep containers nest; stops counting past the limit (the value is refused then)."""
+    stack, deepest = [(value, 1)], 0
+    while stack:
+        item, level = stack.pop()
+        if isinstance(item, (dict, list)):
+            deepest = max(deepest, level)
+            if deepest > MAX_USER_OPTIONS_DEPTH:
+                return deepest
+            stack.extend((child, level + 1) for child in (item.values() if isinstance(item, dict) else item))
+    return deepest
+
+
+def _keys(value: object) -> list:
+    found, stack = [], [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            found.extend(item)
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return found
 
 
 def read(body: bytes | str, properties: dict, now: float | None = None) -> Command | Refused:
@@ -87,6 +148,8 @@ def read(body: bytes | str, properties: dict, now: float | None = None) -> Comma
         data = json.loads(body)
     except (ValueError, UnicodeDecodeError) as exc:
         return Refused(f"not JSON: {exc}")
+    except RecursionError:
+        return Refused("JSON nested too deep to read")
     if not isinstance(data, dict):
         return Refused(f"a JSON {type(data).__name__}, not an object")
     if data.get("command") == START_ENDPOINT:
@@ -97,7 +160,7 @@ def read(body: bytes | str, properties: dict, now: float | None = None) -> Comma
     return StopEndpoint(reason[:500] if isinstance(reason, str) else "asked by the service")
 
 
-def _start(data: dict) -> StartUserEndpoint | Refused:
+def _start(data: dict) -> StartUserEndpoint | CannotStart | Refused:
     kwargs = data.get("kwargs")
     if not isinstance(kwargs, dict):
         return Refused("a start command without kwargs")
@@ -112,8 +175,9 @@ def _start(data: dict) -> StartUserEndpoint | Refused:
     except ValueError:
         return Refused(f"amqp_creds.endpoint_id {str(creds.get('endpoint_id'))[:80]!r} is not a UUID")
     options, runtime = kwargs.get("user_opts") or {}, kwargs.get("user_runtime") or {}
-    if not isinstance(options, dict) or not isinstance(runtime, dict):
-        return Refused("user_opts and user_runtime must be JSON objects")
+    problem = user_options_problem(options, "user_opts") or user_options_problem(runtime, "user_runtime")
+    if problem:
+        return CannotStart(name, endpoint_id, creds, problem)
     identity_set = data.get("globus_identity_set") or []
     identities = frozenset(str(one.get("sub")) for one in identity_set if isinstance(one, dict) and one.get("sub"))
     return StartUserEndpoint(name, endpoint_id, creds, options, runtime, identities)

@@ -23,12 +23,16 @@ MANAGEMENT_PORT = 15672
 TIMEOUT_S = 10
 
 
-def endpoint_user(endpoint_id: str) -> str:
-    return f"ep-{endpoint_id}"
+def endpoint_user(endpoint_id: str, vhost: str) -> str:
+    return f"ep-{endpoint_id}@{vhost}"
 
 
-def client_user(prefix: str) -> str:
-    return f"sdk-{prefix.strip('_')}"
+def client_user(prefix: str, vhost: str) -> str:
+    return f"sdk-{prefix.strip('_')}@{vhost}"
+
+
+class ForeignBrokerUser(RuntimeError):
+    """A user this service would make already has permissions on another vhost."""
 
 
 class BrokerUsers:
@@ -58,7 +62,8 @@ class BrokerUsers:
 
     def grant(self, endpoint_id: str, public_url: str) -> str:
         """(Re)create the endpoint's user with a new password; return public_url with its credentials."""
-        user, password = endpoint_user(endpoint_id), secrets.token_urlsafe(24)
+        user, password = endpoint_user(endpoint_id, self.vhost), secrets.token_urlsafe(24)
+        self._refuse_foreign(user)
         own_queue = f"^{re.escape(endpoint_id)}\\.(tasks|commands)$"  # its tasks, and the service's commands
         self._call("put", f"users/{quote(user, safe='')}", {"password": password, "tags": ""})
         self._call("put", f"permissions/{quote(self.vhost, safe='')}/{quote(user, safe='')}",
@@ -71,7 +76,8 @@ class BrokerUsers:
     def grant_client(self, identity: str, public_url: str, prefix: str) -> str:
         """(Re)create the SDK identity's user with a new password; return public_url with its
         credentials. It may read (and declare) only queues named with the identity's prefix."""
-        user, password = client_user(prefix), secrets.token_urlsafe(24)
+        user, password = client_user(prefix, self.vhost), secrets.token_urlsafe(24)
+        self._refuse_foreign(user)
         own_queues = f"^{re.escape(prefix)}"
         self._call("put", f"users/{quote(user, safe='')}", {"password": password, "tags": ""})
         self._call("put", f"permissions/{quote(self.vhost, safe='')}/{quote(user, safe='')}",
@@ -80,7 +86,28 @@ class BrokerUsers:
         return _with_credentials(public_url, user, password)
 
     def revoke(self, endpoint_id: str) -> None:
-        self._call("delete", f"users/{quote(endpoint_user(endpoint_id), safe='')}", None, missing_ok=True)
+        user = endpoint_user(endpoint_id, self.vhost)
+        if self._foreign_vhosts(user):
+            log.warning("broker user %s has permissions on other vhosts; not ours to delete", user)
+            return
+        self._call("delete", f"users/{quote(user, safe='')}", None, missing_ok=True)
+
+    def _foreign_vhosts(self, user: str) -> list[str]:
+        response = requests.get(f"{self.api}/users/{quote(user, safe='')}/permissions", auth=self.auth,
+                                timeout=TIMEOUT_S)
+        if response.status_code == 404:
+            return []
+        if not response.ok:
+            raise RuntimeError(f"RabbitMQ management API GET users/{user}/permissions: {response.status_code} "
+                               f"{response.text[:200]}")
+        return sorted({p["vhost"] for p in response.json()} - {self.vhost})
+
+    def _refuse_foreign(self, user: str) -> None:
+        foreign = self._foreign_vhosts(user)
+        if foreign:
+            log.error("broker user %s has permissions on vhost(s) %s besides ours (%s): refusing to reset "
+                      "its password or hand it out", user, ", ".join(foreign), self.vhost)
+            raise ForeignBrokerUser(f"broker user {user} belongs to another vhost as well")
 
     def _call(self, method: str, path: str, body: dict | None, missing_ok: bool = False) -> None:
         response = requests.request(method, f"{self.api}/{path}", json=body, auth=self.auth, timeout=TIMEOUT_S)

@@ -43,6 +43,9 @@ class ChildSpec:
     title: str = ""  # process title of the child; its name when empty
     restart: Restart = Restart.PERMANENT
     shutdown_timeout_s: float = 10.0  # after Stop, wait this long, then kill
+    # A Halt from this child stops the whole tree (its siblings cannot work without it), or
+    # only itself (one of many independent children started at run time: the others go on).
+    halt_stops_tree: bool = True
 
     def resolve(self) -> Callable:
         module, _, function = self.target.partition(":")

@@ -281,7 +281,12 @@ class Supervisor:
         log.log(logging.WARNING if code else logging.INFO, "%s (pid %s) %s after %.1f s%s",
                 child.name, child.pid, describe_exit(code), uptime,
                 f"; {child.forgiven}, so it does not count as a restart" if child.forgiven else "")
-        if child.halt is not None:
+        if child.halt is not None and not child.spec.halt_stops_tree:
+            log.error("%s cannot go on: %s (%s); it is not restarted, and the rest of the tree goes on",
+                      child.name, child.halt.reason, _code_name(child.halt.code))
+            child.change_state(ChildState.STOPPED, describe_exit(code))
+            self._forget_if_dynamic(child)
+        elif child.halt is not None:
             child.change_state(ChildState.STOPPED, describe_exit(code))
             self.stop(f"{child.name} cannot go on: {child.halt.reason} ({_code_name(child.halt.code)}); "
                       "restarting cannot fix that", _exit_code(child.halt.code))

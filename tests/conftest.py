@@ -249,13 +249,15 @@ class VhostAdmin:
             listed = subprocess.run(["rabbitmqctl", "-q", "list_permissions", "-p", vhost, "--no-table-headers"],
                                     capture_output=True, text=True).stdout
             users = {line.split()[0] for line in listed.splitlines() if line.strip()}
-        for user in {u for u in users if u.startswith("ep-")}:
+        for user in {u for u in users if u.startswith(("ep-", "sdk-"))}:
             self._remove("users", user)
         self._remove("vhosts", vhost)
 
     def _remove(self, kind: str, name: str) -> None:
         if self.api:
-            self._call("delete", f"{kind}/{name}")
+            from urllib.parse import quote
+
+            self._call("delete", f"{kind}/{quote(name, safe='')}")
         else:
             subprocess.run(["rabbitmqctl", "-q", f"delete_{kind[:-1]}", name], capture_output=True)
 

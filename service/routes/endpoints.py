@@ -9,6 +9,7 @@ import uuid
 from fastapi import APIRouter
 
 from ..broker import Broker
+from ..broker_users import ForeignBrokerUser
 from ..http import ApiError, BrokerDep, Identity, SettingsDep, StoreDep, not_found
 from ..schemas import EndpointRegistration
 from ..store import Store
@@ -50,6 +51,8 @@ def register(store: Store, broker: Broker, owner: str, endpoint_id: str, body: E
                           bool(body.public), body.metadata, allowed, settings)
     try:
         connection_url = broker.declare_endpoint(endpoint_id)
+    except ForeignBrokerUser as exc:
+        raise ApiError(409, f"{exc}; this service will not hand it out (ask the broker's operator)") from None
     except Exception as exc:
         raise ApiError(503, f"the message broker is unavailable: {exc}") from None
     return broker.queue_info(endpoint_id, connection_url)

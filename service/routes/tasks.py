@@ -11,8 +11,10 @@ from typing import Any
 from fastapi import APIRouter
 
 from ...protocol import messages
+from ...protocol.commands import user_options_problem
 from ...protocol.serialize import SerializationError, unpack_buffers
 from ..broker import OutgoingTask, queue_prefix
+from ..broker_users import ForeignBrokerUser
 from ..http import ApiError, BrokerDep, Identity, SettingsDep, StoreDep, not_found
 from ..schemas import BatchStatusRequest, Submission
 from ..store import PENDING, Store
@@ -34,6 +36,11 @@ def submit(endpoint_id: uuid.UUID, body: Submission, owner: Identity, store: Sto
                                     "configuration lists the functions it runs (allowed_functions)")
     target = str(endpoint_id)
     if (endpoint.settings or {}).get("template_capable"):
+        for what, options in (("user_endpoint_config", body.user_endpoint_config or {}),
+                              ("user_runtime", body.user_runtime or {})):
+            problem = user_options_problem(options, what)
+            if problem:  # the endpoint would refuse to start it: say so now, not by a task that never runs
+                raise ApiError(413 if "bytes of JSON" in problem else 400, problem)
         try:  # to the user endpoint of these options (started if need be)
             target = route_to_user_endpoint(store, broker, owner, endpoint, body.user_endpoint_config or {},
                                             body.user_runtime, settings.heartbeat_grace_s)
@@ -122,6 +129,8 @@ def amqp_result_url(owner: Identity, broker: BrokerDep) -> dict:
         return {"connection_url": broker.public_url, "queue_prefix": queue_prefix(owner)}
     try:
         url = broker.users.grant_client(owner, broker.public_url, queue_prefix(owner))
+    except ForeignBrokerUser as exc:
+        raise ApiError(409, f"{exc}; this service will not hand it out (ask the broker's operator)") from None
     except Exception as exc:
         raise ApiError(503, f"the message broker cannot make a user for you now: {exc}") from None
     return {"connection_url": url, "queue_prefix": queue_prefix(owner)}

@@ -227,7 +227,7 @@ def test_broker_refusing_the_credentials_stops_the_endpoint_with_the_reason(star
                                                                            rabbitmq_management):
     """Credentials revoked while running: reconnecting cannot help, so the tree stops and says why."""
     import subprocess
-    from urllib.parse import urlsplit
+    from urllib.parse import unquote, urlsplit
 
     vhost = broker_url.rsplit("/", 1)[1]
     service = start_service()  # the management API answers: the endpoint gets a broker user of its own
@@ -236,7 +236,7 @@ def test_broker_refusing_the_credentials_stops_the_endpoint_with_the_reason(star
     registration = requests.put(f"{service.url}/v3/endpoints/{endpoint.endpoint_id}", headers=endpoint.headers,
                                 json={"endpoint_name": "ep"}, timeout=10).json()
     handed = urlsplit(registration["task_queue_info"]["connection_url"])
-    assert handed.username == f"ep-{endpoint.endpoint_id}"
+    assert unquote(handed.username) == f"ep-{endpoint.endpoint_id}@{vhost}"
     # That re-registration gave the user a new password; the running links still hold the old one.
     supervisor = endpoint.supervisor()
     subprocess.run(["rabbitmqctl", "-q", "close_all_connections", "--vhost", vhost, "test"], check=True,

@@ -187,3 +187,50 @@ def test_an_endpoint_configured_by_the_official_4_19_runs_under_ours(start_servi
         for process in psutil.process_iter(["cmdline"]):
             if str(harness.directory) in " ".join(process.info["cmdline"] or ()):
                 process.kill()
+
+
+def nested(depth: int) -> dict:
+    options: dict = {"leaf": 1}
+    for _ in range(depth):
+        options = {"n": options}
+    return options
+
+
+def test_poison_options_never_stop_the_tree_and_the_service_refuses_what_the_endpoint_would(manager, broker_url):
+    """Findings: {"self": 1} raised a TypeError out of render(**options) that killed the root
+    supervisor, and the unacknowledged command killed it again after each restart; options
+    900 deep crash-looped the command link; a lone surrogate crash-looped a user endpoint;
+    options over 64 KiB got 200 and their tasks waited forever."""
+    import kombu
+
+    from compute_endpoint.protocol import commands
+
+    url = f"{manager.service.url}/v3/endpoints/{manager.endpoint_id}/submit"
+    function_id = manager.register_function(worker_pid)
+    payload = SERIALIZER.pack_buffers([SERIALIZER.serialize((1,)), SERIALIZER.serialize({})])
+    for options, status, says in ((nested(900), 400, "nested deeper than"),
+                                  ({"text": "\ud800"}, 400, "not valid Unicode"),
+                                  ({"big": "x" * (70 * 1024)}, 413, "bytes of JSON")):
+        response = requests.post(url, headers={**manager.headers, "Content-Type": "application/json"}, timeout=60, data=json.dumps(
+            {"tasks": {function_id: [payload]}, "user_endpoint_config": options}))
+        assert response.status_code == status and says in response.text, (response.status_code, response.text)
+
+    # Forged straight onto the command queue, past the service: each is read, acknowledged and
+    # refused, and the tree runs on.
+    creds = {"endpoint_id": "00000000-0000-4000-8000-000000000001",
+             **{key: {"queue": "nowhere", "connection_url": broker_url} for key in commands.QUEUE_INFO_KEYS}}
+    with kombu.Connection(broker_url) as connection:
+        producer = kombu.Producer(connection.channel())
+        for options in (nested(900), {"text": "\ud800"}, {"self": 1, "workers": 1}):
+            body, properties = commands.start_endpoint("uep.poison", creds, options, {}, [])
+            producer.publish(body, exchange="", routing_key=f"{manager.endpoint_id}.commands", **properties)
+    wait_for(lambda: "uep.poison" in manager.log(), 20, "the forged commands read")
+    time.sleep(2)
+    assert manager.status() == "Running"
+    queue = requests.get(f"http://127.0.0.1:15672/api/queues/{broker_url.rsplit('/', 1)[1]}/"
+                         f"{manager.endpoint_id}.commands", auth=("guest", "guest"), timeout=10).json()
+    assert queue.get("messages", 0) == 0, queue  # none left to be redelivered
+
+    # Through the service, an option named "self" is only an option.
+    assert values(manager, submit(manager, worker_pid, [(5,)], {"self": 1, "workers": 1}))[0][0] == 5
+    assert manager.supervisor().is_running()

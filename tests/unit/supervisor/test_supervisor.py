@@ -216,6 +216,19 @@ def test_a_halt_message_stops_the_tree_without_restarting(make_tree):
     assert sum(1 for e in tree.read_events() if e["event"] == "exited" and e["name"] == "bad") == 1
 
 
+def test_a_halt_from_a_child_that_does_not_stop_the_tree_stops_only_that_child(make_tree):
+    """One of many independent children (a user endpoint among others) that cannot go on."""
+    tree = make_tree([{"name": "a"}, {"name": "bad", "target": "tests.unit.supervisor.children:config_error",
+                                      "halt_stops_tree": False}])
+    tree.wait_for(lambda: tree.log.exists() and "bad cannot go on: its configuration is wrong" in tree.log.read_text(),
+                  what="the halt logged")
+    all_ready(tree, "a")
+    time.sleep(0.5)
+    assert tree.process.poll() is None, "the tree stopped"
+    assert "the rest of the tree goes on" in tree.log.read_text()
+    assert sum(1 for e in tree.read_events() if e["event"] == "exited" and e["name"] == "bad") == 1
+
+
 @pytest.mark.parametrize("code", [ExitCode.BOOT_FAILURE, ExitCode.CONFIG_ERROR])
 def test_an_exit_status_alone_is_a_crash_like_any_other(make_tree, code):
     """A child that runs user code may exit with any status: the ones that once meant 'halt'

@@ -77,7 +77,8 @@ def main() -> int:
     logging.basicConfig(filename=setup["log"], level=logging.DEBUG,
                         format="%(asctime)s supervisor %(levelname)s %(message)s")
     specs = [ChildSpec(name=c["name"], target=c.get("target", "tests.unit.supervisor.children:echo"),
-                       restart=Restart(c.get("restart", "permanent")), shutdown_timeout_s=2)
+                       restart=Restart(c.get("restart", "permanent")), shutdown_timeout_s=2,
+                       halt_stops_tree=c.get("halt_stops_tree", True))
              for c in setup["children"]]
     policy = RestartPolicy(**setup.get("policy", {}))
     child_config = {"title": setup["title"], "send_from": setup.get("send_from")}
