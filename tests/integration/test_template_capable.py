@@ -211,8 +211,9 @@ def test_poison_options_never_stop_the_tree_and_the_service_refuses_what_the_end
     for options, status, says in ((nested(900), 400, "nested deeper than"),
                                   ({"text": "\ud800"}, 400, "not valid Unicode"),
                                   ({"big": "x" * (70 * 1024)}, 413, "bytes of JSON")):
-        response = requests.post(url, headers={**manager.headers, "Content-Type": "application/json"}, timeout=60, data=json.dumps(
-            {"tasks": {function_id: [payload]}, "user_endpoint_config": options}))
+        body = json.dumps({"tasks": {function_id: [payload]}, "user_endpoint_config": options})  # as the SDK would
+        response = requests.post(url, headers={**manager.headers, "Content-Type": "application/json"}, data=body,
+                                 timeout=60)
         assert response.status_code == status and says in response.text, (response.status_code, response.text)
 
     # Forged straight onto the command queue, past the service: each is read, acknowledged and
