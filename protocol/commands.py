@@ -122,7 +122,8 @@ def _depth(value: object) -> int:
 
 
 def _keys(value: object) -> list:
-    found, stack = [], [value]
+    found: list = []
+    stack = [value]
     while stack:
         item = stack.pop()
         if isinstance(item, dict):
