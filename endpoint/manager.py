@@ -52,6 +52,7 @@ class UserEndpointLaunch:
     settings: WorkerSettings
     config_text: str
     environment: dict[str, str]
+    allowed_functions: tuple[str, ...] | None = None  # its manager's: the config may narrow them only
 
 
 class ManagerDispatcher:
@@ -111,6 +112,7 @@ class ManagerDispatcher:
         from .tree import worker_settings
 
         text, config = render_directory(self.directory, command.user_opts, command.user_runtime)
+        config = inherit_allowed_functions(config, self.settings.allowed_functions)
         run_dir = self.directory / USER_ENDPOINTS / command.name
         run_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         settings = worker_settings(command.name, run_dir, run_dir / "endpoint.log", config, text,
@@ -121,7 +123,8 @@ class ManagerDispatcher:
         log.info("starting user endpoint %s (%s) with options %s", command.name, command.endpoint_id,
                  sorted(command.user_opts))
         self.user_endpoint_ids[command.name] = command.endpoint_id
-        return spec, UserEndpointLaunch(settings, text, user_environment(self.directory))
+        return spec, UserEndpointLaunch(settings, text, user_environment(self.directory),
+                                        self.settings.allowed_functions)
 
     def child_ready(self, name: str) -> Iterable[Routed]:
         if self.startup_listener is not None:
@@ -196,6 +199,17 @@ def registration_metadata(directory: Path) -> dict:
             "user_config_schema": load_schema(directory / SCHEMA_FILE) or {}}
 
 
+def inherit_allowed_functions(config, allowed: tuple[str, ...] | None):
+    """A user endpoint runs no function its manager does not allow: the template may narrow
+    the manager's allowed_functions, never widen them."""
+
+    if allowed is None:
+        return config
+    own = config.allowed_functions
+    narrowed = [f for f in allowed if own is None or f in own]
+    return attrs.evolve(config, allowed_functions=narrowed)
+
+
 def manager_settings(directory, config: ManagerConfig, registration: dict, debug: bool) -> ManagerSettings:
     from .lifecycle import LifecycleError
     from .tree import broker_url, publish_target
@@ -211,4 +225,5 @@ def manager_settings(directory, config: ManagerConfig, registration: dict, debug
         endpoint_id=str(registration["endpoint_id"]), endpoint_name=directory.name, log_file=str(directory.log_file),
         debug=debug, command_url=broker_url(info["connection_url"], config.amqp_port), command_queue=info["queue"],
         heartbeats=publish_target(registration["heartbeat_queue_info"], config.amqp_port),
-        heartbeat_period_s=config.effective_heartbeat_period, run_dir=str(directory.path))
+        heartbeat_period_s=config.effective_heartbeat_period, run_dir=str(directory.path),
+        allowed_functions=tuple(config.allowed_functions) if config.allowed_functions is not None else None)

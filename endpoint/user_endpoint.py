@@ -13,7 +13,7 @@ from ..workers.logs import setup_logging
 from .config import parse_config
 from .daemon import Progress
 from .lifecycle import LifecycleError, run_hook
-from .manager import UserEndpointLaunch
+from .manager import UserEndpointLaunch, inherit_allowed_functions
 from .tree import run_tree
 
 log = logging.getLogger(__name__)
@@ -23,7 +23,9 @@ def main(parent: ParentPipe, launch: UserEndpointLaunch) -> int:
     os.environ.update(launch.environment)  # user_environment.yaml, for this tree's processes
     settings = launch.settings
     setup_logging(settings.log_file, "user-endpoint", settings.debug)
-    config = parse_config(launch.config_text, f"the user endpoint {settings.endpoint_name}'s config")
+    config = inherit_allowed_functions(
+        parse_config(launch.config_text, f"the user endpoint {settings.endpoint_name}'s config"),
+        launch.allowed_functions)
     log_file = Path(settings.log_file)
     try:
         if config.endpoint_setup:

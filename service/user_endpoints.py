@@ -34,7 +34,7 @@ def route_to_user_endpoint(store: Store, broker: Broker, owner: str, manager, op
     name = f"uep.{manager.id[:8]}.{uep_id[:8]}"
     row = store.endpoint(owner, uep_id)
     if row is None:
-        store.upsert_endpoint(owner, uep_id, name, None, False, None, None,
+        store.upsert_endpoint(owner, uep_id, name, None, False, None, manager.allowed_functions,
                               {"parent": manager.id, "user_opts": options})
         row = store.endpoint(owner, uep_id)
     started = (row.settings or {}).get("start_sent_at") or 0

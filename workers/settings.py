@@ -75,3 +75,5 @@ class ManagerSettings(_Titled):
     heartbeat_period_s: float = 30.0
     run_dir: str = ""
     broker_silence_s: float = 120.0
+    # The root's own allowed_functions, which every user endpoint under it inherits.
+    allowed_functions: tuple[str, ...] | None = None

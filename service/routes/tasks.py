@@ -29,9 +29,15 @@ def submit(endpoint_id: uuid.UUID, body: Submission, owner: Identity, store: Sto
            settings: SettingsDep) -> dict:
     endpoint = owned_endpoint(store, owner, endpoint_id)
     function_code = _checked_functions(store, owner, body, settings.max_tasks_per_submit)
-    if endpoint.allowed_functions is not None:
+    # A user endpoint is bound by its manager's list as it is now (its id is in every task's
+    # details: a submit straight to it must not escape the manager's allowed_functions).
+    parent_id = (endpoint.settings or {}).get("parent")
+    parent = store.get_endpoint_row(parent_id) if parent_id else None  # the manager may be another identity's
+    for allowed in (endpoint.allowed_functions, parent.allowed_functions if parent else None):
+        if allowed is None:
+            continue
         for function_id in body.tasks:
-            if str(function_id) not in endpoint.allowed_functions:
+            if str(function_id) not in allowed:
                 raise ApiError(403, f"function {function_id} is not allowed on endpoint {endpoint_id}: its "
                                     "configuration lists the functions it runs (allowed_functions)")
     target = str(endpoint_id)

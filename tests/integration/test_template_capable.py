@@ -235,3 +235,60 @@ def test_poison_options_never_stop_the_tree_and_the_service_refuses_what_the_end
     # Through the service, an option named "self" is only an option.
     assert values(manager, submit(manager, worker_pid, [(5,)], {"self": 1, "workers": 1}))[0][0] == 5
     assert manager.supervisor().is_running()
+
+
+def refused_function():
+    return "ran"
+
+
+def test_a_user_endpoint_inherits_its_managers_allowed_functions_at_both_ends(start_service, tmp_path, broker_url):
+    """Finding: a function refused at the manager's id ran when submitted straight to the id
+    of one of its user endpoints (that id is in the service's endpoint list and every task)."""
+    import uuid
+
+    import kombu
+
+    from compute_endpoint.protocol import messages
+
+    harness = EndpointHarness(start_service(), tmp_path / "gc", "tc", "display_name: Templated\n")
+    allowed_id = harness.register_function(worker_pid)
+    refused_id = harness.register_function(refused_function)
+    (harness.directory / "config.yaml").write_text(f"display_name: Templated\nallowed_functions: [{allowed_id}]\n")
+    (harness.directory / "user_config_template.yaml.j2").write_text(TEMPLATE)
+    started = harness.cli("start", harness.name)
+    assert started.returncode == 0, started.stdout + started.stderr + harness.log()
+    try:
+        assert values(harness, submit(harness, worker_pid, [(1,)], {"workers": 1}))[0][0] == 1
+        payload = SERIALIZER.pack_buffers([SERIALIZER.serialize(()), SERIALIZER.serialize({})])
+        to_manager = requests.post(f"{harness.service.url}/v3/endpoints/{harness.endpoint_id}/submit",
+                                   headers=harness.headers, json={"tasks": {refused_id: [payload]}}, timeout=30)
+        assert to_manager.status_code == 403
+        listed = requests.get(f"{harness.service.url}/v2/endpoints", headers=harness.headers, timeout=30).json()
+        [user_endpoint_id] = [e["uuid"] for e in listed if e["name"].startswith("uep.")]
+        to_user_endpoint = requests.post(f"{harness.service.url}/v3/endpoints/{user_endpoint_id}/submit",
+                                         headers=harness.headers, json={"tasks": {refused_id: [payload]}}, timeout=30)
+        assert to_user_endpoint.status_code == 403, to_user_endpoint.text
+
+        # Past the service, straight onto the user endpoint's queue: the endpoint refuses it too.
+        task_id = str(uuid.uuid4())
+        code = SERIALIZER.pack_buffers([SERIALIZER.serialize(refused_function)])
+        body = messages.pack(messages.Task(task_id=uuid.UUID(task_id), task_buffer=code + payload))
+        tap = kombu.Queue(f"tap-{task_id[:8]}", kombu.Exchange("results", type="topic", passive=True),
+                          routing_key=f"{user_endpoint_id}.results", auto_delete=True)
+        with kombu.Connection(broker_url) as connection:
+            tap.bind(connection.default_channel).declare()
+            kombu.Producer(connection.channel()).publish(
+                body, exchange="tasks", routing_key=f"{user_endpoint_id}.tasks", delivery_mode=2,
+                headers={"task_uuid": task_id, "function_uuid": refused_id, "resource_specification": "null"})
+            deadline = time.monotonic() + 30
+            while (message := tap.bind(connection.default_channel).get(no_ack=True)) is None:
+                assert time.monotonic() < deadline, "no result for the forged task"
+                time.sleep(0.2)
+        result = messages.unpack(message.body)
+        assert result.is_error and "is not allowed on endpoint" in result.data, result.data
+    finally:
+        harness.cli("stop", harness.name, "--timeout", "20")
+        harness.kill_everything()
+        for process in psutil.process_iter(["cmdline"]):
+            if str(harness.directory) in " ".join(process.info["cmdline"] or ()):
+                process.kill()
