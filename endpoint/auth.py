@@ -24,6 +24,7 @@ from pathlib import Path
 import attrs
 
 from .credentials import is_hosted
+from .directory import untrusted_path
 from .exit_codes import Exit
 
 CLIENT_ID_ENV = "GLOBUS_COMPUTE_CLIENT_ID"
@@ -114,6 +115,9 @@ class Credentials:
         from globus_sdk.token_storage import SQLiteTokenStorage
 
         self.base_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        problem = untrusted_path(self.base_dir) or untrusted_path(self.storage_path)
+        if problem:  # another user could read the tokens written there, or plant their own
+            raise AuthError(problem)
         return SQLiteTokenStorage(self.storage_path, namespace=self.namespace)
 
     # ------------------------------------------------------------------ tokens

@@ -39,6 +39,57 @@ class EndpointDirectoryError(Exception):
     """A problem with an endpoint directory that the user can fix; str() says how."""
 
 
+def _owner_name(uid: int) -> str:
+    import pwd
+
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return f"uid {uid}"
+
+
+def untrusted_path(path: Path) -> str | None:
+    """Why path (a file or folder of the endpoint's, or its credentials) must not be used, as
+    ssh refuses its own files: owned by another user (root excepted) or writable by group or
+    others, itself or, for a symlink, where it points. None when it is safe or absent. Such a
+    file lets another user run commands as this one (endpoint_setup, worker_init) or read the
+    tokens written into it."""
+    try:
+        link = path.lstat()
+    except OSError:
+        return None
+    checks = [(path, link)]
+    if path.is_symlink():
+        try:
+            checks.append((path.resolve(), path.stat()))
+        except OSError:
+            return None
+    me = os.geteuid()
+    for where, info in checks:
+        if where.is_symlink():
+            if info.st_uid not in (me, 0):  # a link's own mode means nothing; its owner does
+                return (f"{path} is a symlink owned by {_owner_name(info.st_uid)}, not by you "
+                        f"({_owner_name(me)}): refusing to follow it")
+            continue
+        shown = path if where == path else f"{path} (a symlink to {where})"
+        mode = info.st_mode & 0o777
+        if info.st_uid not in (me, 0):
+            return (f"{shown} is owned by {_owner_name(info.st_uid)} (mode {mode:04o}), not by you "
+                    f"({_owner_name(me)}): refusing to use it; use a directory of your own")
+        if mode & 0o022:
+            return (f"{shown} is writable by group or others (mode {mode:04o}): refusing to use it "
+                    f"(chmod go-w {where})")
+    return None
+
+
+def refuse_untrusted(paths) -> None:
+    """Raise EndpointDirectoryError naming the first path that must not be used."""
+    for path in paths:
+        problem = untrusted_path(Path(path))
+        if problem:
+            raise EndpointDirectoryError(problem)
+
+
 def default_base_dir() -> Path:
     env = os.environ.get(USER_DIR_ENV)
     if env:
@@ -153,6 +204,16 @@ class EndpointDirectory:
         if owner:
             record["identity"] = owner
         write_private_file(self.endpoint_json, json.dumps(record))
+
+    def trusted_files(self) -> list[Path]:
+        """What another user must not own or be able to write: the folders, the config and
+        template files (they hold commands the endpoint runs) and the credentials."""
+        names = (CONFIG_FILE, ENDPOINT_JSON, "user_config_template.yaml.j2", "user_config_template.yaml",
+                 "user_config_schema.json", "user_environment.yaml")
+        return [self.base, self.path, self.base / "storage.db", *(self.path / name for name in names)]
+
+    def refuse_untrusted(self) -> None:
+        refuse_untrusted(self.trusted_files())
 
     def loose_permissions(self) -> list[str]:
         """Files and folders of this endpoint (and the credentials beside it) that others may read."""

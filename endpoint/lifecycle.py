@@ -20,7 +20,7 @@ import attrs
 import psutil
 
 from ..workers.settings import tree_title
-from .directory import EndpointDirectory
+from .directory import EndpointDirectory, EndpointDirectoryError
 from .exit_codes import Exit
 from .status import EndpointState, endpoint_status
 
@@ -174,6 +174,10 @@ def start(directory: EndpointDirectory, echo: Echo, options: StartOptions = Star
     CLI (after the run, when in the foreground)."""
     from .templates import is_template_capable
 
+    try:  # before anything in it is read or run: another user's file could run commands as you
+        directory.refuse_untrusted()
+    except EndpointDirectoryError as exc:
+        raise LifecycleError(str(exc), exit_code=Exit.CONFIG) from None
     if is_template_capable(directory.path):
         return _start_template_capable(directory, echo, options)
     from ..supervisor.throwaway import in_throwaway_process
@@ -235,6 +239,10 @@ def _check(directory: EndpointDirectory, echo: Echo):
     from .config import load_config
 
     _check_not_running(directory, echo)
+    try:  # before anything in it is read or run
+        directory.refuse_untrusted()
+    except EndpointDirectoryError as exc:
+        raise LifecycleError(str(exc), exit_code=Exit.CONFIG) from None
     config_text = directory.config_file.read_text()
     config = load_config(directory.config_file)
     _check_engine_address(config, directory)

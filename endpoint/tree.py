@@ -28,6 +28,7 @@ from .config import (
     parse_config,
 )
 from .daemon import Progress
+from .directory import untrusted_path
 from .dispatcher import ENGINE, RESULT_LINK, TASK_LINK, DispatchPolicy, EndpointDispatcher
 from .status_board import StatusBoard
 
@@ -183,6 +184,9 @@ class ConfigReloader:
 
     def __call__(self) -> WorkerSettings:
         path = Path(self.settings.run_dir) / "config.yaml"
+        problem = untrusted_path(path)
+        if problem:  # it may have become a link to another user's file since the start
+            raise ConfigError(str(path), [ConfigProblem((), problem)])
         try:
             text = path.read_text()
         except OSError as exc:

@@ -87,3 +87,88 @@ def test_enable_on_boot_under_sudo_says_the_unit_runs_as_root(cli, monkeypatch, 
     assert result.exit_code == 0
     assert "Warning: running under sudo, so the unit runs the endpoint as root (User=root)" in result.output
     assert "run this command as alice" in result.output
+
+
+# ------------------------------------------------------------------ shared or planted directories
+
+needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root to give files to another user")
+
+
+def give_to_nobody(*paths) -> None:
+    import pwd
+
+    nobody = pwd.getpwnam("nobody")
+    for path in paths:
+        os.chown(path, nobody.pw_uid, nobody.pw_gid)
+
+
+@needs_root
+def test_start_refuses_a_directory_or_config_another_user_owns_before_running_anything(start_service, tmp_path):
+    """Finding: `-c DIR` at a directory another user could write only warned "readable by group
+    or others", then ran that user's endpoint_setup as the victim."""
+    from tests.endpoint_harness import THREAD_POOL_CONFIG, EndpointHarness
+
+    endpoint = EndpointHarness(start_service(), tmp_path / "gc", "ep", THREAD_POOL_CONFIG)
+    marker = tmp_path / "setup-ran"
+    config = endpoint.directory / "config.yaml"
+    config.write_text(THREAD_POOL_CONFIG + f"endpoint_setup: touch {marker}\n")
+    give_to_nobody(config)
+    refused = endpoint.cli("start", endpoint.name)
+    assert refused.returncode == 78 and f"{config} is owned by nobody" in refused.stderr, refused.stderr
+    assert not marker.exists(), "another user's endpoint_setup ran"
+
+    os.chown(config, 0, 0)
+    config.chmod(0o666)
+    refused = endpoint.cli("start", endpoint.name)
+    assert refused.returncode == 78 and "is writable by group or others (mode 0666)" in refused.stderr
+    assert not marker.exists()
+
+    # A symlink to another user's world-writable file is judged by where it points.
+    config.chmod(0o600)
+    planted = tmp_path / "planted.yaml"
+    planted.write_text(THREAD_POOL_CONFIG + f"endpoint_setup: touch {marker}\n")
+    planted.chmod(0o666)
+    give_to_nobody(planted)
+    config.unlink()
+    config.symlink_to(planted)
+    refused = endpoint.cli("start", endpoint.name)
+    assert refused.returncode == 78 and f"(a symlink to {planted}) is owned by nobody" in refused.stderr
+    assert not marker.exists()
+
+
+@needs_root
+def test_login_refuses_a_planted_credentials_file(start_service, tmp_path):
+    """Finding: with a planted 0666 storage.db, login wrote the victim's token into it."""
+    service = start_service()
+    base = tmp_path / "gc"
+    base.mkdir(mode=0o700)
+    planted = base / "storage.db"
+    planted.write_bytes(b"")
+    planted.chmod(0o666)
+    give_to_nobody(planted)
+    token = service.token("victim")
+    result = subprocess.run([str(BIN_DIR / "globus-compute-endpoint"), "login", "--service", service.url,
+                             "--token", "-"], input=token + "\n", capture_output=True, text=True, timeout=60,
+                            env=dict(os.environ, GLOBUS_COMPUTE_USER_DIR=str(base)))
+    assert result.returncode != 0 and f"{planted} is owned by nobody" in result.stderr, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr
+    assert planted.read_bytes() == b"", "the token was written into another user's file"
+
+
+@needs_root
+def test_sighup_refuses_a_config_that_became_a_link_to_another_users_file(make_endpoint, tmp_path):
+    """Finding: SIGHUP reload followed a symlink to another user's 0666 file and ran its worker_init."""
+    from tests.waiting import wait_for
+
+    endpoint = make_endpoint("engine:\n  type: ThreadPoolEngine\n  max_workers: 1\n")
+    config = endpoint.directory / "config.yaml"
+    planted = tmp_path / "planted.yaml"
+    planted.write_text("engine:\n  type: ThreadPoolEngine\n  max_workers: 3\n")
+    planted.chmod(0o666)
+    give_to_nobody(planted)
+    config.unlink()
+    config.symlink_to(planted)
+    os.kill(endpoint.supervisor().pid, signal.SIGHUP)
+    wait_for(lambda: "is owned by nobody" in endpoint.log(), 20, "the reload refused")
+    assert "SIGHUP: reloaded" not in endpoint.log()
+    assert endpoint.status() == "Running"
