@@ -37,8 +37,12 @@ DEFAULT_TEMPLATE = """\
 # checked first against user_config_schema.json. String options arrive quoted as YAML
 # strings; `|shell_escape` quotes one for a shell. `_GC.user_runtime` describes the user's
 # Python and SDK.
-
-endpoint_setup: {{ endpoint_setup|default() }}
+#
+# Whatever this template fills from an option, any user allowed to submit here chooses, and
+# the user endpoint runs it as this endpoint's owner. Never fill a key that runs a shell
+# command (endpoint_setup, endpoint_teardown, worker_init, a launcher, a container command)
+# from an option unless every such user may run commands as that account; offer choices
+# from a list in the schema (an "enum") instead.
 
 engine:
   type: GlobusComputeEngine
@@ -49,7 +53,6 @@ engine:
     min_blocks: 0
     max_blocks: 1
     init_blocks: 1
-    worker_init: {{ worker_init|default() }}
 
 # A user endpoint is started again when its user submits more tasks, so stop an idle one:
 # 10 heartbeats of 30 s is 5 minutes. 5,760 is two days of apparent idleness (tasks out,
@@ -62,11 +65,10 @@ DEFAULT_SCHEMA = {
     "$schema": "https://json-schema.org/draft/2020-12/schema",
     "type": "object",
     "properties": {
-        "endpoint_setup": {"type": "string"},
-        "worker_init": {"type": "string"},
-        "max_workers_per_node": {"type": "integer", "minimum": 1},
+        "max_workers_per_node": {"type": "integer", "minimum": 1, "maximum": 1024},
     },
-    "additionalProperties": True,
+    # Options the template does not use are refused by name, not silently ignored.
+    "additionalProperties": False,
 }
 
 DEFAULT_ENVIRONMENT = """\

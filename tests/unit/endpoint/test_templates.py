@@ -47,15 +47,24 @@ def test_the_default_and_the_officials_template_render_to_configs_that_load():
     for template in (DEFAULT_TEMPLATE, OFFICIAL_TEMPLATE):
         config = parse_config(render(template, {}, schema=DEFAULT_SCHEMA))
         assert config.engine.type == "GlobusComputeEngine" and config.idle_heartbeats_soft == 10
-    config = parse_config(render(DEFAULT_TEMPLATE, {"worker_init": "module load py", "max_workers_per_node": 4},
-                                 schema=DEFAULT_SCHEMA))
-    assert config.engine.provider.options["worker_init"] == "module load py"
+    config = parse_config(render(DEFAULT_TEMPLATE, {"max_workers_per_node": 4}, schema=DEFAULT_SCHEMA))
     assert config.engine.max_workers_per_node == 4
 
 
+def test_the_default_template_offers_no_key_that_runs_a_shell_command():
+    """Finding: the default template filled endpoint_setup and worker_init from the submitter's
+    options, so submitting an allowed function with {"endpoint_setup": "id > ..."} ran a shell
+    command as the endpoint's owner."""
+    for key in ("endpoint_setup", "worker_init"):
+        with pytest.raises(TemplateError, match="Additional properties are not allowed"):
+            render(DEFAULT_TEMPLATE, {key: "id > /tmp/owned"}, schema=DEFAULT_SCHEMA)
+        config = parse_config(render(DEFAULT_TEMPLATE, {key: "id > /tmp/owned"}))  # even without the schema
+        assert config.endpoint_setup is None and "worker_init" not in config.engine.provider.options
+
+
 def test_options_are_checked_against_the_schema_and_the_error_names_the_option():
-    with pytest.raises(TemplateError, match="user option worker_init: 5 is not of type 'string'"):
-        render(DEFAULT_TEMPLATE, {"worker_init": 5}, schema=DEFAULT_SCHEMA)
+    with pytest.raises(TemplateError, match="user option max_workers_per_node: 'four' is not of type 'integer'"):
+        render(DEFAULT_TEMPLATE, {"max_workers_per_node": "four"}, schema=DEFAULT_SCHEMA)
     with pytest.raises(TemplateError, match="user option max_workers_per_node: 0 is less than the minimum of 1"):
         render(DEFAULT_TEMPLATE, {"max_workers_per_node": 0}, schema=DEFAULT_SCHEMA)
     with pytest.raises(TemplateError, match="'_GC' is a name the template reserves"):
@@ -66,7 +75,7 @@ def test_options_are_checked_against_the_schema_and_the_error_names_the_option()
 
 def test_an_option_cannot_add_keys_of_its_own():
     attack = 'x"\nengine: {type: ThreadPoolEngine}\nfoo: "'
-    text = render(DEFAULT_TEMPLATE, {"worker_init": attack})
+    text = render(OFFICIAL_TEMPLATE, {"worker_init": attack})
     config = parse_config(text)
     assert config.engine.type == "GlobusComputeEngine"
     assert config.engine.provider.options["worker_init"] == attack  # one string, as given
@@ -96,8 +105,8 @@ def test_the_layout_and_its_manager_config(tmp_path):
         (tmp_path / name).write_text(text)
     assert is_template_capable(tmp_path)
     assert parse_manager_config(files["config.yaml"]).display_name == "My EP"
-    text, config = render_directory(tmp_path, {"worker_init": "true"})
-    assert config.engine.type == "GlobusComputeEngine"
+    text, config = render_directory(tmp_path, {"max_workers_per_node": 2})
+    assert config.engine.type == "GlobusComputeEngine" and config.engine.max_workers_per_node == 2
     with pytest.raises(ConfigError, match="unknown key"):
         parse_manager_config("engine: {type: ThreadPoolEngine}\n")
     (tmp_path / "user_environment.yaml").write_text("SITE: /scratch\nN: 4\n")
