@@ -17,6 +17,7 @@ Globus Auth elsewhere (the tests use a fake OAuth2 server).
 from __future__ import annotations
 
 import os
+import sqlite3
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -118,7 +119,15 @@ class Credentials:
         problem = untrusted_path(self.base_dir) or untrusted_path(self.storage_path)
         if problem:  # another user could read the tokens written there, or plant their own
             raise AuthError(problem)
-        return SQLiteTokenStorage(self.storage_path, namespace=self.namespace)
+        if self.storage_path.exists() and self.storage_path.stat().st_size == 0:
+            self.storage_path.unlink()  # an empty file holds no tokens; globus-sdk makes its tables only in a new one
+        storage = SQLiteTokenStorage(self.storage_path, namespace=self.namespace)
+        try:
+            storage.get_token_data_by_resource_server()
+        except sqlite3.DatabaseError as exc:
+            raise AuthError(f"{self.storage_path} is not a token store ({exc}); move it away and log in "
+                            "again") from None
+        return storage
 
     # ------------------------------------------------------------------ tokens
 

@@ -202,11 +202,11 @@ def _prepare(directory: EndpointDirectory, echo: Echo, options: StartOptions):
 def _start_template_capable(directory: EndpointDirectory, echo: Echo, options: StartOptions) -> int:
     """A template-capable endpoint: its own tree runs a command link, and user endpoints on
     request (manager.py)."""
-    from .config import parse_manager_config
+    from .config import parse_manager_config, read_config_text
     from .manager import manager_settings, registration_metadata, run_manager_tree
 
     _check_not_running(directory, echo)
-    config_text = directory.config_file.read_text()
+    config_text = read_config_text(directory.config_file)
     config = parse_manager_config(config_text, str(directory.config_file))
     directory.log_file.touch(mode=0o600)
     identity, token, url = _authenticate(directory, config, echo)
@@ -236,15 +236,11 @@ def _check_not_running(directory: EndpointDirectory, echo: Echo) -> None:
 
 def _check(directory: EndpointDirectory, echo: Echo):
     """Not running already; the config loads; endpoint_setup ran."""
-    from .config import load_config
+    from .config import parse_config, read_config_text
 
     _check_not_running(directory, echo)
-    try:  # before anything in it is read or run
-        directory.refuse_untrusted()
-    except EndpointDirectoryError as exc:
-        raise LifecycleError(str(exc), exit_code=Exit.CONFIG) from None
-    config_text = directory.config_file.read_text()
-    config = load_config(directory.config_file)
+    config_text = read_config_text(directory.config_file)
+    config = parse_config(config_text, str(directory.config_file))
     _check_engine_address(config, directory)
     directory.log_file.touch(mode=0o600)
     if config.endpoint_setup:

@@ -26,6 +26,7 @@ from .config import (
     GlobusComputeEngineConfig,
     GlobusMPIEngineConfig,
     parse_config,
+    read_config_text,
 )
 from .daemon import Progress
 from .directory import untrusted_path
@@ -187,10 +188,7 @@ class ConfigReloader:
         problem = untrusted_path(path)
         if problem:  # it may have become a link to another user's file since the start
             raise ConfigError(str(path), [ConfigProblem((), problem)])
-        try:
-            text = path.read_text()
-        except OSError as exc:
-            raise ConfigError(str(path), [ConfigProblem((), f"cannot be read: {exc.strerror}")]) from None
+        text = read_config_text(path)
         config = in_throwaway_process(parse_config, text, str(path))  # Parsl stays out of the supervisor
         for key in KEYS_FIXED_AT_START:
             if getattr(config, key) != getattr(self.config, key):

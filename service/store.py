@@ -125,6 +125,10 @@ def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
+class EndpointIdTaken(Exception):
+    """Another identity registered this endpoint id first."""
+
+
 class Store:
     """The service's records (endpoints, functions, tasks and their results, tokens) in one
     SQL database, SQLite or PostgreSQL, through SQLAlchemy Core. Each method is one short
@@ -229,12 +233,20 @@ class Store:
                         settings: dict | None = None) -> None:
         values = dict(name=name, display_name=display_name, public=public, meta=meta, deleted=None,
                       allowed_functions=allowed_functions, settings=settings)
-        with self.engine.begin() as db:
-            updated = db.execute(endpoints.update().where(endpoints.c.id == endpoint_id,
-                                                          endpoints.c.owner == owner).values(**values))
-            if updated.rowcount == 0:
-                db.execute(endpoints.insert().values(id=endpoint_id, owner=owner, created=time.time(),
-                                                     **values))
+        for attempt in (1, 2):
+            try:
+                with self.engine.begin() as db:
+                    updated = db.execute(endpoints.update().where(endpoints.c.id == endpoint_id,
+                                                                  endpoints.c.owner == owner).values(**values))
+                    if updated.rowcount == 0:
+                        db.execute(endpoints.insert().values(id=endpoint_id, owner=owner, created=time.time(),
+                                                             **values))
+                return
+            except sa.exc.IntegrityError:
+                # Another replica inserted this id between our update and insert: the second
+                # try updates that row (or fails again when another owner holds the id).
+                if attempt == 2:
+                    raise EndpointIdTaken(endpoint_id) from None
 
     def update_endpoint_settings(self, owner: str, endpoint_id: str, changes: dict) -> None:
         with self.engine.begin() as db:

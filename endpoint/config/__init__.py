@@ -1,7 +1,7 @@
 """The endpoint's config.yaml: the model (model.py), its value types (values.py), the
 options Parsl's classes take (parsl_options.py), and reading a file (loading.py)."""
 
-from .loading import ConfigError, ConfigProblem, load_config, parse_config, parse_manager_config
+from .loading import ConfigError, ConfigProblem, load_config, parse_config, parse_manager_config, read_config_text
 from .model import (
     ENGINE_TYPES,
     EndpointConfig,
@@ -22,5 +22,5 @@ __all__ = [
     "GlobusComputeEngineConfig", "GlobusMPIEngineConfig", "JobStatusConfig", "ProcessPoolEngineConfig",
     "ProviderConfig",
     "ThreadPoolEngineConfig", "default_config_text", "load_config", "parse_config", "ManagerConfig",
-    "parse_manager_config",
+    "parse_manager_config", "read_config_text",
 ]

@@ -12,7 +12,7 @@ from ..broker import Broker
 from ..broker_users import ForeignBrokerUser
 from ..http import ApiError, BrokerDep, Identity, SettingsDep, StoreDep, not_found
 from ..schemas import EndpointRegistration
-from ..store import Store
+from ..store import EndpointIdTaken, Store
 
 log = logging.getLogger(__name__)
 
@@ -47,8 +47,11 @@ def register(store: Store, broker: Broker, owner: str, endpoint_id: str, body: E
     settings = body.settings()
     # A template-capable endpoint sends its template, as the official manager does.
     settings["template_capable"] = bool(body.metadata and "user_config_template" in body.metadata)
-    store.upsert_endpoint(owner, endpoint_id, body.endpoint_name, body.display_name,
-                          bool(body.public), body.metadata, allowed, settings)
+    try:
+        store.upsert_endpoint(owner, endpoint_id, body.endpoint_name, body.display_name,
+                              bool(body.public), body.metadata, allowed, settings)
+    except EndpointIdTaken:  # by another identity, at the same moment, through another replica
+        raise ApiError(409, f"endpoint {endpoint_id} is registered by another identity") from None
     try:
         connection_url = broker.declare_endpoint(endpoint_id)
     except ForeignBrokerUser as exc:

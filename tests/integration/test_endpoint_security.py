@@ -172,3 +172,40 @@ def test_sighup_refuses_a_config_that_became_a_link_to_another_users_file(make_e
     wait_for(lambda: "is owned by nobody" in endpoint.log(), 20, "the reload refused")
     assert "SIGHUP: reloaded" not in endpoint.log()
     assert endpoint.status() == "Running"
+
+
+def test_a_huge_config_on_sighup_is_refused_without_stalling_the_supervisor(make_endpoint):
+    """Finding: a 24.6 MB config.yaml on SIGHUP stalled the supervisor loop for 30 s."""
+    from tests.waiting import wait_for
+
+    endpoint = make_endpoint("engine:\n  type: ThreadPoolEngine\n  max_workers: 1\n")
+    config = endpoint.directory / "config.yaml"
+    config.write_text("engine:\n  type: ThreadPoolEngine\n  max_workers: 1\n" + "# padding\n" * 2_600_000)
+    sent = time.monotonic()
+    os.kill(endpoint.supervisor().pid, signal.SIGHUP)
+    wait_for(lambda: "a config may be" in endpoint.log(), 20, "the reload refused")
+    assert time.monotonic() - sent < 10
+    assert "is 26,000,0" in endpoint.log() or "bytes, over the 1,048,576" in endpoint.log()
+    assert endpoint.status() == "Running"
+
+
+def test_login_with_an_empty_or_garbled_credentials_file_says_what_to_do(start_service, tmp_path):
+    """Finding: an empty storage.db gave login a raw traceback (sqlite: no such table)."""
+    service = start_service()
+    base = tmp_path / "gc"
+    base.mkdir(mode=0o700)
+    store = base / "storage.db"
+
+    def login():
+        return subprocess.run([str(BIN_DIR / "globus-compute-endpoint"), "login", "--service", service.url,
+                               "--token", "-"], input=service.token("someone") + "\n", capture_output=True,
+                              text=True, timeout=60, env=dict(os.environ, GLOBUS_COMPUTE_USER_DIR=str(base)))
+
+    store.write_bytes(b"")
+    store.chmod(0o600)
+    empty = login()
+    assert empty.returncode == 0 and "as someone" in empty.stdout, empty.stdout + empty.stderr
+    store.write_bytes(b"this is not an SQLite database, padded out well past its header " * 4)
+    garbled = login()
+    assert garbled.returncode != 0 and "Traceback" not in garbled.stderr
+    assert f"{store} is not a token store" in garbled.stderr and "move it away" in garbled.stderr

@@ -115,3 +115,25 @@ def test_two_services_on_one_sqlite_database_are_refused_with_the_way_to_replica
         assert "PostgreSQL database (--db postgresql://...)" in message and "Traceback" not in message
     finally:
         first.stop()
+
+
+def test_one_endpoint_id_registered_at_once_through_two_replicas_never_answers_500(replicas):
+    """Finding: concurrent registration of one endpoint id across two PostgreSQL replicas
+    answered 500 (UniqueViolation) to 19 of 200 requests."""
+    import concurrent.futures
+    import uuid
+
+    import requests
+
+    first, second = replicas(1), replicas(2)
+    token = first.token("racer")
+    headers = {"Authorization": f"Bearer {token}"}
+    statuses = []
+    with concurrent.futures.ThreadPoolExecutor(16) as pool:
+        for _ in range(10):
+            endpoint_id = str(uuid.uuid4())
+            calls = [pool.submit(requests.put, f"{service.url}/v3/endpoints/{endpoint_id}", headers=headers,
+                                 json={"endpoint_name": "race"}, timeout=60)
+                     for service in (first, second) * 10]
+            statuses += [call.result().status_code for call in calls]
+    assert statuses.count(200) == len(statuses), sorted(set(statuses))
