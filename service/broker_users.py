@@ -111,6 +111,10 @@ class BrokerUsers:
 
     def _call(self, method: str, path: str, body: dict | None, missing_ok: bool = False) -> None:
         response = requests.request(method, f"{self.api}/{path}", json=body, auth=self.auth, timeout=TIMEOUT_S)
+        if response.status_code == 400 and "user_already_exists" in response.text:
+            # Two requests made the same user at once (registrations through two replicas):
+            # the user exists now, and a PUT of an existing user updates it.
+            response = requests.request(method, f"{self.api}/{path}", json=body, auth=self.auth, timeout=TIMEOUT_S)
         if response.status_code == 404 and missing_ok:
             return
         if not response.ok:
