@@ -19,6 +19,8 @@ import uuid
 
 import attrs
 
+from .json_depth import json_depth
+
 CONTENT_TYPE = "application/json"
 MAX_AGE_S = 180
 MAX_COMMAND_BYTES = 64 * 1024
@@ -100,38 +102,9 @@ def user_options_problem(options: object, what: str = "user_endpoint_config") ->
         return f"{what} is nested deeper than {MAX_USER_OPTIONS_DEPTH} levels"
     if size > MAX_USER_OPTIONS_BYTES:
         return f"{what} is {size} bytes of JSON, over the {MAX_USER_OPTIONS_BYTES} a user endpoint accepts"
-    if _depth(options) > MAX_USER_OPTIONS_DEPTH:
+    if json_depth(options, MAX_USER_OPTIONS_DEPTH, scalars_count=False) > MAX_USER_OPTIONS_DEPTH:
         return f"{what} is nested deeper than {MAX_USER_OPTIONS_DEPTH} levels"
-    bad_keys = [key for key in _keys(options) if not isinstance(key, str)]
-    if bad_keys:
-        return f"{what} has a key that is not a string: {bad_keys[0]!r}"
     return None
-
-
-def _depth(value: object) -> int:
-    """How deep containers nest; stops counting past the limit (the value is refused then)."""
-    stack, deepest = [(value, 1)], 0
-    while stack:
-        item, level = stack.pop()
-        if isinstance(item, (dict, list)):
-            deepest = max(deepest, level)
-            if deepest > MAX_USER_OPTIONS_DEPTH:
-                return deepest
-            stack.extend((child, level + 1) for child in (item.values() if isinstance(item, dict) else item))
-    return deepest
-
-
-def _keys(value: object) -> list:
-    found: list = []
-    stack = [value]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, dict):
-            found.extend(item)
-            stack.extend(item.values())
-        elif isinstance(item, list):
-            stack.extend(item)
-    return found
 
 
 def read(body: bytes | str, properties: dict, now: float | None = None) -> Command | Refused:

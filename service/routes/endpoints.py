@@ -8,6 +8,7 @@ import uuid
 
 from fastapi import APIRouter
 
+from ...protocol.json_depth import json_depth
 from ..broker import Broker
 from ..broker_users import ForeignBrokerUser
 from ..http import ApiError, BrokerDep, Identity, SettingsDep, StoreDep, not_found
@@ -39,7 +40,7 @@ def register(store: Store, broker: Broker, owner: str, endpoint_id: str, body: E
     existing = store.get_endpoint_row(endpoint_id)
     if existing is not None and existing.owner != owner:
         raise not_found("endpoint", endpoint_id)
-    if body.metadata is not None and json_depth(body.metadata) > MAX_METADATA_DEPTH:
+    if body.metadata is not None and json_depth(body.metadata, MAX_METADATA_DEPTH) > MAX_METADATA_DEPTH:
         raise ApiError(400, f"metadata is nested deeper than {MAX_METADATA_DEPTH} levels")
     if existing is not None and (existing.locked_until or 0) > time.time():
         raise ApiError(423, f"endpoint {endpoint_id} is locked until {time.ctime(existing.locked_until)}")
@@ -137,15 +138,3 @@ def allowed_functions(endpoint_id: uuid.UUID, owner: Identity, store: StoreDep) 
     row = owned_endpoint(store, owner, endpoint_id)
     return {"endpoint_id": str(endpoint_id), "functions": list(row.allowed_functions or [])}
 
-
-def json_depth(value: object, level: int = 1) -> int:
-    """How deeply a JSON value nests, counted without recursion (a deep one must not overflow)."""
-    deepest, stack = level, [(value, level)]
-    while stack:
-        item, at = stack.pop()
-        deepest = max(deepest, at)
-        if deepest > MAX_METADATA_DEPTH:
-            return deepest
-        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else ()
-        stack.extend((child, at + 1) for child in children)
-    return deepest

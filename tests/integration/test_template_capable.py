@@ -54,6 +54,10 @@ def manager(start_service, tmp_path):
     assert started.returncode == 0, started.stdout + started.stderr + harness.log()
     assert "command link ready" in started.stdout
     yield harness
+    stop_with_its_user_endpoints(harness)
+
+
+def stop_with_its_user_endpoints(harness: EndpointHarness) -> None:
     harness.cli("stop", harness.name, "--timeout", "20")
     harness.kill_everything()
     for process in psutil.process_iter(["cmdline"]):  # user endpoints carry their own ids in their titles
@@ -287,8 +291,4 @@ def test_a_user_endpoint_inherits_its_managers_allowed_functions_at_both_ends(st
         result = messages.unpack(message.body)
         assert result.is_error and "is not allowed on endpoint" in result.data, result.data
     finally:
-        harness.cli("stop", harness.name, "--timeout", "20")
-        harness.kill_everything()
-        for process in psutil.process_iter(["cmdline"]):
-            if str(harness.directory) in " ".join(process.info["cmdline"] or ()):
-                process.kill()
+        stop_with_its_user_endpoints(harness)

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import base64
 
+from compute_endpoint.protocol.json_depth import json_depth
 from compute_endpoint.service.http import basic_credentials
-from compute_endpoint.service.routes.endpoints import MAX_METADATA_DEPTH, json_depth
+from compute_endpoint.service.routes.endpoints import MAX_METADATA_DEPTH
 
 
 class FakeRequest:
@@ -25,8 +26,9 @@ def test_basic_credentials_are_read_and_garbage_is_no_one():
 
 
 def test_json_depth_counts_without_recursing_and_stops_past_the_limit():
-    assert json_depth({"a": [1, {"b": 2}]}) == 4
+    assert json_depth({"a": [1, {"b": 2}]}, MAX_METADATA_DEPTH) == 4
+    assert json_depth({"a": [1, {"b": 2}]}, MAX_METADATA_DEPTH, scalars_count=False) == 3  # user options' way
     deep: object = 0
     for _ in range(100_000):  # deeper than Python's recursion limit
         deep = [deep]
-    assert json_depth(deep) == MAX_METADATA_DEPTH + 1
+    assert json_depth(deep, MAX_METADATA_DEPTH) == MAX_METADATA_DEPTH + 1
