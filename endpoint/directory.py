@@ -82,14 +82,6 @@ def untrusted_path(path: Path) -> str | None:
     return None
 
 
-def refuse_untrusted(paths) -> None:
-    """Raise EndpointDirectoryError naming the first path that must not be used."""
-    for path in paths:
-        problem = untrusted_path(Path(path))
-        if problem:
-            raise EndpointDirectoryError(problem)
-
-
 def default_base_dir() -> Path:
     env = os.environ.get(USER_DIR_ENV)
     if env:
@@ -213,7 +205,11 @@ class EndpointDirectory:
         return [self.base, self.path, self.base / "storage.db", *(self.path / name for name in names)]
 
     def refuse_untrusted(self) -> None:
-        refuse_untrusted(self.trusted_files())
+        """Raise EndpointDirectoryError naming the first of trusted_files that must not be used."""
+        for path in self.trusted_files():
+            problem = untrusted_path(path)
+            if problem:
+                raise EndpointDirectoryError(problem)
 
     def loose_permissions(self) -> list[str]:
         """Files and folders of this endpoint (and the credentials beside it) that others may read."""

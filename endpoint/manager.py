@@ -202,7 +202,6 @@ def registration_metadata(directory: Path) -> dict:
 def inherit_allowed_functions(config, allowed: tuple[str, ...] | None):
     """A user endpoint runs no function its manager does not allow: the template may narrow
     the manager's allowed_functions, never widen them."""
-
     if allowed is None:
         return config
     own = config.allowed_functions

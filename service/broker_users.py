@@ -93,13 +93,9 @@ class BrokerUsers:
         self._call("delete", f"users/{quote(user, safe='')}", None, missing_ok=True)
 
     def _foreign_vhosts(self, user: str) -> list[str]:
-        response = requests.get(f"{self.api}/users/{quote(user, safe='')}/permissions", auth=self.auth,
-                                timeout=TIMEOUT_S)
-        if response.status_code == 404:
+        response = self._call("get", f"users/{quote(user, safe='')}/permissions", None, missing_ok=True)
+        if response is None:
             return []
-        if not response.ok:
-            raise RuntimeError(f"RabbitMQ management API GET users/{user}/permissions: {response.status_code} "
-                               f"{response.text[:200]}")
         return sorted({p["vhost"] for p in response.json()} - {self.vhost})
 
     def _refuse_foreign(self, user: str) -> None:
@@ -109,17 +105,20 @@ class BrokerUsers:
                       "its password or hand it out", user, ", ".join(foreign), self.vhost)
             raise ForeignBrokerUser(f"broker user {user} belongs to another vhost as well")
 
-    def _call(self, method: str, path: str, body: dict | None, missing_ok: bool = False) -> None:
+    def _call(self, method: str, path: str, body: dict | None,
+              missing_ok: bool = False) -> requests.Response | None:
+        """The API's answer; None for a 404 when missing_ok; RuntimeError for any other failure."""
         response = requests.request(method, f"{self.api}/{path}", json=body, auth=self.auth, timeout=TIMEOUT_S)
         if response.status_code == 400 and "user_already_exists" in response.text:
             # Two requests made the same user at once (registrations through two replicas):
             # the user exists now, and a PUT of an existing user updates it.
             response = requests.request(method, f"{self.api}/{path}", json=body, auth=self.auth, timeout=TIMEOUT_S)
         if response.status_code == 404 and missing_ok:
-            return
+            return None
         if not response.ok:
             raise RuntimeError(f"RabbitMQ management API {method.upper()} {path}: {response.status_code} "
                                f"{response.text[:200]}")
+        return response
 
 
 def _with_credentials(url: str, user: str, password: str) -> str:
