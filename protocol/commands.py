@@ -89,21 +89,31 @@ def start_endpoint(name: str, amqp_creds: dict, user_opts: dict, user_runtime: d
 Command = StopEndpoint | StartUserEndpoint | CannotStart
 
 
-def user_options_problem(options: object, what: str = "user_endpoint_config") -> str | None:
+@attrs.frozen
+class OptionsProblem:
+    """Why options cannot start a user endpoint; too_big: their size is what is wrong (the
+    service answers that 413, the rest 400)."""
+
+    text: str
+    too_big: bool = False
+
+
+def user_options_problem(options: object, what: str = "user_endpoint_config") -> OptionsProblem | None:
     """Why these options cannot start a user endpoint (too big, too deep, not valid Unicode,
     not a JSON object), or None."""
     if not isinstance(options, dict):
-        return f"{what} must be a JSON object, got {type(options).__name__}"
+        return OptionsProblem(f"{what} must be a JSON object, got {type(options).__name__}")
     try:
         size = len(json.dumps(options, ensure_ascii=False).encode())
     except UnicodeEncodeError:
-        return f"{what} holds a string that is not valid Unicode (a lone surrogate); send UTF-8 text"
+        return OptionsProblem(f"{what} holds a string that is not valid Unicode (a lone surrogate); send UTF-8 text")
     except (ValueError, RecursionError):
-        return f"{what} is nested deeper than {MAX_USER_OPTIONS_DEPTH} levels"
+        return OptionsProblem(f"{what} is nested deeper than {MAX_USER_OPTIONS_DEPTH} levels")
     if size > MAX_USER_OPTIONS_BYTES:
-        return f"{what} is {size} bytes of JSON, over the {MAX_USER_OPTIONS_BYTES} a user endpoint accepts"
+        return OptionsProblem(f"{what} is {size} bytes of JSON, over the {MAX_USER_OPTIONS_BYTES} a user endpoint "
+                              "accepts", too_big=True)
     if json_depth(options, MAX_USER_OPTIONS_DEPTH, scalars_count=False) > MAX_USER_OPTIONS_DEPTH:
-        return f"{what} is nested deeper than {MAX_USER_OPTIONS_DEPTH} levels"
+        return OptionsProblem(f"{what} is nested deeper than {MAX_USER_OPTIONS_DEPTH} levels")
     return None
 
 
@@ -151,7 +161,7 @@ def _start(data: dict) -> StartUserEndpoint | CannotStart | Refused:
     options, runtime = kwargs.get("user_opts") or {}, kwargs.get("user_runtime") or {}
     problem = user_options_problem(options, "user_opts") or user_options_problem(runtime, "user_runtime")
     if problem:
-        return CannotStart(name, endpoint_id, creds, problem)
+        return CannotStart(name, endpoint_id, creds, problem.text)
     identity_set = data.get("globus_identity_set") or []
     identities = frozenset(str(one.get("sub")) for one in identity_set if isinstance(one, dict) and one.get("sub"))
     return StartUserEndpoint(name, endpoint_id, creds, options, runtime, identities)

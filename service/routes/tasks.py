@@ -46,7 +46,7 @@ def submit(endpoint_id: uuid.UUID, body: Submission, owner: Identity, store: Sto
                               ("user_runtime", body.user_runtime or {})):
             problem = user_options_problem(options, what)
             if problem:  # the endpoint would refuse to start it: say so now, not by a task that never runs
-                raise ApiError(413 if "bytes of JSON" in problem else 400, problem)
+                raise ApiError(413 if problem.too_big else 400, problem.text)
         try:  # to the user endpoint of these options (started if need be)
             target = route_to_user_endpoint(store, broker, owner, endpoint, body.user_endpoint_config or {},
                                             body.user_runtime, settings.heartbeat_grace_s)
