@@ -119,7 +119,7 @@ class ManagerDispatcher:
                                    command.amqp_creds, self.debug)
         spec = ChildSpec(name=command.name, target="compute_endpoint.endpoint.user_endpoint:main",
                          title=settings.title, restart=Restart.TRANSIENT, shutdown_timeout_s=60.0,
-                         halt_stops_tree=False)  # one user's endpoint that cannot run stops no one else's
+                         isolated=True)  # one user's endpoint that cannot run stops no one else's
         log.info("starting user endpoint %s (%s) with options %s", command.name, command.endpoint_id,
                  sorted(command.user_opts))
         self.user_endpoint_ids[command.name] = command.endpoint_id

@@ -9,6 +9,7 @@ import queue
 import signal
 import threading
 import time
+from collections import deque
 from multiprocessing.connection import Connection
 from multiprocessing.context import SpawnContext, SpawnProcess
 
@@ -44,12 +45,14 @@ class Child:
         # Silence is judged over windows: the CPU time the process had used when one began.
         self.window_start = 0.0
         self.window_cpu = 0.0
+        self.window_wait = 0.0
         self.outbox: Outbox | None = None
         self.kill_at = float("inf")  # when a child asked for its stack (hung) is killed
         self.starts = 0  # processes started for this child: restarts are starts - 1
         self.retiring = False  # asked to stop for good (StopChild): not restarted
         self.halt: Halt | None = None  # what the child said before exiting, if restarting cannot help
         self.forgiven = ""  # why its last crash was the work's fault, not the child's (Forgive)
+        self.restart_times: deque[float] = deque()  # an isolated child's own intensity window
         self.state_since = time.time()  # wall clock, for people reading the tree's status
 
     @property
@@ -98,7 +101,7 @@ class Child:
 
     def answered(self, now: float) -> None:
         self.last_pong = self.window_start = now
-        self.window_cpu = self.cpu_seconds()
+        self.window_cpu, self.window_wait = self.cpu_seconds(), self.run_queue_seconds()
 
     def cpu_seconds(self) -> float:
         """CPU time the process has used, all its threads together (0 when it cannot be read)."""
@@ -108,18 +111,34 @@ class Child:
             return 0.0
         return times.user + times.system if times else 0.0
 
-    def silence(self, now: float, window_s: float, busy_share: float) -> tuple[str, float]:
-        """After window_s without an answer: "busy" if the process used at least busy_share of
-        a core meanwhile (a long computation holding the interpreter, say), else "hung";
-        "answering" before that. With the CPU seconds used in the window just judged. A busy
-        child starts a new window: it is hung only once a whole window passes without progress."""
+    def run_queue_seconds(self) -> float:
+        """Time the process's threads have spent runnable but waiting for a CPU (Linux's
+        schedstat; 0 where it cannot be read): on a loaded host a child that makes slow
+        progress spends most of its time there, while a stuck one sleeps."""
+        total = 0
+        try:
+            for thread in os.listdir(f"/proc/{self.pid}/task"):
+                with open(f"/proc/{self.pid}/task/{thread}/schedstat") as stats:
+                    total += int(stats.read().split()[1])
+        except (OSError, ValueError, IndexError):
+            pass  # gone, or a thread ended while we read: what was read is a lower bound
+        return total / 1e9
+
+    def silence(self, now: float, window_s: float, busy_share: float) -> tuple[str, float, float]:
+        """After window_s without an answer: "busy" if the process ran, or waited to run, at
+        least busy_share of a core meanwhile (a long computation holding the interpreter, or a
+        start crawling on a loaded host), else "hung"; "answering" before that. With the CPU
+        and run-queue seconds of the window just judged. A busy child starts a new window: it is hung
+        only once a whole window passes without progress."""
         if now - self.window_start <= window_s:
-            return "answering", 0.0
+            return "answering", 0.0, 0.0
         used = self.cpu_seconds() - self.window_cpu
-        if used >= busy_share * (now - self.window_start):
-            self.window_start, self.window_cpu = now, self.window_cpu + used
-            return "busy", used
-        return "hung", used
+        waited = self.run_queue_seconds() - self.window_wait
+        if used + waited >= busy_share * (now - self.window_start):
+            self.window_start = now
+            self.window_cpu, self.window_wait = self.window_cpu + used, self.window_wait + waited
+            return "busy", used, waited
+        return "hung", used, waited
 
     def ping(self, now: float) -> None:
         self.ping_seq += 1

@@ -43,9 +43,14 @@ class ChildSpec:
     title: str = ""  # process title of the child; its name when empty
     restart: Restart = Restart.PERMANENT
     shutdown_timeout_s: float = 10.0  # after Stop, wait this long, then kill
-    # A Halt from this child stops the whole tree (its siblings cannot work without it), or
-    # only itself (one of many independent children started at run time: the others go on).
-    halt_stops_tree: bool = True
+    # One of many independent children (started at run time, say): its Halt stops only itself,
+    # and its restarts count toward an intensity of its own (the policy's numbers), past which
+    # it alone stops. The tree's own intensity is for the children it cannot work without.
+    isolated: bool = False
+    # The silence a child that has not said Ready yet may keep before it is judged hung; None:
+    # as for a running child. A start that runs a site's setup (module loads, a venv) may wait
+    # on the network for minutes, neither running nor runnable.
+    start_timeout_s: float | None = None
 
     def resolve(self) -> Callable:
         module, _, function = self.target.partition(":")

@@ -281,7 +281,7 @@ class Supervisor:
         log.log(logging.WARNING if code else logging.INFO, "%s (pid %s) %s after %.1f s%s",
                 child.name, child.pid, describe_exit(code), uptime,
                 f"; {child.forgiven}, so it does not count as a restart" if child.forgiven else "")
-        if child.halt is not None and not child.spec.halt_stops_tree:
+        if child.halt is not None and child.spec.isolated:
             log.error("%s cannot go on: %s (%s); it is not restarted, and the rest of the tree goes on",
                       child.name, child.halt.reason, _code_name(child.halt.code))
             child.change_state(ChildState.STOPPED, describe_exit(code))
@@ -302,10 +302,13 @@ class Supervisor:
             child.change_state(ChildState.BACKOFF, "restart at once")
             child.restart_at = now
             return
-        self.restart_times.append(now)
-        while self.restart_times and now - self.restart_times[0] > self.policy.period_s:
-            self.restart_times.popleft()
-        if len(self.restart_times) > self.policy.intensity:
+        if child.spec.isolated and self._over_intensity(child.restart_times, now):
+            log.error("%s restarted more than %d times within %g s; it is stopped, and the rest of the tree goes on",
+                      child.name, self.policy.intensity, self.policy.period_s)
+            child.change_state(ChildState.STOPPED, "its restart intensity exceeded")
+            self._forget_if_dynamic(child)
+            return
+        if not child.spec.isolated and self._over_intensity(self.restart_times, now):
             child.change_state(ChildState.STOPPED, "restart intensity exceeded")
             self.stop(f"more than {self.policy.intensity} restarts within {self.policy.period_s:g} s "
                       f"(last: {child.name}); giving up", ExitCode.RESTART_INTENSITY)
@@ -314,6 +317,13 @@ class Supervisor:
         delay = self.policy.backoff(child.quick_crashes)
         child.change_state(ChildState.BACKOFF, f"restart in {delay:.2f} s")
         child.restart_at = now + delay
+
+    def _over_intensity(self, restart_times: deque[float], now: float) -> bool:
+        """Count a restart now in that window; whether it holds more than the intensity allows."""
+        restart_times.append(now)
+        while restart_times and now - restart_times[0] > self.policy.period_s:
+            restart_times.popleft()
+        return len(restart_times) > self.policy.intensity
 
     def _start_due(self, now: float) -> None:
         if self.stop_reason is not None:
@@ -332,7 +342,10 @@ class Supervisor:
                 if now >= child.kill_at:
                     child.kill()
                 continue
-            verdict, cpu_used = child.silence(now, self.policy.hung_after_s, self.policy.busy_cpu_share)
+            window_s = self.policy.hung_after_s
+            if child.state is ChildState.STARTING and child.spec.start_timeout_s is not None:
+                window_s = max(window_s, child.spec.start_timeout_s)
+            verdict, cpu_used, cpu_waited = child.silence(now, window_s, self.policy.busy_cpu_share)
             if verdict == "hung":
                 log.error("%s (pid %s) has not answered for %.1f s and used %.1f s of CPU meanwhile: hung "
                           "(stuck, not busy); killing it (SIGABRT first, for its stack in the log)",
@@ -340,10 +353,12 @@ class Supervisor:
                 child.abort(now, self.policy.abort_grace_s)
                 continue
             if verdict == "busy":
-                log.warning("%s (pid %s) has not answered for %.1f s but used %.1f s of CPU in the last %.0f s: "
-                            "busy, not hung; waiting", child.name, child.pid, now - child.last_pong, cpu_used,
-                            self.policy.hung_after_s)
-            if child.state is ChildState.RUNNING and now - child.last_ping_sent >= self.policy.ping_interval_s:
+                log.warning("%s (pid %s) has not answered for %.1f s but used %.1f s of CPU in the last %.0f s, "
+                            "and waited %.1f s for one: busy, not hung; waiting", child.name, child.pid,
+                            now - child.last_pong, cpu_used, window_s, cpu_waited)
+            # A starting child is pinged too: one that serves its pipe while it boots (a tree
+            # whose own children are starting) shows it is alive however long that takes.
+            if now - child.last_ping_sent >= self.policy.ping_interval_s:
                 child.ping(now)
 
     # ------------------------------------------------------------------ stopping

@@ -94,3 +94,45 @@ def exit_at_once(parent, config) -> int:
     setproctitle(f"{config['title']} {current_process().name}")
     parent.ready()
     return 0
+
+
+def starved_then_echo(parent, config) -> int:
+    """After it is ready, computes for 3 s answering nothing, on one CPU shared at the lowest
+    priority with two busy processes: a child crawling on a loaded host, which gets a sliver
+    of the CPU and waits for it the rest of the time."""
+    import os
+    import subprocess
+    import sys
+
+    setproctitle(f"{config['title']} {current_process().name}")
+    parent.ready()
+    cpu = min(os.sched_getaffinity(0))
+    hog = f"import os, time\nos.sched_setaffinity(0, {{{cpu}}})\nend = time.time() + 6\nwhile time.time() < end: pass"
+    hogs = [subprocess.Popen([sys.executable, "-c", hog]) for _ in range(2)]
+    os.sched_setaffinity(0, {cpu})
+    os.nice(19)
+    end = time.monotonic() + 3.0
+    while time.monotonic() < end:
+        pass
+    for hog_process in hogs:
+        hog_process.kill()
+        hog_process.wait()
+    return echo(parent, config)
+
+
+def answering_slow_start(parent, config) -> int:
+    """Takes 3 s to say it is ready, serving its pipe meanwhile, as a tree whose own children
+    are starting does."""
+    setproctitle(f"{config['title']} {current_process().name}")
+    end = time.monotonic() + 3.0
+    while time.monotonic() < end:
+        parent.receive(timeout=0.1)
+    return echo(parent, config)
+
+
+def silent_slow_start(parent, config) -> int:
+    """Takes 3 s to say it is ready, asleep and answering nothing (a site's setup waiting on
+    the network)."""
+    setproctitle(f"{config['title']} {current_process().name}")
+    time.sleep(3.0)
+    return echo(parent, config)

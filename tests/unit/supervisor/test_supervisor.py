@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -225,7 +226,7 @@ def test_a_halt_message_stops_the_tree_without_restarting(make_tree):
 def test_a_halt_from_a_child_that_does_not_stop_the_tree_stops_only_that_child(make_tree):
     """One of many independent children (a user endpoint among others) that cannot go on."""
     tree = make_tree([{"name": "a"}, {"name": "bad", "target": "tests.unit.supervisor.children:config_error",
-                                      "halt_stops_tree": False}])
+                                      "isolated": True}])
     tree.wait_for(lambda: tree.log.exists() and "bad cannot go on: its configuration is wrong" in tree.log.read_text(),
                   what="the halt logged")
     all_ready(tree, "a")
@@ -307,6 +308,64 @@ def test_a_busy_child_is_not_taken_for_a_hung_one(make_tree):
     assert tree.pid_of("a") == busy
     log = tree.log.read_text()
     assert "busy, not hung; waiting" in log and "hung (stuck, not busy)" not in log
+
+
+def test_a_child_crawling_on_a_loaded_cpu_is_not_taken_for_a_hung_one(make_tree):
+    """Starved of CPU (lowest priority, one core shared with two busy processes), a child uses
+    a few percent of a core: under the old rule, hung. Its time waiting for the CPU counts."""
+    tree = make_tree([{"name": "a", "target": "tests.unit.supervisor.children:starved_then_echo"}],
+                     policy={"ping_interval_s": 0.2, "hung_after_s": 1.0})
+    all_ready(tree, "a")
+    starved = tree.pid_of("a")
+    time.sleep(4)
+    assert tree.pid_of("a") == starved
+    log = tree.log.read_text()
+    assert "busy, not hung; waiting" in log and "hung (stuck, not busy)" not in log
+    waited = [float(w) for w in re.findall(r"and waited ([\d.]+) s for one", log)]
+    assert waited and max(waited) > 0.5, log  # it was the waiting that counted, not its sliver of CPU
+
+
+def test_a_start_that_serves_its_pipe_is_not_hung_however_long_it_takes(make_tree):
+    tree = make_tree([{"name": "a", "target": "tests.unit.supervisor.children:answering_slow_start"}],
+                     policy={"ping_interval_s": 0.2, "hung_after_s": 1.0})
+    starting = tree.pid_of("a")
+    all_ready(tree, "a")
+    assert tree.pid_of("a") == starting and "hung" not in tree.log.read_text()
+
+
+@pytest.mark.parametrize("start_timeout_s", [None, 10.0])
+def test_a_silent_start_is_given_its_start_timeout(make_tree, start_timeout_s):
+    tree = make_tree([{"name": "a", "target": "tests.unit.supervisor.children:silent_slow_start",
+                       "start_timeout_s": start_timeout_s}], policy={"ping_interval_s": 0.2, "hung_after_s": 1.0})
+    first = tree.pid_of("a")
+    if start_timeout_s is None:  # a silent start is judged as a running child is
+        tree.wait_for(lambda: "hung (stuck, not busy)" in tree.log.read_text(), what="the silent start judged hung")
+    else:
+        all_ready(tree, "a")
+        assert tree.pid_of("a") == first and "hung" not in tree.log.read_text()
+
+
+def test_an_isolated_childs_crashes_count_only_toward_its_own_intensity(make_tree):
+    """One of many independent children (a user endpoint) crash-looping stops itself, never the
+    tree, and costs its siblings nothing of the tree's intensity."""
+    tree = make_tree([{"name": "a"}, {"name": "x", "isolated": True}],
+                     policy={"intensity": 2, "period_s": 60, "backoff_max_s": 0.2})
+    all_ready(tree, "ax")
+    pid = None
+    for _ in range(3):  # the third is one more than the intensity allows
+        pid = tree.pid_of("x", other_than=pid)
+        os.kill(pid, signal.SIGKILL)
+    tree.wait_for(lambda: "x restarted more than 2 times within 60 s; it is stopped, and the rest of the tree goes on"
+                  in tree.log.read_text(), what="x stopped alone")
+    time.sleep(0.5)
+    assert tree.process.poll() is None, "the tree stopped"
+    assert "x" not in tree.children() and tree.ready_count("x") == 3
+    a = tree.pid_of("a")
+    for _ in range(2):  # the tree's own intensity is untouched by x's crashes
+        os.kill(a, signal.SIGKILL)
+        a = tree.pid_of("a", other_than=a)
+    time.sleep(0.5)
+    assert tree.process.poll() is None and "giving up" not in tree.log.read_text()
 
 
 def test_sighup_restarts_every_child_one_by_one(make_tree):

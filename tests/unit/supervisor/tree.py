@@ -78,7 +78,7 @@ def main() -> int:
                         format="%(asctime)s supervisor %(levelname)s %(message)s")
     specs = [ChildSpec(name=c["name"], target=c.get("target", "tests.unit.supervisor.children:echo"),
                        restart=Restart(c.get("restart", "permanent")), shutdown_timeout_s=2,
-                       halt_stops_tree=c.get("halt_stops_tree", True))
+                       isolated=c.get("isolated", False), start_timeout_s=c.get("start_timeout_s"))
              for c in setup["children"]]
     policy = RestartPolicy(**setup.get("policy", {}))
     child_config = {"title": setup["title"], "send_from": setup.get("send_from")}
