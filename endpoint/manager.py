@@ -41,6 +41,7 @@ log = logging.getLogger(__name__)
 COMMAND_LINK = "command link"
 FAILURE_HEARTBEAT_PERIOD_S = 3  # what the official's failure notice says
 USER_ENDPOINTS = "user_endpoints"
+USER_ENDPOINT_START_TIMEOUT_S = 600.0
 Routed = tuple[str, object]
 
 
@@ -55,6 +56,15 @@ class UserEndpointLaunch:
     allowed_functions: tuple[str, ...] | None = None  # its manager's: the config may narrow them only
 
 
+@attrs.frozen
+class WaitingStart:
+    """A start command waiting for room under the caps, with its acknowledgement held back."""
+
+    command: commands.StartUserEndpoint
+    ack: Routed
+    since: float  # wall clock, for status
+
+
 class ManagerDispatcher:
     """The root supervisor's dispatcher: acts on the service's commands and reports that the
     endpoint is alive. The user endpoints' own tasks never pass here: each sub-tree has its
@@ -67,13 +77,57 @@ class ManagerDispatcher:
         self.started = time.time()
         self.startup_listener: Callable[[str], None] | None = None  # start's progress (run_manager_tree)
         self.user_endpoint_ids: dict[str, str] = {}  # user endpoint name -> its endpoint id
+        self.waiting: dict[str, WaitingStart] = {}  # starts waiting their turn, oldest first
+        self._told_waiting: set[str] = set()  # the waiting ones last logged
 
     def route(self, source: str, message: object) -> Iterable[Routed]:
         if isinstance(message, CommandReceived):
-            return [*self._act(message.command), (COMMAND_LINK, AckCommand(message.generation, message.delivery_tag))]
+            ack = (COMMAND_LINK, AckCommand(message.generation, message.delivery_tag))
+            if isinstance(message.command, commands.StartUserEndpoint):
+                return self._wait_turn(message.command, ack) if self._admissible(message.command) else [ack]
+            return [*self._act(message.command), ack]
         if isinstance(message, BrokerState):
             self.ledger.link_state(source, message.connected, message.detail, message.since)
         return []
+
+    def _admissible(self, command: commands.StartUserEndpoint) -> bool:
+        if self.owner_id and command.identities and self.owner_id not in command.identities:
+            log.warning("refused to start user endpoint %s: the command is for another identity", command.name)
+            return False
+        return True
+
+    def _wait_turn(self, command: commands.StartUserEndpoint, ack: Routed) -> list[Routed]:
+        """A start waits in line, unacknowledged (so it outlives this process), until tick()
+        finds room under the caps. A newer start for the same user endpoint replaces the one
+        waiting: the service gave it new credentials."""
+        earlier = self.waiting.pop(command.name, None)
+        self.waiting[command.name] = WaitingStart(command, ack, earlier.since if earlier else time.time())
+        return [earlier.ack] if earlier else []
+
+    def _admit(self, tree: dict) -> list[Routed]:
+        """Start the waiting user endpoints there is room for, oldest first."""
+        children = {name: child for name, child in (tree.get("children") or {}).items() if name != COMMAND_LINK}
+        live = {name for name, child in children.items() if child.get("state") != "stopped"}
+        starting = {name for name, child in children.items() if child.get("state") == "starting"}
+        routed: list[Routed] = []
+        for name in list(self.waiting):
+            if name not in live and (len(live) >= self.settings.max_user_endpoints
+                                     or len(starting) >= self.settings.max_user_endpoint_starts):
+                break
+            waiting = self.waiting.pop(name)
+            if name not in live:  # else it runs already: the supervisor keeps one child a name
+                acted = self._act(waiting.command)
+                if any(isinstance(message, StartChild) for _, message in acted):  # not a failure notice
+                    live.add(name)
+                    starting.add(name)
+                routed += acted
+            routed.append(waiting.ack)
+        if self.waiting and self.waiting.keys() != self._told_waiting:
+            log.info("%d user endpoint(s) wait their turn (%d running of at most %d, %d starting of at most %d): %s",
+                     len(self.waiting), len(live), self.settings.max_user_endpoints, len(starting),
+                     self.settings.max_user_endpoint_starts, ", ".join(self.waiting))
+        self._told_waiting = set(self.waiting)
+        return routed
 
     def _act(self, command: object) -> list[Routed]:
         if isinstance(command, commands.StopEndpoint):
@@ -82,9 +136,6 @@ class ManagerDispatcher:
             log.error("cannot start user endpoint %s (%s): %s", command.name, command.endpoint_id, command.reason)
             return [(COMMAND_LINK, self.failure_notice(command, command.reason))]
         if not isinstance(command, commands.StartUserEndpoint):
-            return []
-        if self.owner_id and command.identities and self.owner_id not in command.identities:
-            log.warning("refused to start user endpoint %s: the command is for another identity", command.name)
             return []
         try:
             spec, launch = self.user_endpoint(command)
@@ -117,9 +168,11 @@ class ManagerDispatcher:
         run_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         settings = worker_settings(command.name, run_dir, run_dir / "endpoint.log", config, text,
                                    command.amqp_creds, self.debug)
+        # One user's endpoint that cannot run stops no one else's (isolated); its start may run
+        # the template's endpoint_setup, which may wait on the network for minutes.
         spec = ChildSpec(name=command.name, target="compute_endpoint.endpoint.user_endpoint:main",
                          title=settings.title, restart=Restart.TRANSIENT, shutdown_timeout_s=60.0,
-                         isolated=True)  # one user's endpoint that cannot run stops no one else's
+                         isolated=True, start_timeout_s=USER_ENDPOINT_START_TIMEOUT_S)
         log.info("starting user endpoint %s (%s) with options %s", command.name, command.endpoint_id,
                  sorted(command.user_opts))
         self.user_endpoint_ids[command.name] = command.endpoint_id
@@ -135,20 +188,33 @@ class ManagerDispatcher:
         return []
 
     def tick(self, now: float, tree: dict) -> Iterable[Routed]:
+        admitted = self._admit(tree) if self.waiting else []
         self.ledger.observe(now, tree, self.status_snapshot)
         connected = self.ledger.links.get(COMMAND_LINK, {}).get("connected") is True
         if not connected or not self.ledger.report_due(now, self.settings.heartbeat_period_s):
-            return []
-        return [(COMMAND_LINK, PublishStatus(self.status_report(active=True)))]
+            return admitted
+        return [*admitted, (COMMAND_LINK, PublishStatus(self.status_report(active=True)))]
 
     def tree_stopping(self) -> Iterable[Routed]:
         return [(COMMAND_LINK, PublishStatus(self.status_report(active=False)))]
 
     def user_endpoints(self) -> dict:
-        """The user endpoints in the tree now: {name: {state, pid, since, restarts, endpoint_id}}."""
+        """The user endpoints in the tree now, {name: {state, pid, since, restarts, endpoint_id}},
+        and those waiting their turn (state "waiting")."""
         children = self.ledger.tree.get("children") or {}
-        return {name: {**child, "endpoint_id": self.user_endpoint_ids.get(name)}
-                for name, child in children.items() if name != COMMAND_LINK}
+        running = {name: {**child, "endpoint_id": self.user_endpoint_ids.get(name)}
+                   for name, child in children.items() if name != COMMAND_LINK}
+        waiting = {name: {"state": "waiting", "pid": None, "since": start.since, "restarts": 0,
+                          "endpoint_id": start.command.endpoint_id}
+                   for name, start in self.waiting.items() if name not in running}
+        return {**running, **waiting}
+
+    def user_endpoint_limits(self) -> dict:
+        states = [child.get("state") for name, child in (self.ledger.tree.get("children") or {}).items()
+                  if name != COMMAND_LINK]
+        return {"running": sum(1 for state in states if state != "stopped"), "max": self.settings.max_user_endpoints,
+                "starting": states.count("starting"), "max_starts": self.settings.max_user_endpoint_starts,
+                "waiting": len(self.waiting)}
 
     def status_report(self, active: bool) -> bytes:
         state = {"heartbeat_period": self.settings.heartbeat_period_s, "active": active, "template_capable": True,
@@ -159,7 +225,8 @@ class ManagerDispatcher:
 
     def status_snapshot(self) -> dict:
         return self.ledger.snapshot(self.settings.endpoint_id, self.started, self.settings.heartbeat_period_s,
-                                    tasks={}, engine={}, template_capable=True, user_endpoints=self.user_endpoints())
+                                    tasks={}, engine={}, template_capable=True, user_endpoints=self.user_endpoints(),
+                                    user_endpoint_limits=self.user_endpoint_limits())
 
 
 def run_manager_tree(settings: ManagerSettings, config: ManagerConfig, directory: Path, owner_id: str | None,
@@ -225,4 +292,5 @@ def manager_settings(directory, config: ManagerConfig, registration: dict, debug
         debug=debug, command_url=broker_url(info["connection_url"], config.amqp_port), command_queue=info["queue"],
         heartbeats=publish_target(registration["heartbeat_queue_info"], config.amqp_port),
         heartbeat_period_s=config.effective_heartbeat_period, run_dir=str(directory.path),
-        allowed_functions=tuple(config.allowed_functions) if config.allowed_functions is not None else None)
+        allowed_functions=tuple(config.allowed_functions) if config.allowed_functions is not None else None,
+        max_user_endpoints=config.max_user_endpoints, max_user_endpoint_starts=config.max_user_endpoint_starts)

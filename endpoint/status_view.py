@@ -62,6 +62,13 @@ def _tree_lines(tree: dict) -> list[str]:
         table.add_row([role, child.get("pid") or "-", child.get("state"), _duration(now - child.get("since", now)),
                        child.get("restarts", 0), broker])
     lines.append(table.draw())
+    limits = tree.get("user_endpoint_limits")
+    if limits:
+        lines.append(f"User endpoints: {limits['running']} of at most {limits['max']} ({limits['starting']} starting, "
+                     f"of at most {limits['max_starts']} at once); {limits['waiting']} waiting their turn"
+                     + "".join(f"\n  waiting: {name} (for {_duration(now - child.get('since', now))})"
+                               for name, child in (tree.get("user_endpoints") or {}).items()
+                               if child.get("state") == "waiting"))
     tasks = tree.get("tasks") or {}
     lines.append(f"Tasks: {tasks.get('in_flight', 0)} in flight ({tasks.get('queued', 0)} queued, "
                  f"{tasks.get('running', 0) + tasks.get('started', 0)} in the engine, {tasks.get('done', 0)} "

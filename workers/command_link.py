@@ -23,7 +23,9 @@ from .settings import ManagerSettings
 
 log = logging.getLogger(__name__)
 
-PREFETCH = 16  # commands are few: a handful in hand is plenty
+# Commands are few, but a start waiting its turn (max_user_endpoints) stays unacknowledged
+# until it is carried out, so that it outlives the endpoint; a stop must still get through.
+PREFETCH = 64
 
 
 def main(parent: ParentPipe, settings: ManagerSettings) -> int:

@@ -77,3 +77,5 @@ class ManagerSettings(_Titled):
     broker_silence_s: float = 120.0
     # The root's own allowed_functions, which every user endpoint under it inherits.
     allowed_functions: tuple[str, ...] | None = None
+    max_user_endpoints: int = 16  # running at once
+    max_user_endpoint_starts: int = 4  # starting at once

@@ -274,3 +274,9 @@ class ManagerConfig(_RegisteredConfig):
     audit_log_path: str | None = None
     pam: Mapping[str, Any] | None = None
     mu_child_ep_grace_period_s: PositiveFloat = PositiveFloat(30.0)
+    # User endpoints running at once, and starting at once; the rest wait their turn (status
+    # shows them waiting). Each is a tree of processes: on a small host, starting dozens at
+    # once starves them all. Pair the cap with idle limits in the template, so that user
+    # endpoints nobody uses leave room for the others.
+    max_user_endpoints: PositiveInt = PositiveInt(16)
+    max_user_endpoint_starts: PositiveInt = PositiveInt(4)

@@ -84,6 +84,13 @@ def values(harness, task_ids: list[str], timeout: float = 90) -> list:
     return [SERIALIZER.deserialize(results[t]["result"]) for t in task_ids]
 
 
+def all_answered(harness, task_ids: list[str]) -> bool:
+    response = requests.post(f"{harness.service.url}/v2/batch_status", headers=harness.headers,
+                             json={"task_ids": task_ids}, timeout=30)
+    results = response.json()["results"]
+    return all(results.get(t, {}).get("status") in ("success", "failed") for t in task_ids)
+
+
 def user_endpoints(harness) -> dict[str, dict]:
     status = json.loads(harness.cli("status", harness.name, "--json").stdout)
     children = ((status.get("tree") or {}).get("tree") or {}).get("children") or {}
@@ -290,5 +297,44 @@ def test_a_user_endpoint_inherits_its_managers_allowed_functions_at_both_ends(st
                 time.sleep(0.2)
         result = messages.unpack(message.body)
         assert result.is_error and "is not allowed on endpoint" in result.data, result.data
+    finally:
+        stop_with_its_user_endpoints(harness)
+
+
+def test_a_flood_of_distinct_options_waits_its_turn_under_the_caps_and_every_task_is_answered(start_service,
+                                                                                             tmp_path):
+    """Finding: 40 submits with distinct options started 40 sub-trees at once on 2 cores; their
+    starts passed the hung timeout, they were killed, the manager's restart intensity ran out
+    and it stopped with every user endpoint. Scaled down: caps of 2 running and 1 starting,
+    six distinct options submitted at once."""
+    harness = EndpointHarness(start_service(), tmp_path / "gc", "tc",
+                              "display_name: Templated\nmax_user_endpoints: 2\nmax_user_endpoint_starts: 1\n")
+    (harness.directory / "user_config_template.yaml.j2").write_text(TEMPLATE)
+    (harness.directory / "user_config_schema.json").write_text(json.dumps(SCHEMA))
+    harness.start()
+    try:
+        submitted = [submit(harness, worker_pid, [(k,)], {"workers": k, "idle": 1}) for k in range(1, 7)]
+        most_alive, seen_waiting, killed = 0, "", None
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            status = json.loads(harness.cli("status", harness.name, "--json").stdout)
+            children = user_endpoints(harness)
+            most_alive = max(most_alive, sum(1 for c in children.values() if c["state"] != "stopped"))
+            if any(c.get("state") == "waiting" for c in (status["tree"] or {}).get("user_endpoints", {}).values()):
+                seen_waiting = seen_waiting or harness.cli("status", harness.name).stdout
+            running = [c for c in children.values() if c["state"] == "running"]
+            if killed is None and running:  # a user endpoint's crash costs its manager nothing
+                killed = running[0]["pid"]
+                os.kill(killed, signal.SIGKILL)
+            if all_answered(harness, [t for ids in submitted for t in ids]):
+                break
+            time.sleep(0.3)
+        assert [values(harness, ids, timeout=5)[0][0] for ids in submitted] == list(range(1, 7))
+        assert most_alive <= 2, most_alive
+        assert "waiting their turn" in seen_waiting and "waiting: uep." in seen_waiting, seen_waiting
+        status = json.loads(harness.cli("status", harness.name, "--json").stdout)
+        assert status["state"] == "Running" and status["tree"]["tree"]["restarts_in_window"] == 0
+        assert killed is not None and f"(pid {killed}) killed by SIGKILL" in harness.log()
+        assert "hung" not in harness.log() and "giving up" not in harness.log()
     finally:
         stop_with_its_user_endpoints(harness)
