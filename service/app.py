@@ -22,6 +22,7 @@ from .results import ResultRecorder
 from .routes import endpoints, functions, oauth, tasks
 from .settings import ServiceConfigError, ServiceSettings
 from .store import Store
+from .user_endpoints import Reclaimer
 
 log = logging.getLogger(__name__)
 
@@ -32,12 +33,15 @@ def create_app(settings: ServiceSettings, store: Store | None = None) -> FastAPI
     store = store or Store(settings.db_url)
     broker = Broker(settings.broker_url, settings.public_broker_url, _broker_users(settings))
     consumer = ResultConsumer(settings.broker_url, ResultRecorder(store))
+    reclaimer = Reclaimer(store, broker, settings.reclaim_user_endpoints_after_s)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI):
         broker.declare_topology()
         consumer.start()
+        reclaimer.start()
         yield
+        reclaimer.stop()
         consumer.stop()
         consumer.join(timeout=5)
         broker.close()

@@ -74,12 +74,17 @@ def app() -> None:
                    "SDK client [default: http://BROKER-HOST:15672].")
 @click.option("--max-tasks-per-submit", type=click.IntRange(1), default=10_000, show_default=True,
               help="Refuse a submit of more tasks (413) rather than hold them all in one request.")
+@click.option("--reclaim-user-endpoints-after", "reclaim_after_s", type=click.FloatRange(min=1),
+              default=86_400, show_default=True, metavar="SECONDS",
+              help="Delete the queues, broker user and record of a user endpoint (one a template-capable "
+                   "endpoint starts for a set of options) that nobody has submitted to, that has not reported "
+                   "and that is owed no task for this long; the next submit with its options registers it again.")
 @data_dir_option
 @click.option("--log-level", default="info", show_default=True,
               type=click.Choice(["debug", "info", "warning", "error"]))
 def serve(host: str, port: int, db_url: str | None, broker_url: str | None, public_broker_url: str | None,
-          shared_broker_credentials: bool, management_url: str | None, max_tasks_per_submit: int, data_dir: Path,
-          log_level: str) -> None:
+          shared_broker_credentials: bool, management_url: str | None, max_tasks_per_submit: int,
+          reclaim_after_s: float, data_dir: Path, log_level: str) -> None:
     """Serve the Compute HTTP API."""
     import logging
 
@@ -97,7 +102,8 @@ def serve(host: str, port: int, db_url: str | None, broker_url: str | None, publ
     settings = ServiceSettings(db_url=str(store.engine.url), broker_url=broker_url,
                                public_broker_url=public_broker_url,
                                endpoint_broker_users=not shared_broker_credentials,
-                               max_tasks_per_submit=max_tasks_per_submit, management_url=management_url)
+                               max_tasks_per_submit=max_tasks_per_submit, management_url=management_url,
+                               reclaim_user_endpoints_after_s=reclaim_after_s)
     try:
         application = create_app(settings, store)
     except ServiceConfigError as exc:

@@ -19,6 +19,8 @@ class ServiceSettings:
     endpoint_broker_users: bool = True
     max_tasks_per_submit: int = DEFAULT_MAX_TASKS_PER_SUBMIT
     management_url: str | None = None  # RabbitMQ's management API [default: port 15672 of the broker's host]
+    # A user endpoint unused, silent and owed no task this long is reclaimed (user_endpoints.py).
+    reclaim_user_endpoints_after_s: float = 86_400.0
 
 
 class ServiceConfigError(Exception):

@@ -11,7 +11,7 @@ import logging
 import secrets
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import attrs
@@ -22,7 +22,8 @@ log = logging.getLogger(__name__)
 # 1: first release. 2: client identities (clients), expiring tokens (tokens.expires).
 # 3: endpoint tombstones (endpoints.deleted), results forwarded once (tasks.forwarded).
 # 4: endpoint allow-lists and registration settings; public and group-shared functions.
-SCHEMA_VERSION = 4
+# 5: when a user endpoint was last submitted to (endpoints.last_used), to reclaim gone ones.
+SCHEMA_VERSION = 5
 
 metadata = sa.MetaData()
 
@@ -64,6 +65,9 @@ endpoints = sa.Table(
     sa.Column("deleted", sa.Float),
     sa.Column("allowed_functions", sa.JSON),  # None: any function; else a list of function ids
     sa.Column("settings", sa.JSON),  # admins, authentication_policy, subscription_uuid, high_assurance
+    # Set for user endpoints only (those a template-capable endpoint starts): the last submit
+    # routed to it. One unused, silent and owed no task for a grace period is reclaimed.
+    sa.Column("last_used", sa.Float),
 )
 
 functions = sa.Table(
@@ -164,7 +168,19 @@ class Store:
                 self._add_missing_column(db, "endpoints", "settings", "JSON")
                 self._add_missing_column(db, "functions", "public", "BOOLEAN NOT NULL DEFAULT FALSE")
                 self._add_missing_column(db, "functions", "group_id", "VARCHAR(36)")
+                self._add_missing_column(db, "endpoints", "last_used", "FLOAT")
+                self._date_user_endpoints(db)
                 db.execute(schema_version.update().values(version=SCHEMA_VERSION))
+
+    @staticmethod
+    def _date_user_endpoints(db) -> None:
+        """User endpoints made before version 5 count as last used when last heard from."""
+        rows = db.execute(sa.select(endpoints.c.id, endpoints.c.settings, endpoints.c.created, endpoints.c.last_report)
+                          .where(endpoints.c.last_used.is_(None), endpoints.c.settings.is_not(None)))
+        for row in rows.all():
+            if isinstance(row.settings, dict) and row.settings.get("parent"):
+                db.execute(endpoints.update().where(endpoints.c.id == row.id)
+                           .values(last_used=max(row.created, row.last_report or 0)))
 
     @staticmethod
     def _add_missing_column(db, table: str, column: str, definition: str) -> None:
@@ -285,6 +301,32 @@ class Store:
             return db.execute(endpoints.update().where(endpoints.c.id == endpoint_id,
                                                        endpoints.c.owner == owner)
                               .values(locked_until=until)).rowcount > 0
+
+    def touch_user_endpoint(self, owner: str, endpoint_id: str) -> bool:
+        """A submit is routed to this user endpoint now; False when there is no such record.
+        Waits while a reclaim of it is under way (reclaim_user_endpoint), and then finds none."""
+        with self.engine.begin() as db:
+            return db.execute(endpoints.update().where(endpoints.c.id == endpoint_id, endpoints.c.owner == owner,
+                                                       endpoints.c.deleted.is_(None))
+                              .values(last_used=time.time())).rowcount > 0
+
+    def stale_user_endpoints(self, cutoff: float) -> list[str]:
+        """User endpoints neither submitted to nor heard from since cutoff."""
+        with self.engine.connect() as db:
+            return list(db.execute(sa.select(endpoints.c.id).where(*_stale(cutoff))).scalars())
+
+    def reclaim_user_endpoint(self, endpoint_id: str, cutoff: float, release: Callable[[str], None]) -> bool:
+        """Delete the record of a user endpoint still stale at cutoff and owed no task, and call
+        release(endpoint_id) (its queues and broker user) before the deletion commits: a submit
+        to it meanwhile waits on the row (touch_user_endpoint), then registers it anew, after
+        release. release raising keeps the record for the next try."""
+        with self.engine.begin() as db:
+            owed = sa.exists().where(tasks.c.endpoint_id == endpoint_id, tasks.c.status == PENDING)
+            deleted = db.execute(endpoints.delete().where(endpoints.c.id == endpoint_id, *_stale(cutoff),
+                                                          ~owed)).rowcount
+            if deleted:
+                release(endpoint_id)
+            return deleted > 0
 
     def record_status_report(self, endpoint_id: str, report: dict) -> bool:
         """Store a live endpoint's report; False when there is no such (undeleted) endpoint."""
@@ -437,6 +479,11 @@ class ResultFate:
     owner: str | None = None
     forward: bool = False
     error: str | None = None
+
+
+def _stale(cutoff: float) -> tuple:
+    return (endpoints.c.last_used < cutoff, endpoints.c.deleted.is_(None),
+            sa.or_(endpoints.c.last_report.is_(None), endpoints.c.last_report < cutoff))
 
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:

@@ -304,11 +304,11 @@ def start_service(tmp_path, broker_url):
     """Start compute-service subprocesses; each is stopped at the end of the test."""
     started: list[RunningService] = []
 
-    def start(db_url: str | None = None, port: int | None = None,
-              public_broker_url: str | None = None) -> RunningService:
+    def start(db_url: str | None = None, port: int | None = None, public_broker_url: str | None = None,
+              extra_args: list[str] = ()) -> RunningService:
         data_dir = tmp_path / f"service{len(started)}"
         data_dir.mkdir()
-        service = RunningService(data_dir, db_url, broker_url, port, public_broker_url)
+        service = RunningService(data_dir, db_url, broker_url, port, public_broker_url, extra_args)
         started.append(service)
         return service
 

@@ -338,3 +338,46 @@ def test_a_flood_of_distinct_options_waits_its_turn_under_the_caps_and_every_tas
         assert "hung" not in harness.log() and "giving up" not in harness.log()
     finally:
         stop_with_its_user_endpoints(harness)
+
+
+def test_the_service_reclaims_a_gone_user_endpoint_and_registers_it_again_when_asked(start_service, tmp_path,
+                                                                                     broker_url, rabbitmq_management):
+    """Finding: every distinct set of options left a RabbitMQ user, a queue and a database row
+    that were never reclaimed."""
+    from urllib.parse import quote, urlsplit
+
+    from compute_endpoint.service.broker_users import endpoint_user
+
+    service = start_service(extra_args=["--reclaim-user-endpoints-after", "3"])
+    harness = EndpointHarness(service, tmp_path / "gc", "tc", "display_name: Templated\n")
+    (harness.directory / "user_config_template.yaml.j2").write_text(TEMPLATE)
+    (harness.directory / "user_config_schema.json").write_text(json.dumps(SCHEMA))
+    harness.start()
+    vhost = urlsplit(broker_url).path.lstrip("/")
+    auth = ("guest", "guest")
+
+    def user_endpoint_ids() -> list[str]:
+        listed = requests.get(f"{service.url}/v2/endpoints", headers=harness.headers, timeout=30).json()
+        return [e["uuid"] for e in listed if e["name"].startswith("uep.")]
+
+    def on_the_broker(uep: str) -> tuple[int, int]:
+        user = requests.get(f"{rabbitmq_management}/users/{quote(endpoint_user(uep, vhost), safe='')}", auth=auth,
+                            timeout=10)
+        queue = requests.get(f"{rabbitmq_management}/queues/{quote(vhost, safe='')}/{uep}.tasks", auth=auth,
+                             timeout=10)
+        return user.status_code, queue.status_code
+
+    try:
+        assert values(harness, submit(harness, worker_pid, [(1,)], {"idle": 1}))[0][0] == 1
+        [uep] = user_endpoint_ids()
+        assert on_the_broker(uep) == (200, 200)
+        # It stops itself once idle (a heartbeat of 5 s), and is reclaimed 3 s after its last word.
+        wait_for(lambda: not user_endpoint_ids(), 90, "the gone user endpoint reclaimed")
+        assert f"reclaimed user endpoint {uep}" in service.log.read_text()
+        assert on_the_broker(uep) == (404, 404)
+        assert not user_endpoints(harness)
+        # The next submit with the same options registers it again, under the same id.
+        assert values(harness, submit(harness, worker_pid, [(2,)], {"idle": 1}))[0][0] == 2
+        assert user_endpoint_ids() == [uep] and on_the_broker(uep) == (200, 200)
+    finally:
+        stop_with_its_user_endpoints(harness)

@@ -116,3 +116,58 @@ def test_replicas_storing_copies_of_one_result_at_once_forward_it_once(postgres_
     assert sorted(forwarded) == sorted(task_ids)
     for replica in replicas:
         replica.engine.dispose()
+
+
+def _user_endpoint(store, endpoint="u1", owner="alice"):
+    store.upsert_endpoint(owner, endpoint, f"uep.{endpoint}", None, False, None, None, {"parent": "m1"})
+    assert store.touch_user_endpoint(owner, endpoint)
+
+
+def test_a_user_endpoint_is_reclaimed_only_when_unused_silent_and_owed_nothing(store):
+    released: list[str] = []
+    _user_endpoint(store, "idle")
+    _user_endpoint(store, "owed")
+    store.create_tasks("alice", "owed", store.ensure_task_group("alice", None), {"t1": "f1"})
+    _user_endpoint(store, "reporting")
+    store.upsert_endpoint("alice", "classic", "ep", None, False, None)  # never submitted to as a user endpoint
+    cutoff = time.time() + 1  # all of them last used before it
+    store.record_status_report("reporting", {"active": True})
+    assert sorted(store.stale_user_endpoints(cutoff)) == ["idle", "owed", "reporting"]
+    assert sorted(store.stale_user_endpoints(time.time() - 60)) == []
+    for endpoint in ("idle", "owed", "classic"):
+        store.reclaim_user_endpoint(endpoint, cutoff, released.append)
+    assert released == ["idle"]
+    assert store.endpoint("alice", "idle") is None and store.endpoint("alice", "owed") is not None
+    assert not store.reclaim_user_endpoint("reporting", time.time() - 60, released.append)  # heard from since
+    # A release that fails keeps the record for the next sweep.
+    _user_endpoint(store, "again")
+
+    def broken(_endpoint_id):
+        raise OSError("the broker is away")
+
+    with pytest.raises(OSError):
+        store.reclaim_user_endpoint("again", time.time() + 1, broken)
+    assert store.endpoint("alice", "again") is not None
+
+
+@pytest.mark.parametrize("database", ["sqlite", "postgresql"])
+def test_a_submit_during_a_reclaim_waits_for_it_then_registers_anew(tmp_path, request, database):
+    """The reclaim releases the queues and broker user inside its transaction: a submit to that
+    user endpoint meanwhile must not declare them (and then lose its tasks to the release)."""
+    import threading
+
+    url = f"sqlite:///{tmp_path / 'service.db'}" if database == "sqlite" else request.getfixturevalue("postgres_url")
+    store, other_replica = Store(url), Store(url)
+    _user_endpoint(store)
+    touched: list[bool] = []
+
+    def release(endpoint_id):
+        submit = threading.Thread(target=lambda: touched.append(other_replica.touch_user_endpoint("alice", "u1")))
+        submit.start()
+        submit.join(timeout=1.0)
+        assert submit.is_alive(), "the submit did not wait for the reclaim"
+        release.submit = submit
+
+    assert store.reclaim_user_endpoint("u1", time.time() + 1, release)
+    release.submit.join(timeout=10)
+    assert touched == [False]  # it finds no record, so it registers the user endpoint again
