@@ -213,3 +213,55 @@ def deserialize(payload: str) -> Any:
     if strategy is None:
         raise SerializationError(f"unknown serialization header {payload[:3]!r}")
     return strategy.deserialize(payload)
+
+
+# A site's allowed_serializers (every engine's key, as the official's): which strategies a
+# task's function and arguments may arrive in. The SDK's own wildcards stand for every code,
+# or every data, strategy it can still select (not the deprecated PickleCode).
+CODE_WILDCARD = "globus_compute_sdk.*Code"
+DATA_WILDCARD = "globus_compute_sdk.*Data"
+_SDK_MODULES = ("globus_compute_sdk.serialize", "globus_compute_sdk.serialize.concretes")
+_SELECTABLE = [s for s in _STRATEGIES if s.name != "PickleCode"]
+
+
+def parse_allowlist(values: Iterable[str]) -> frozenset[str]:
+    """The names of the strategies an allowed_serializers list allows; SerializationError
+    naming what is wrong: an unknown path, a wildcard mixed with strategies of its kind, or
+    a list that does not allow at least one code and one data strategy (a task needs both)."""
+    allowed: set[str] = set()
+    wildcards = set()
+    for value in values:
+        if value in (CODE_WILDCARD, DATA_WILDCARD):
+            wildcards.add(value)
+            continue
+        module, _, name = str(value).rpartition(".")
+        strategy = STRATEGIES_BY_NAME.get(name)
+        if module not in _SDK_MODULES or strategy is None or strategy not in _SELECTABLE:
+            known = ", ".join(f"globus_compute_sdk.serialize.{s.name}" for s in _SELECTABLE)
+            raise SerializationError(f"{value!r} is not a serialization strategy one may allow; accepted: {known}, "
+                                     f"{CODE_WILDCARD}, {DATA_WILDCARD}")
+        allowed.add(strategy.name)
+    for wildcard in sorted(wildcards):
+        for_code = wildcard == CODE_WILDCARD
+        if any(STRATEGIES_BY_NAME[name].for_code == for_code for name in allowed):
+            raise SerializationError(f"{wildcard!r} cannot be mixed with specific {'code' if for_code else 'data'} "
+                                     "strategies: give one or the other")
+        allowed.update(s.name for s in _SELECTABLE if s.for_code == for_code)
+    if {STRATEGIES_BY_NAME[name].for_code for name in allowed} != {True, False}:
+        raise SerializationError("allowed_serializers must allow at least one code and one data strategy (a task "
+                                 f"needs both); got {', '.join(map(str, values)) or 'none'}")
+    return frozenset(allowed)
+
+
+def disallowed(buffers: list[str], allowed: frozenset[str]) -> str | None:
+    """Why a task's serialized function and arguments may not be deserialized here, read
+    from their headers alone (nothing is deserialized); None when every one is allowed."""
+    for buffer in buffers:
+        strategy = STRATEGIES_BY_HEADER.get(buffer[:3])
+        if strategy is None or strategy.name in allowed:
+            continue  # an unknown header fails on deserialization, saying so
+        kind, what = ("Code", "function") if strategy.for_code else ("Data", "arguments")
+        return (f"{kind} serializer {strategy.name} disabled by current configuration.\n"
+                f"The current configuration requires the *{what}* to be serialized with one of the allowed "
+                f"{kind} classes:\n\n    Allowed serializers: {', '.join(sorted(allowed))}")
+    return None

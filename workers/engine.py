@@ -11,12 +11,23 @@ import time
 from multiprocessing.connection import wait
 from pathlib import Path
 
+from ..protocol.serialize import parse_allowlist
 from ..supervisor.control import Stop
 from ..supervisor.pipe import ParentPipe
 from ..supervisor.spec import ExitCode
+from .execution import serializer_refusal
 from .logs import capture_output
 from .payloads import UNACKED_RESULTS, PayloadStore
-from .pipe_messages import EngineStatus, ResultsDone, RunTasks, TaskLost, TaskResult, TasksLost, TasksStarted
+from .pipe_messages import (
+    EngineStatus,
+    ResultsDone,
+    RunTasks,
+    TaskDelivery,
+    TaskLost,
+    TaskResult,
+    TasksLost,
+    TasksStarted,
+)
 from .pools import build_engine
 from .settings import WorkerSettings
 from .startup import begin_child
@@ -30,7 +41,9 @@ RESULT_BATCH = 512
 def main(parent: ParentPipe, settings: WorkerSettings) -> int:
     begin_child(settings, "engine")
     capture_output()  # what tasks print (here and in the workers this process starts) is logged, bounded
-    process = EngineProcess(parent, PayloadStore(Path(settings.run_dir) / UNACKED_RESULTS))
+    allowlist = settings.engine.get("allowed_serializers")
+    process = EngineProcess(parent, PayloadStore(Path(settings.run_dir) / UNACKED_RESULTS),
+                            parse_allowlist(allowlist) if allowlist else None, settings.endpoint_id)
     signal.signal(signal.SIGTERM, lambda *_: process.stop("SIGTERM"))
     # A ThreadPoolEngine runs tasks in this very process: a task that kills it must have been
     # reported started before it ran, or the dispatcher could not tell it from the tasks that
@@ -52,9 +65,11 @@ class EngineProcess:
     """The engine process's loop: one wait over the supervisor's pipe and a wake-up pipe that
     tasks starting and finishing (in any thread) poke; then pass on what they reported."""
 
-    def __init__(self, parent: ParentPipe, results: PayloadStore):
+    def __init__(self, parent: ParentPipe, results: PayloadStore, allowed_serializers: frozenset[str] | None = None,
+                 endpoint_id: str | None = None):
         self.parent = parent
         self.results = results
+        self.allowed_serializers, self.endpoint_id = allowed_serializers, endpoint_id
         self.wake_read, self.wake_write = os.pipe()
         os.set_blocking(self.wake_write, False)
         self.stopping: list[str] = []
@@ -81,6 +96,20 @@ class EngineProcess:
         self.finished.put(result)
         self.wake()
 
+    def admitted(self, tasks: tuple[TaskDelivery, ...]) -> tuple[TaskDelivery, ...]:
+        """The tasks whose payloads allowed_serializers lets through; the others are answered
+        with an error at once, nothing of theirs deserialized."""
+        if self.allowed_serializers is None:
+            return tasks
+        admitted = []
+        for task in tasks:
+            refusal = serializer_refusal(task.task_id, task.body, self.allowed_serializers, self.endpoint_id)
+            if refusal is None:
+                admitted.append(task)
+            else:
+                self.done(TaskResult(task.task_id, refusal))
+        return tuple(admitted)
+
     def on_start(self, task_id: str) -> None:
         self.started.put(task_id)
         self.wake()
@@ -99,7 +128,7 @@ class EngineProcess:
                 self.awake.clear()  # after emptying the pipe, before draining: a result put after this pokes again
             for message in self.parent.receive(0):
                 if isinstance(message, RunTasks):
-                    engine.submit_many(message.tasks, self.done)
+                    engine.submit_many(self.admitted(message.tasks), self.done)
                 elif isinstance(message, Stop):
                     self.stopping.append(message.reason)
             _send_started(self.parent, self.started)

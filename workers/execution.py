@@ -18,7 +18,7 @@ import traceback
 import uuid
 
 from ..protocol import messages
-from ..protocol.serialize import SerializationError, deserialize, serialize_from_list, unpack_buffers
+from ..protocol.serialize import SerializationError, deserialize, disallowed, serialize_from_list, unpack_buffers
 from .payloads import Payload, load
 from .task_marks import mark_finished, mark_overdue, mark_started
 
@@ -68,6 +68,23 @@ def error_result(task_id: str, code: str, text: str, user_message: str | None = 
         task_id=uuid.UUID(task_id), data=text, details=messages.JsonObject(environment_details(endpoint_id)),
         error_details=messages.ResultErrorDetails(code=code, user_message=user_message or text.strip()[-500:]),
     ))
+
+
+def serializer_refusal(task_id: str, body: Payload, allowed: frozenset[str],
+                       endpoint_id: str | None = None) -> bytes | None:
+    """An error Result for a task whose function or arguments arrived in a serialization
+    strategy outside allowed (the engine's allowed_serializers), judged from their headers
+    without deserializing anything; None when it may run (or cannot be read: running it
+    reports that)."""
+    try:
+        task = messages.unpack(load(body))
+        buffers = unpack_buffers(task.task_buffer) if isinstance(task, messages.Task) else []
+    except Exception:
+        return None
+    why = disallowed(buffers, allowed)
+    if why is None:
+        return None
+    return error_result(task_id, COULD_NOT_EXECUTE, f"DeserializationError: {why}", why, endpoint_id=endpoint_id)
 
 
 # In a ProcessPoolEngine's worker process: where it tells the engine that a task started

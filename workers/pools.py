@@ -279,10 +279,12 @@ def build_engine(engine_config: Mapping[str, Any], endpoint_id: str, run_dir: st
     options = dict(engine_config)
     kind = options.pop("type")
     options.pop("max_retries_on_system_failure", None)  # the dispatcher's business
+    options.pop("allowed_serializers", None)  # the engine process's business (engine.py)
+    label = options.pop("label", None)
     options["task_timeout_s"] = task_time_limit(options.get("task_timeout_s"))
     if kind in ("GlobusComputeEngine", "GlobusMPIEngine"):
         from . import htex  # heavy: Parsl
 
         engine_class = getattr(htex, kind)
-        return engine_class(endpoint_id, run_dir=run_dir, on_start=on_start, **options)
+        return engine_class(endpoint_id, run_dir=run_dir, on_start=on_start, label=label, **options)
     return ENGINES[kind](endpoint_id, on_start=on_start, **options)

@@ -20,11 +20,11 @@ from cattrs.errors import (
 )
 
 from .model import (
-    AMQP_PORTS,
     CONTAINER_TYPES,
     ENGINE_TYPES,
     MPI_LAUNCHERS,
     STRATEGIES,
+    STRATEGY_OBJECTS,
     Accelerators,
     Address,
     AmqpPort,
@@ -39,6 +39,7 @@ from .model import (
     PositiveFloat,
     PositiveInt,
     ProviderConfig,
+    SerializerAllowlist,
     Strategy,
     UuidText,
 )
@@ -71,10 +72,43 @@ def _structure_engine(value: object, _: object) -> EngineConfig:
             + did_you_mean(kind, ENGINE_TYPES), ("type",)
         )
     if kind in ("GlobusComputeEngine", "GlobusMPIEngine"):
-        value = split_executor_options(value)
+        value = split_executor_options(_strategy_object_as_name(value))
     else:
         value = split_pool_options(value, ENGINE_TYPES[kind])
     return _converter.structure(value, ENGINE_TYPES[kind])
+
+
+def _strategy_object_as_name(engine: Mapping) -> Mapping:
+    """engine.strategy in the official's old object form, {type: SimpleStrategy, max_idletime:
+    N}, as today's strategy name and job_status_kwargs.max_idletime (which, given as well, wins)."""
+    strategy = engine.get("strategy")
+    if not isinstance(strategy, Mapping):
+        return engine
+    strategy = dict(strategy)
+    kind = strategy.pop("type", None)
+    if kind not in STRATEGY_OBJECTS:
+        raise ConfigValueError(f"strategy type {kind!r} is not known; accepted: {', '.join(STRATEGY_OBJECTS)} "
+                               f"(or a strategy name: {', '.join(STRATEGIES)})", ("strategy", "type"))
+    unknown = sorted(set(strategy) - {"max_idletime"})
+    if unknown:
+        raise ConfigValueError(f"unknown key{did_you_mean(unknown[0], ['max_idletime'])}; accepted keys: type, "
+                               "max_idletime", ("strategy", unknown[0]))
+    status = dict(engine.get("job_status_kwargs") or {})
+    if "max_idletime" in strategy:
+        status.setdefault("max_idletime", strategy["max_idletime"])
+    return {**engine, "strategy": STRATEGY_OBJECTS[kind], "job_status_kwargs": status}
+
+
+def _structure_allowlist(value: object, _: object) -> list:
+    from ...protocol.serialize import SerializationError, parse_allowlist
+
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        raise ConfigValueError(f"expected a list of serialization strategies' import paths, got {value!r}")
+    try:
+        parse_allowlist(value)
+    except SerializationError as exc:
+        raise ConfigValueError(str(exc)) from None
+    return list(value)
 
 
 def _structure_provider(value: object, _: object) -> ProviderConfig:
@@ -99,7 +133,8 @@ def _make_converter() -> cattrs.Converter:
     conv.register_structure_hook(NonNegativeInt, bounded("int", lambda v: v >= 0, "an integer >= 0"))
     conv.register_structure_hook(PositiveFloat, bounded("float", lambda v: v > 0, "a positive number"))
     conv.register_structure_hook(PortRange, structure_port_range)
-    conv.register_structure_hook(AmqpPort, one_of(AMQP_PORTS))
+    conv.register_structure_hook(AmqpPort, bounded("int", lambda v: 0 < v < 65536, "a TCP port (1 to 65535)"))
+    conv.register_structure_hook(SerializerAllowlist, _structure_allowlist)
     conv.register_structure_hook(ContainerType, one_of(CONTAINER_TYPES))
     conv.register_structure_hook(Strategy, one_of(STRATEGIES))
     conv.register_structure_hook(MpiLauncher, one_of(MPI_LAUNCHERS))

@@ -10,7 +10,9 @@ import yaml
 
 from .values import ConfigValueError
 
-AMQP_PORTS = (443, 5671, 5672)
+# The official's old object form of engine.strategy ({type: SimpleStrategy, max_idletime: N}),
+# still in its multi-user docs' examples: the Parsl strategy it names.
+STRATEGY_OBJECTS = {"SimpleStrategy": "simple"}
 CONTAINER_TYPES = ("docker", "podman", "podman-hpc", "apptainer", "singularity", "custom", "None")
 IMAGE_CONTAINER_TYPES = ("docker", "podman", "podman-hpc", "apptainer", "singularity")
 # Parsl's address finders, by the name a config gives as `address: {type: NAME, ...}`.
@@ -24,6 +26,9 @@ MPI_LAUNCHERS = ("mpiexec", "srun", "aprun")
 HTEX_NOT_FROM_YAML = ("self", "provider", "manager_selector", "block_error_handler",
                       "remote_monitoring_radio", "storage_access")
 CUSTOM_CONTAINER_FIELDS = ("{EXECUTOR_RUNDIR}", "{EXECUTOR_LAUNCH_CMD}")
+# Providers that run each block in a container of their own choosing (the official refuses
+# container_uri beside them).
+PROVIDERS_WITH_OWN_CONTAINERS = ("AWSProvider", "GoogleCloudProvider", "KubernetesProvider")
 
 MIN_HEARTBEAT_PERIOD_S = 5.0
 
@@ -49,7 +54,8 @@ def default_config_text(display_name: str | None = None) -> str:
 PositiveInt = NewType("PositiveInt", int)
 NonNegativeInt = NewType("NonNegativeInt", int)
 PositiveFloat = NewType("PositiveFloat", float)
-AmqpPort = NewType("AmqpPort", int)
+AmqpPort = NewType("AmqpPort", int)  # any TCP port: sites put brokers behind ports of their own
+SerializerAllowlist = NewType("SerializerAllowlist", list)  # import paths of SDK strategies, or its wildcards
 ContainerType = NewType("ContainerType", str)
 PortRange = NewType("PortRange", tuple)
 Address = NewType("Address", object)  # an address string, or {type: <Parsl address finder>, ...}
@@ -80,6 +86,9 @@ class _PoolEngineConfig:
     max_retries_on_system_failure: NonNegativeInt = NonNegativeInt(0)
     # Seconds a task may run (None: GC_TASK_TIMEOUT from the environment, else no limit).
     task_timeout_s: PositiveFloat | None = None
+    label: str | None = None  # the engine's name in logs, as the official's
+    # The serialization strategies a task's function and arguments may arrive in (None: any).
+    allowed_serializers: SerializerAllowlist | None = None
     # Any other option of the standard library's executor, checked against its signature.
     executor_options: Mapping[str, Any] = attrs.field(factory=dict)
 
@@ -130,6 +139,7 @@ class _HtexEngineConfig:
     worker_debug: bool = False
     max_retries_on_system_failure: NonNegativeInt = NonNegativeInt(0)
     task_timeout_s: PositiveFloat | None = None  # as for the pool engines
+    allowed_serializers: SerializerAllowlist | None = None  # as for the pool engines
     job_status_kwargs: JobStatusConfig = attrs.field(factory=JobStatusConfig)
     container_type: ContainerType | None = None
     container_uri: str | None = None
@@ -137,6 +147,12 @@ class _HtexEngineConfig:
     executor_options: Mapping[str, Any] = attrs.field(factory=dict)
 
     def __attrs_post_init__(self) -> None:
+        if self.container_uri and self.provider.type in PROVIDERS_WITH_OWN_CONTAINERS:
+            raise ConfigValueError(
+                f"container_uri is not compatible with {self.provider.type}, which manages containers itself "
+                f"(give the image in the provider's own options; see "
+                f"https://parsl.readthedocs.io/en/stable/stubs/parsl.providers.{self.provider.type}.html)",
+                ("container_uri",))
         kind = self.container_type
         if kind in IMAGE_CONTAINER_TYPES and not self.container_uri:
             raise ConfigValueError(
@@ -239,6 +255,17 @@ class _RegisteredConfig:
 
 
 @attrs.frozen
+class PathsConfig:
+    """Where a user endpoint keeps its files (endpoint_dir) and writes its log (endpoint_log);
+    each defaults to $GLOBUS_COMPUTE_ENDPOINT_DIR / $GLOBUS_COMPUTE_LOG_PATH, then to
+    user_endpoints/<name>/ of its manager and endpoint.log there. A classic endpoint's own
+    directory is where its config.yaml is: it takes neither."""
+
+    endpoint_dir: str | None = None
+    endpoint_log: str | None = None
+
+
+@attrs.frozen
 class EndpointConfig(_RegisteredConfig):
     """A classic endpoint's config.yaml: its engine and its tuning besides."""
 
@@ -258,6 +285,8 @@ class EndpointConfig(_RegisteredConfig):
     prefetch: NonNegativeInt = NonNegativeInt(0)  # unacknowledged tasks the task link may hold; 0: automatic
     # Task bodies the tree may hold at once, in bytes: the second bound beside prefetch.
     max_task_bytes_in_flight: ByteSize = ByteSize(256 * 2**20)
+    # A user endpoint's own directory and log (the official's paths); ~ and $VARS expanded.
+    paths: PathsConfig | None = None
 
 
 @attrs.frozen
@@ -274,6 +303,7 @@ class ManagerConfig(_RegisteredConfig):
     audit_log_path: str | None = None
     pam: Mapping[str, Any] | None = None
     mu_child_ep_grace_period_s: PositiveFloat = PositiveFloat(30.0)
+    email: str | None = None  # the administrator's contact, as the official keeps it
     # User endpoints running at once, and starting at once; the rest wait their turn (status
     # shows them waiting). Each is a tree of processes: on a small host, starting dozens at
     # once starves them all. Pair the cap with idle limits in the template, so that user

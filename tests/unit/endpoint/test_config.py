@@ -105,9 +105,20 @@ BAD_CONFIGS = [
     ("engine: {type: ThreadPoolEngine}\nengin_setup: x", "engin_setup", 2, "unknown key"),
     ("engine: {type: ThreadPoolEngine}\nendpoint_setpu: x", "endpoint_setpu", 2,
      "did you mean 'endpoint_setup'"),
-    ("engine: {type: ThreadPoolEngine}\namqp_port: 8080", "amqp_port", 2,
-     "accepted values: 443, 5671, 5672"),
-    ("engine: {type: ThreadPoolEngine}\namqp_port: '5671'", "amqp_port", 2, "'5671' is not accepted"),
+    ("engine: {type: ThreadPoolEngine}\namqp_port: 70000", "amqp_port", 2, "a TCP port (1 to 65535)"),
+    ("engine: {type: ThreadPoolEngine}\namqp_port: '5671'", "amqp_port", 2, "expected an integer"),
+    ("engine: {type: GlobusComputeEngine, strategy: {type: Fancy}}", "engine.strategy.type", 1,
+     "accepted: SimpleStrategy"),
+    ("engine: {type: ThreadPoolEngine, allowed_serializers: [globus_compute_sdk.serialize.JSONData]}",
+     "engine.allowed_serializers", 1, "at least one code and one data strategy"),
+    ("engine: {type: ThreadPoolEngine, allowed_serializers: [globus_compute_sdk.serialize.PickleCode, "
+     "globus_compute_sdk.*Data]}", "engine.allowed_serializers", 1, "is not a serialization strategy one may allow"),
+    ("engine: {type: ThreadPoolEngine, allowed_serializers: [globus_compute_sdk.*Code, "
+     "globus_compute_sdk.serialize.DillCode, globus_compute_sdk.*Data]}", "engine.allowed_serializers", 1,
+     "cannot be mixed"),
+    ("engine: {type: GlobusComputeEngine, container_type: docker, container_uri: img,\n"
+     "  provider: {type: KubernetesProvider, image: x}}", "engine.container_uri", 1,
+     "not compatible with KubernetesProvider"),
     ("engine: {type: ThreadPoolEngine}\nheartbeat_period: 0", "heartbeat_period", 2,
      "a positive number"),
     ("engine: {type: ThreadPoolEngine}\nheartbeat_period: ten", "heartbeat_period", 2,
@@ -121,7 +132,8 @@ BAD_CONFIGS = [
     ("engine:\n  type: ThreadPoolEngine\n  max_workers: -1", "engine.max_workers", 3,
      "a positive integer"),
     ("engine:\n  type: ThreadPoolEngine\n  provider: {type: LocalProvider}", "engine.provider", 3,
-     "accepted: max_retries_on_system_failure, max_workers, task_timeout_s, thread_name_prefix, type"),
+     "accepted: allowed_serializers, label, max_retries_on_system_failure, max_workers, task_timeout_s, "
+     "thread_name_prefix, type"),
     ("engine:\n  type: ProcessPoolEngine\n  max_retries_on_system_failure: -2",
      "engine.max_retries_on_system_failure", 3, "an integer >= 0"),
     ("engine:\n  type: GlobusComputeEngine\n  container_type: podmann", "engine.container_type", 3,
@@ -240,7 +252,7 @@ def test_defaults_reach_every_node_and_encrypt():
 
 def test_several_problems_are_reported_together():
     with pytest.raises(ConfigError) as caught:
-        parse_config("amqp_port: 1\nheartbeat_period: -5\nengine: {type: ThreadPoolEngine}")
+        parse_config("amqp_port: 0\nheartbeat_period: -5\nengine: {type: ThreadPoolEngine}")
     assert [".".join(map(str, p.path)) for p in caught.value.problems] == ["amqp_port", "heartbeat_period"]
 
 
@@ -369,3 +381,39 @@ def test_mpi_engine_options_reach_parsls_mpi_executor():
         ("GlobusMPIEngine", "srun", 2, 5)
     assert options["provider"] == {"type": "SlurmProvider", "nodes_per_block": 4,
                                    "launcher": {"type": "SimpleLauncher"}}
+
+
+def test_the_official_keys_of_4_19_that_ours_once_refused_load_with_their_meaning():
+    config = parse_config(textwrap.dedent("""\
+        amqp_port: 8443
+        engine:
+          type: GlobusComputeEngine
+          strategy:
+            type: SimpleStrategy
+            max_idletime: 90
+          allowed_serializers:
+            - globus_compute_sdk.serialize.JSONData
+            - globus_compute_sdk.serialize.PureSourceTextInspect
+        paths:
+          endpoint_dir: ~/uep
+          endpoint_log: $HOME/uep.log
+    """))
+    assert config.amqp_port == 8443  # sites put brokers behind ports of their own
+    assert config.engine.strategy == "simple" and config.engine.job_status_kwargs.max_idletime == 90
+    assert config.engine.allowed_serializers == ["globus_compute_sdk.serialize.JSONData",
+                                                 "globus_compute_sdk.serialize.PureSourceTextInspect"]
+    assert (config.paths.endpoint_dir, config.paths.endpoint_log) == ("~/uep", "$HOME/uep.log")
+    both = parse_config("engine: {type: GlobusComputeEngine, strategy: {type: SimpleStrategy, max_idletime: 90},\n"
+                        "  job_status_kwargs: {max_idletime: 30}}")
+    assert both.engine.job_status_kwargs.max_idletime == 30  # the explicit one wins
+    for kind in ("ThreadPoolEngine", "ProcessPoolEngine"):
+        pool = parse_config(f"engine: {{type: {kind}, label: mine, allowed_serializers: "
+                            "[globus_compute_sdk.*Code, globus_compute_sdk.*Data]}").engine
+        assert pool.label == "mine" and pool.allowed_serializers == ["globus_compute_sdk.*Code",
+                                                                     "globus_compute_sdk.*Data"]
+
+
+def test_a_managers_config_takes_the_officials_email():
+    from compute_endpoint.endpoint.config import parse_manager_config
+
+    assert parse_manager_config("email: admin@example.org\n").email == "admin@example.org"

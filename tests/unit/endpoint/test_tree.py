@@ -45,7 +45,7 @@ def test_engine_options_are_the_declared_defaults_with_the_executors_own_beside_
     config = parse_config("engine: {type: ThreadPoolEngine, thread_name_prefix: t}")
     assert engine_options(config.engine) == {"type": "ThreadPoolEngine", "max_workers": None,
                                              "max_retries_on_system_failure": 0, "task_timeout_s": None,
-                                             "thread_name_prefix": "t"}
+                                             "label": None, "allowed_serializers": None, "thread_name_prefix": "t"}
     htex = parse_config("engine:\n  type: GlobusComputeEngine\n  max_workers_per_node: 3\n"
                         "  provider: {type: LocalProvider, max_blocks: 2}\n").engine
     options = engine_options(htex)
