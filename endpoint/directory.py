@@ -160,7 +160,10 @@ class EndpointDirectory:
         return self.path / LOG_FILE
 
     def exists(self) -> bool:
-        return self.config_file.is_file()
+        """A config.yaml; or, as the official reads a directory without one, a template-capable
+        endpoint's template (its config then takes every default)."""
+        return self.config_file.is_file() or any(
+            (self.path / name).is_file() for name in ("user_config_template.yaml.j2", "user_config_template.yaml"))
 
     def create(self, config_text: str) -> None:
         """Make the directory (0700) with its config; refuse to touch an existing endpoint."""

@@ -20,7 +20,7 @@ import attrs
 import psutil
 
 from ..workers.settings import tree_title
-from .directory import EndpointDirectory, EndpointDirectoryError
+from .directory import EndpointDirectory, EndpointDirectoryError, untrusted_path
 from .exit_codes import Exit
 from .status import EndpointState, endpoint_status
 
@@ -204,14 +204,21 @@ def _start_template_capable(directory: EndpointDirectory, echo: Echo, options: S
     request (manager.py)."""
     from .config import parse_manager_config, read_config_text
     from .manager import manager_settings, registration_metadata, run_manager_tree
+    from .templates import schema_file, template_file
 
     _check_not_running(directory, echo)
-    config_text = read_config_text(directory.config_file)
+    # As the official reads it: no config.yaml, or an empty one, is a manager with defaults.
+    config_text = read_config_text(directory.config_file) if directory.config_file.exists() else ""
     config = parse_manager_config(config_text, str(directory.config_file))
+    for configured in (template_file(directory.path, config.user_config_template_path),
+                       schema_file(directory.path, config.user_config_schema_path)):
+        problem = untrusted_path(configured)
+        if problem:
+            raise LifecycleError(problem, exit_code=Exit.CONFIG)
     directory.log_file.touch(mode=0o600)
     identity, token, url = _authenticate(directory, config, echo)
     registration = _registration(directory, config, config_text, identity, token, url, options, echo,
-                                 registration_metadata(directory.path))
+                                 registration_metadata(directory.path, config))
     settings = manager_settings(directory, config, registration, options.debug or config.debug)
     _check_broker(settings.command_url, settings.command_queue, config.amqp_port, echo)
     _record_registration(directory, registration, identity, echo)

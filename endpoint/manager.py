@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import time
 import uuid
 from collections.abc import Callable, Iterable
@@ -31,10 +32,10 @@ from ..supervisor.spec import ChildSpec, Restart, RestartPolicy
 from ..supervisor.supervisor import Supervisor
 from ..workers.pipe_messages import AckCommand, BrokerState, CommandReceived, PublishFailureNotice, PublishStatus
 from ..workers.settings import ManagerSettings, WorkerSettings
-from .config import ConfigError, ManagerConfig
+from .config import ConfigError, ConfigProblem, ManagerConfig
 from .daemon import Progress
 from .status_board import StatusBoard, TreeLedger
-from .templates import TemplateError, render_directory, user_environment
+from .templates import Reserved, TemplateError, mapped_identity, render_directory, user_environment
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +43,7 @@ COMMAND_LINK = "command link"
 FAILURE_HEARTBEAT_PERIOD_S = 3  # what the official's failure notice says
 USER_ENDPOINTS = "user_endpoints"
 USER_ENDPOINT_START_TIMEOUT_S = 600.0
+VARIABLE = re.compile(r"\$(?:(\w+)|\{(\w+)\})")
 Routed = tuple[str, object]
 
 
@@ -162,12 +164,17 @@ class ManagerDispatcher:
     def user_endpoint(self, command: commands.StartUserEndpoint) -> tuple[ChildSpec, UserEndpointLaunch]:
         from .tree import worker_settings
 
-        text, config = render_directory(self.directory, command.user_opts, command.user_runtime)
+        reserved = Reserved(self.settings.parent_config,
+                            mapped_identity(os.geteuid(), command.effective_identity or None), dict(os.environ))
+        text, config = render_directory(self.directory, command.user_opts, command.user_runtime,
+                                        template=Path(self.settings.template_path) if self.settings.template_path
+                                        else None,
+                                        schema=Path(self.settings.schema_path) if self.settings.schema_path else None,
+                                        reserved=reserved)
         config = inherit_allowed_functions(config, self.settings.allowed_functions)
-        run_dir = self.directory / USER_ENDPOINTS / command.name
-        run_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-        settings = worker_settings(command.name, run_dir, run_dir / "endpoint.log", config, text,
-                                   command.amqp_creds, self.debug)
+        environment = user_endpoint_environment(command, user_environment(self.directory))
+        run_dir, log_file = user_endpoint_paths(self.directory / USER_ENDPOINTS / command.name, config, environment)
+        settings = worker_settings(command.name, run_dir, log_file, config, text, command.amqp_creds, self.debug)
         # One user's endpoint that cannot run stops no one else's (isolated); its start may run
         # the template's endpoint_setup, which may wait on the network for minutes.
         spec = ChildSpec(name=command.name, target="compute_endpoint.endpoint.user_endpoint:main",
@@ -176,8 +183,7 @@ class ManagerDispatcher:
         log.info("starting user endpoint %s (%s) with options %s", command.name, command.endpoint_id,
                  sorted(command.user_opts))
         self.user_endpoint_ids[command.name] = command.endpoint_id
-        return spec, UserEndpointLaunch(settings, text, user_environment(self.directory),
-                                        self.settings.allowed_functions)
+        return spec, UserEndpointLaunch(settings, text, environment, self.settings.allowed_functions)
 
     def child_ready(self, name: str) -> Iterable[Routed]:
         if self.startup_listener is not None:
@@ -257,13 +263,55 @@ def run_manager_tree(settings: ManagerSettings, config: ManagerConfig, directory
     return code, supervisor.stop_reason
 
 
-def registration_metadata(directory: Path) -> dict:
+def registration_metadata(directory: Path, config: ManagerConfig) -> dict:
     """What a template-capable endpoint tells the service at registration, as the official
-    manager does: its template and schema (the service knows it by them)."""
-    from .templates import SCHEMA_FILE, TEMPLATE_FILE, load_schema
+    manager does: its template and schema (the service knows it by them). A template not
+    there yet is sent empty: each start then fails its tasks saying it cannot be read."""
+    from .templates import load_schema, schema_file, template_file
 
-    return {"user_config_template": (directory / TEMPLATE_FILE).read_text(),
-            "user_config_schema": load_schema(directory / SCHEMA_FILE) or {}}
+    template = template_file(directory, config.user_config_template_path)
+    return {"user_config_template": template.read_text() if template.is_file() else "",
+            "user_config_schema": load_schema(schema_file(directory, config.user_config_schema_path)) or {}}
+
+
+def user_endpoint_environment(command: commands.StartUserEndpoint, configured: dict[str, str]) -> dict[str, str]:
+    """A user endpoint's environment variables, as the official sets them: user_environment.yaml's,
+    then (unless that file set them) its name and the Python and SDK versions the user runs."""
+    environment = dict(configured)
+    environment.setdefault("GLOBUS_COMPUTE_ENDPOINT_NAME", command.name)
+    python = (command.user_runtime.get("python") or {}) if isinstance(command.user_runtime, dict) else {}
+    if isinstance(python, dict) and isinstance(python.get("version"), str):
+        environment.setdefault("GC_USER_PYTHON_VERSION", python["version"])
+    sdk = command.user_runtime.get("globus_compute_sdk_version") if isinstance(command.user_runtime, dict) else None
+    if isinstance(sdk, str):
+        environment.setdefault("GC_USER_SDK_VERSION", sdk)
+    return environment
+
+
+def user_endpoint_paths(default_dir: Path, config, environment: dict[str, str]) -> tuple[Path, Path]:
+    """(directory, log file) of a user endpoint: its config's paths, else $GLOBUS_COMPUTE_ENDPOINT_DIR
+    and $GLOBUS_COMPUTE_LOG_PATH (user_environment.yaml's, else the endpoint's own), else
+    default_dir and endpoint.log in it; ~ and $VARS expanded. Both made (0700), and the final
+    values put in the environment, as the official does."""
+    seen = {**os.environ, **environment}
+    paths = config.paths
+
+    def chosen(own: str | None, variable: str) -> Path | None:
+        value = own or seen.get(variable)
+        if not value:
+            return None
+        # $VAR and ${VAR} from the user endpoint's own environment (os.path.expandvars sees ours only)
+        expanded = VARIABLE.sub(lambda m: seen.get(m.group(1) or m.group(2), m.group(0)), value)
+        return Path(expanded).expanduser().absolute()
+
+    directory = chosen(paths.endpoint_dir if paths else None, "GLOBUS_COMPUTE_ENDPOINT_DIR") or default_dir
+    log_file = chosen(paths.endpoint_log if paths else None, "GLOBUS_COMPUTE_LOG_PATH") or directory / "endpoint.log"
+    if log_file.is_dir():
+        raise ConfigError(str(log_file), [ConfigProblem(("paths", "endpoint_log"), "is a directory, not a file")])
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    log_file.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    environment["GLOBUS_COMPUTE_ENDPOINT_DIR"], environment["GLOBUS_COMPUTE_LOG_PATH"] = str(directory), str(log_file)
+    return directory, log_file
 
 
 def inherit_allowed_functions(config, allowed: tuple[str, ...] | None):
@@ -277,7 +325,10 @@ def inherit_allowed_functions(config, allowed: tuple[str, ...] | None):
 
 
 def manager_settings(directory, config: ManagerConfig, registration: dict, debug: bool) -> ManagerSettings:
+    import cattrs
+
     from .lifecycle import LifecycleError
+    from .templates import schema_file, template_file
     from .tree import broker_url, publish_target
 
     info = registration.get("command_queue_info")
@@ -293,4 +344,7 @@ def manager_settings(directory, config: ManagerConfig, registration: dict, debug
         heartbeats=publish_target(registration["heartbeat_queue_info"], config.amqp_port),
         heartbeat_period_s=config.effective_heartbeat_period, run_dir=str(directory.path),
         allowed_functions=tuple(config.allowed_functions) if config.allowed_functions is not None else None,
-        max_user_endpoints=config.max_user_endpoints, max_user_endpoint_starts=config.max_user_endpoint_starts)
+        max_user_endpoints=config.max_user_endpoints, max_user_endpoint_starts=config.max_user_endpoint_starts,
+        template_path=str(template_file(directory.path, config.user_config_template_path)),
+        schema_path=str(schema_file(directory.path, config.user_config_schema_path)),
+        parent_config=cattrs.Converter().unstructure(config))

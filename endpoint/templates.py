@@ -13,13 +13,20 @@ add keys of its own, then loaded through the same config model as a classic endp
 from __future__ import annotations
 
 import json
+import logging
+import os
 import shlex
+import uuid
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import attrs
 import yaml
 
 from .config import EndpointConfig, parse_config
+
+log = logging.getLogger(__name__)
 
 TEMPLATE_FILE = "user_config_template.yaml.j2"
 SCHEMA_FILE = "user_config_schema.json"
@@ -84,14 +91,52 @@ class TemplateError(Exception):
 
 
 def is_template_capable(directory: Path) -> bool:
-    """A template beside a config.yaml that has no engine: the official 4.x layout."""
-    if not (directory / TEMPLATE_FILE).exists():
-        return False
+    """The official 4.x layout, read as the official reads it: a config.yaml without an
+    engine (missing or empty included) is a template-capable endpoint's; with an engine, a
+    classic one."""
     try:
         data = yaml.safe_load((directory / "config.yaml").read_text())
+    except FileNotFoundError:
+        return True
     except (OSError, yaml.YAMLError):
-        return True  # the manager config's own loader will say what is wrong with it
+        return (directory / TEMPLATE_FILE).exists()  # the loader of its layout will say what is wrong
     return not (isinstance(data, dict) and "engine" in data)
+
+
+def template_file(directory: Path, configured: str | None = None) -> Path:
+    """The template a template-capable endpoint renders: user_config_template_path when its
+    config.yaml gives one (relative to the endpoint's directory), else the .j2 beside it; a
+    missing .j2 falls back to the same name without .j2, as the official's does."""
+    path = directory / Path(configured).expanduser() if configured else directory / TEMPLATE_FILE
+    if not path.exists() and path.suffix == ".j2" and path.with_suffix("").exists():
+        return path.with_suffix("")
+    return path
+
+
+def schema_file(directory: Path, configured: str | None = None) -> Path:
+    return directory / Path(configured).expanduser() if configured else directory / SCHEMA_FILE
+
+
+@attrs.frozen
+class Reserved:
+    """What a template sees besides the user's options, under _GC (and, deprecated, by its bare
+    name), as the official's: the manager's config, the local account the user endpoint runs
+    as with the Globus identity that asked for it, and the manager's environment."""
+
+    parent_config: Mapping[str, Any] = attrs.field(factory=dict)
+    mapped_identity: Mapping[str, Any] = attrs.field(factory=dict)
+    env: Mapping[str, str] = attrs.field(factory=dict)
+
+
+def mapped_identity(uid: int, identity_id: str | None) -> dict:
+    """The official's mapped_identity for the local account uid and a Globus identity."""
+    import pwd
+
+    record = pwd.getpwuid(uid)
+    return {"local": {"uname": record.pw_name, "uid": record.pw_uid, "gid": record.pw_gid,
+                      "gecos": record.pw_gecos, "shell": record.pw_shell, "dir": record.pw_dir,
+                      "groups": os.getgrouplist(record.pw_name, record.pw_gid)},
+            "globus": {"id": identity_id or str(uuid.UUID(int=0))}}
 
 
 def default_files(display_name: str | None) -> dict[str, str]:
@@ -135,10 +180,14 @@ def check_options(options: Any, schema: dict | None) -> dict:
     return options
 
 
+DEPRECATED_BARE_NAMES = ("parent_config", "mapped_identity", "user_runtime")
+
+
 def render(template_text: str, options: dict, user_runtime: dict | None = None, schema: dict | None = None,
-           template_dir: Path | None = None) -> str:
+           template_dir: Path | None = None, reserved: Reserved = Reserved()) -> str:
     """The template rendered with the user's options (checked against schema first)."""
     import jinja2
+    from jinja2 import meta
     from jinja2.sandbox import ImmutableSandboxedEnvironment
 
     check_options(options, schema)
@@ -146,10 +195,15 @@ def render(template_text: str, options: dict, user_runtime: dict | None = None, 
     loader = jinja2.FileSystemLoader(str(template_dir)) if template_dir else None
     environment = ImmutableSandboxedEnvironment(undefined=jinja2.StrictUndefined, loader=loader)
     environment.filters["shell_escape"] = _shell_escape
+    gc = {"user_runtime": runtime, "parent_config": dict(reserved.parent_config),
+          "mapped_identity": dict(reserved.mapped_identity), "env": dict(reserved.env)}
     try:
+        for name in sorted(meta.find_undeclared_variables(environment.parse(template_text))
+                           & set(DEPRECATED_BARE_NAMES)):
+            log.warning("Template access to `%s` is deprecated; access via `_GC` instead (i.e., _GC.%s)", name, name)
         template = environment.from_string(template_text)
         # One mapping, not keyword arguments: an option named "self" must not clash with render's own.
-        return template.render({**_quoted(options), "_GC": {"user_runtime": runtime}, "user_runtime": runtime})
+        return template.render({**_quoted(options), "_GC": gc, **{name: gc[name] for name in DEPRECATED_BARE_NAMES}})
     except jinja2.UndefinedError as exc:
         raise TemplateError(f"the template needs a user option that was not given: {exc.message}") from None
     except jinja2.TemplateSyntaxError as exc:
@@ -158,14 +212,18 @@ def render(template_text: str, options: dict, user_runtime: dict | None = None, 
         raise TemplateError(f"the template tried something the sandbox forbids: {exc}") from None
 
 
-def render_directory(directory: Path, options: dict, user_runtime: dict | None = None) -> tuple[str, EndpointConfig]:
-    """A user endpoint's config.yaml text and config, from a template-capable endpoint's files."""
-    template_path = directory / TEMPLATE_FILE
+def render_directory(directory: Path, options: dict, user_runtime: dict | None = None, *,
+                     template: Path | None = None, schema: Path | None = None,
+                     reserved: Reserved = Reserved()) -> tuple[str, EndpointConfig]:
+    """A user endpoint's config.yaml text and config, from a template-capable endpoint's files
+    (its template and schema where its config.yaml puts them)."""
+    template_path = template or template_file(directory)
     try:
         template_text = template_path.read_text()
     except OSError as exc:
         raise TemplateError(f"cannot read the template {template_path}: {exc.strerror}") from None
-    text = render(template_text, options, user_runtime, load_schema(directory / SCHEMA_FILE), directory)
+    text = render(template_text, options, user_runtime, load_schema(schema or schema_file(directory)),
+                  template_path.parent, reserved)
     return text, parse_config(text, f"{template_path} rendered with the user's options")
 
 

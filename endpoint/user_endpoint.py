@@ -23,6 +23,15 @@ def main(parent: ParentPipe, launch: UserEndpointLaunch) -> int:
     os.environ.update(launch.environment)  # user_environment.yaml, for this tree's processes
     settings = launch.settings
     setup_logging(settings.log_file, "user-endpoint", settings.debug)
+    # As the official's: the user endpoint works in user_environment.yaml's CWD, else the
+    # account's home, and tells its processes where that is.
+    working_dir = os.path.expanduser(os.environ.get("CWD") or "~")
+    try:
+        os.chdir(working_dir)
+    except OSError as exc:
+        log.error("cannot work in %s (CWD): %s", working_dir, exc)
+        return parent.halt(ExitCode.CONFIG_ERROR, f"cannot work in {working_dir} (CWD): {exc.strerror}")
+    os.environ["CWD"] = os.getcwd()
     config = inherit_allowed_functions(
         parse_config(launch.config_text, f"the user endpoint {settings.endpoint_name}'s config"),
         launch.allowed_functions)

@@ -48,6 +48,7 @@ class StartUserEndpoint:
     user_opts: dict
     user_runtime: dict
     identities: frozenset[str]  # the submitting user's identity set (subs)
+    effective_identity: str = ""  # the one of them that submitted
 
 
 @attrs.frozen
@@ -164,7 +165,9 @@ def _start(data: dict) -> StartUserEndpoint | CannotStart | Refused:
         return CannotStart(name, endpoint_id, creds, problem.text)
     identity_set = data.get("globus_identity_set") or []
     identities = frozenset(str(one.get("sub")) for one in identity_set if isinstance(one, dict) and one.get("sub"))
-    return StartUserEndpoint(name, endpoint_id, creds, options, runtime, identities)
+    effective = data.get("globus_effective_identity")
+    return StartUserEndpoint(name, endpoint_id, creds, options, runtime, identities,
+                             effective if isinstance(effective, str) and effective in identities else "")
 
 
 def _seconds(stamp: object) -> float | None:

@@ -79,3 +79,7 @@ class ManagerSettings(_Titled):
     allowed_functions: tuple[str, ...] | None = None
     max_user_endpoints: int = 16  # running at once
     max_user_endpoint_starts: int = 4  # starting at once
+    # Where its template and schema are, and its config as templates see it (_GC.parent_config).
+    template_path: str = ""
+    schema_path: str = ""
+    parent_config: Mapping[str, Any] = attrs.field(factory=dict)

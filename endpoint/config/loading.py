@@ -261,10 +261,10 @@ def parse_config(text: str, source: str = "<config>") -> EndpointConfig:
 
 def parse_manager_config(text: str, source: str = "<config>") -> ManagerConfig:
     """A template-capable endpoint's config.yaml (no engine: the template has it)."""
-    return _parse(text, source, ManagerConfig)
+    return _parse(text, source, ManagerConfig, empty_is_defaults=True)
 
 
-def _parse(text: str, source: str, model: type[T]) -> T:
+def _parse(text: str, source: str, model: type[T], empty_is_defaults: bool = False) -> T:
     try:
         data = yaml.safe_load(text)
         root = yaml.compose(text, Loader=yaml.SafeLoader)
@@ -273,6 +273,8 @@ def _parse(text: str, source: str, model: type[T]) -> T:
         reason = getattr(exc, "problem", None) or str(exc)
         raise ConfigError(source, [ConfigProblem((), f"not valid YAML: {reason}",
                                                  mark.line + 1 if mark else None)]) from None
+    if data is None and empty_is_defaults:  # as the official reads an empty manager config
+        data = {}
     if not isinstance(data, Mapping):
         found = "an empty file" if data is None else type_name(data)
         raise ConfigError(source, [ConfigProblem((), f"expected a mapping of options, got {found}")])

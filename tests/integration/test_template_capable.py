@@ -381,3 +381,50 @@ def test_the_service_reclaims_a_gone_user_endpoint_and_registers_it_again_when_a
         assert user_endpoint_ids() == [uep] and on_the_broker(uep) == (200, 200)
     finally:
         stop_with_its_user_endpoints(harness)
+
+
+def where_and_what():
+    import os
+
+    return (os.getcwd(), {name: os.environ.get(name) for name in (
+        "GLOBUS_COMPUTE_ENDPOINT_NAME", "GC_USER_PYTHON_VERSION", "GC_USER_SDK_VERSION", "CWD",
+        "GLOBUS_COMPUTE_LOG_PATH", "GLOBUS_COMPUTE_ENDPOINT_DIR")})
+
+
+def test_the_officials_layout_without_a_config_and_its_reserved_variables_and_environment(start_service, tmp_path):
+    """No config.yaml (the official reads that as a manager with defaults), a template named
+    .yaml (the official's fallback from .j2), _GC.env and _GC.mapped_identity in it, and
+    user_environment.yaml's CWD and log path."""
+    import pwd
+
+    harness = EndpointHarness(start_service(), tmp_path / "gc", "tc", "display_name: Templated\n")
+    (harness.directory / "config.yaml").unlink()
+    rendered = tmp_path / "rendered"
+    (harness.directory / "user_config_template.yaml").write_text(
+        "engine:\n  type: ThreadPoolEngine\n  max_workers: 1\nheartbeat_period: 5\n"
+        "endpoint_setup: \"echo {{ _GC.mapped_identity.local.uname }}-{{ _GC.env.SITE_MARK }} > "
+        f"{rendered}\"\n")
+    work, log_path = tmp_path / "work", tmp_path / "logs" / "uep.log"
+    work.mkdir()
+    (harness.directory / "user_environment.yaml").write_text(f"CWD: {work}\nGLOBUS_COMPUTE_LOG_PATH: {log_path}\n")
+    harness.env["SITE_MARK"] = "marked"
+    harness.start()
+    try:
+        function_id = harness.register_function(where_and_what)
+        payload = SERIALIZER.pack_buffers([SERIALIZER.serialize(()), SERIALIZER.serialize({})])
+        response = requests.post(
+            f"{harness.service.url}/v3/endpoints/{harness.endpoint_id}/submit", headers=harness.headers, timeout=60,
+            json={"tasks": {function_id: [payload]}, "user_endpoint_config": {},
+                  "user_runtime": {"python": {"version": "3.12.1"}, "globus_compute_sdk_version": "4.19.0",
+                                   "globus_compute_sdk_version_info": None}})
+        assert response.status_code == 200, response.text
+        [[cwd, environment]] = values(harness, response.json()["tasks"][function_id])
+        [name] = user_endpoints(harness)
+        assert cwd == str(work) and environment == {
+            "GLOBUS_COMPUTE_ENDPOINT_NAME": name, "GC_USER_PYTHON_VERSION": "3.12.1", "GC_USER_SDK_VERSION": "4.19.0",
+            "CWD": str(work), "GLOBUS_COMPUTE_LOG_PATH": str(log_path),
+            "GLOBUS_COMPUTE_ENDPOINT_DIR": str(harness.directory / "user_endpoints" / name)}
+        assert log_path.exists() and "task link" in log_path.read_text()  # the user endpoint logs there
+        assert rendered.read_text().strip() == f"{pwd.getpwuid(os.geteuid()).pw_name}-marked"
+    finally:
+        stop_with_its_user_endpoints(harness)

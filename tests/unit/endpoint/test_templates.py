@@ -132,3 +132,83 @@ def test_migrating_moves_the_engine_into_the_template_and_keeps_a_backup(tmp_pat
     with pytest.raises(TemplateError, match="template-capable already"):
         migrate(tmp_path)
     assert "display_name" not in yaml.safe_load((tmp_path / "user_config_template.yaml.j2").read_text())
+
+
+def test_the_reserved_variables_render_under_gc_and_by_their_deprecated_bare_names(caplog):
+    import logging
+    import os
+
+    from compute_endpoint.endpoint.templates import Reserved, mapped_identity
+
+    identity = mapped_identity(os.geteuid(), "0b1f0000-0000-4000-8000-000000000001")
+    reserved = Reserved({"display_name": "Site EP", "amqp_port": 443}, identity, {"SCRATCH": "/scratch/x"})
+    template = ("display_name: {{ _GC.parent_config.display_name }}-{{ _GC.mapped_identity.local.uname }}\n"
+                "engine: {type: ThreadPoolEngine}\n"
+                "endpoint_setup: echo {{ _GC.env.SCRATCH }} {{ _GC.mapped_identity.globus.id }}\n")
+    with caplog.at_level(logging.WARNING):
+        config = parse_config(render(template, {}, None, None, None, reserved))
+    assert config.display_name == f"Site EP-{identity['local']['uname']}"
+    assert config.endpoint_setup == "echo /scratch/x 0b1f0000-0000-4000-8000-000000000001"
+    assert "deprecated" not in caplog.text
+    assert identity["local"]["uid"] == os.geteuid() and identity["local"]["groups"]
+
+    bare = "display_name: {{ parent_config.display_name }}-{{ mapped_identity.local.uid }}\n" \
+           "engine: {type: ThreadPoolEngine}\n"
+    with caplog.at_level(logging.WARNING):
+        assert parse_config(render(bare, {}, None, None, None, reserved)).display_name == \
+            f"Site EP-{os.geteuid()}"
+    assert "Template access to `parent_config` is deprecated; access via `_GC` instead (i.e., _GC.parent_config)" \
+        in caplog.text and "`mapped_identity` is deprecated" in caplog.text
+
+
+def test_template_and_schema_paths_from_the_config_and_the_yaml_fallback(tmp_path):
+    from compute_endpoint.endpoint.templates import schema_file, template_file
+
+    assert template_file(tmp_path) == tmp_path / "user_config_template.yaml.j2"
+    (tmp_path / "user_config_template.yaml").write_text("engine: {type: ThreadPoolEngine}\n")
+    assert template_file(tmp_path) == tmp_path / "user_config_template.yaml"  # no .j2: the official's fallback
+    elsewhere = tmp_path / "site" / "templates"
+    elsewhere.mkdir(parents=True)
+    (elsewhere / "t.yaml.j2").write_text("engine: {type: ThreadPoolEngine, max_workers: {{ n }}}\n")
+    (elsewhere / "s.json").write_text(json.dumps({"type": "object", "properties": {"n": {"type": "integer"}}}))
+    template = template_file(tmp_path, "site/templates/t.yaml.j2")
+    schema = schema_file(tmp_path, str(elsewhere / "s.json"))
+    _, config = render_directory(tmp_path, {"n": 3}, template=template, schema=schema)
+    assert config.engine.max_workers == 3
+    with pytest.raises(TemplateError, match="user option n"):
+        render_directory(tmp_path, {"n": "three"}, template=template, schema=schema)
+
+
+def test_a_config_without_an_engine_missing_or_empty_is_a_managers_with_defaults(tmp_path):
+    assert is_template_capable(tmp_path)  # no config.yaml at all
+    (tmp_path / "config.yaml").write_text("")
+    assert is_template_capable(tmp_path)
+    assert parse_manager_config("").display_name is None
+    assert parse_manager_config("# only a comment\n").max_user_endpoints == 16
+    (tmp_path / "config.yaml").write_text("display_name: x\n")
+    assert is_template_capable(tmp_path)
+
+
+def test_a_user_endpoints_environment_and_paths(tmp_path, monkeypatch):
+    from compute_endpoint.endpoint.manager import user_endpoint_environment, user_endpoint_paths
+    from compute_endpoint.protocol import commands
+
+    command = commands.StartUserEndpoint("uep.a.b", "0b1f0000-0000-4000-8000-000000000002", {}, {},
+                                         {"python": {"version": "3.12.1"}, "globus_compute_sdk_version": "4.19.0"},
+                                         frozenset())
+    environment = user_endpoint_environment(command, {"GC_USER_SDK_VERSION": "site's own", "SITE": "/s"})
+    assert environment == {"GLOBUS_COMPUTE_ENDPOINT_NAME": "uep.a.b", "GC_USER_PYTHON_VERSION": "3.12.1",
+                           "GC_USER_SDK_VERSION": "site's own", "SITE": "/s"}
+    default = tmp_path / "user_endpoints" / "uep.a.b"
+    plain = parse_config("engine: {type: ThreadPoolEngine}\n")
+    monkeypatch.delenv("GLOBUS_COMPUTE_ENDPOINT_DIR", raising=False)
+    monkeypatch.delenv("GLOBUS_COMPUTE_LOG_PATH", raising=False)
+    assert user_endpoint_paths(default, plain, dict(environment)) == (default, default / "endpoint.log")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    chosen = parse_config("engine: {type: ThreadPoolEngine}\npaths: {endpoint_dir: '~/ueps/x', "
+                          "endpoint_log: '${SITE}/logs/x.log'}\n")
+    env = {"SITE": str(tmp_path / "site")}
+    assert user_endpoint_paths(default, chosen, env) == (tmp_path / "home/ueps/x", tmp_path / "site/logs/x.log")
+    assert env["GLOBUS_COMPUTE_ENDPOINT_DIR"] == str(tmp_path / "home/ueps/x") and (tmp_path / "site/logs").is_dir()
+    from_env = {"GLOBUS_COMPUTE_ENDPOINT_DIR": str(tmp_path / "by-env")}
+    assert user_endpoint_paths(default, plain, from_env)[0] == tmp_path / "by-env"
