@@ -105,8 +105,18 @@ name_or_uuid_argument = click.argument("name", default="default", metavar="NAME|
 @click.pass_context
 def app(ctx: click.Context, config_dir: Path | None, debug: bool, log_to_console: bool, no_color: bool) -> None:
     """Run Python functions sent by a Globus Compute service on this machine."""
-    ctx.obj = EndpointContext((config_dir or default_base_dir()).expanduser().absolute(), debug, log_to_console,
-                              no_color)
+    base_dir = (config_dir or default_base_dir()).expanduser().absolute()
+    # As the official: the folder of endpoints is made (0700) if it is not there, and a file
+    # in its place is an error.
+    if base_dir.is_file():
+        raise click.ClickException(f"{base_dir} is a file, not a folder of endpoints: move it away or give "
+                                   "another with -c DIR")
+    if not base_dir.exists():
+        try:
+            base_dir.mkdir(mode=0o700, parents=True)
+        except OSError as exc:
+            raise click.ClickException(f"cannot create the folder of endpoints {base_dir}: {exc.strerror}") from None
+    ctx.obj = EndpointContext(base_dir, debug, log_to_console, no_color)
 
 
 @app.command()
@@ -120,9 +130,11 @@ def version() -> None:
 @app.command(short_help="Create an endpoint's directory and default config.")
 @name_argument
 @click.option("--display-name", help="A friendly name shown by the web service instead of NAME.")
-@click.option("--endpoint-config", "--manager-config", "endpoint_config", metavar="FILE",
+@click.option("--core-config", "--endpoint-config", "endpoint_config", metavar="FILE",
               type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="Start from this config.yaml instead of the default (checked first).")
+@click.option("--manager-config", metavar="FILE", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="The official's former name of --core-config (deprecated there too).")
 @click.option("--auth-policy", metavar="UUID", help="Globus authentication policy (config key authentication_policy).")
 @click.option("--subscription-id", metavar="UUID", help="Globus subscription (config key subscription_id).")
 @click.option("--high-assurance", is_flag=True, help="High assurance (config key high_assurance).")
@@ -136,11 +148,22 @@ def version() -> None:
               help="With --template-capable: this user_environment.yaml instead of ours.")
 @pass_context
 def configure(obj: EndpointContext, name: str, display_name: str | None, endpoint_config: Path | None,
-              auth_policy: str | None, subscription_id: str | None, high_assurance: bool, template_capable: bool,
-              template_config: Path | None, schema_config: Path | None, user_env_config: Path | None) -> None:
+              manager_config: Path | None, auth_policy: str | None, subscription_id: str | None,
+              high_assurance: bool, template_capable: bool, template_config: Path | None,
+              schema_config: Path | None, user_env_config: Path | None) -> None:
     """Create the endpoint directory NAME with a default config.yaml (and, with
     --template-capable or any of the official template options, the template files)."""
     from .config import ConfigError, default_config_text, parse_config
+
+    if manager_config is not None:
+        if endpoint_config is not None:
+            click.echo("Warning: both --manager-config and --core-config were given; --manager-config is "
+                       "deprecated and ignored.", err=True)
+        else:
+            endpoint_config = manager_config
+    if high_assurance and not (subscription_id and auth_policy):
+        raise click.ClickException("High Assurance(HA) endpoints require both a HA policy and a HA subscription "
+                                   "id (--auth-policy UUID and --subscription-id UUID)")
 
     if template_capable or template_config or schema_config or user_env_config:
         from .cli_templates import configure_template_capable

@@ -73,35 +73,99 @@ def migrate_to_template_capable(obj: EndpointContext, name: str, yes: bool) -> N
 @click.option("--user-options", "-o", type=click.File(), help="The user's options, a JSON object ('-': stdin).")
 @click.option("--user-schema", "--schema", "-s", "user_schema", type=click.File(),
               help="A JSON schema to check the options against.")
-@click.option("--user-runtime", type=click.File(), help="JSON for the template's user_runtime.")
+@click.option("--parent-config", type=click.File(),
+              help="YAML of the template-capable endpoint's config.yaml, for _GC.parent_config "
+                   "[default: --endpoint's].")
+@click.option("--user-runtime", type=click.File(), help="JSON for _GC.user_runtime.")
+@click.option("--mapped-identity", type=click.File(),
+              help="JSON for _GC.mapped_identity: {\"local\": {\"uname\": ...}, \"globus\": {\"id\": ...}}, or the "
+                   "official's {\"local_user_record\": [name, passwd, uid, gid, gecos, dir, shell], "
+                   "\"matched_identity\": ...} [default: you, and a null identity].")
 @pass_context
 def render_user_config(obj: EndpointContext, endpoint: str | None, template, user_options, user_schema,
-                       user_runtime) -> None:
+                       parent_config, user_runtime, mapped_identity) -> None:
     """Render a user endpoint template to standard output, and check the result loads as an
-    endpoint config. Files not given come from --endpoint's directory."""
-    import json
-
+    endpoint config. Files not given come from --endpoint's directory. Any one of them may be
+    '-', standard input."""
     from .config import ConfigError, parse_config
-    from .templates import SCHEMA_FILE, TEMPLATE_FILE, TemplateError, load_schema, render
+    from .templates import TemplateError
 
+    if sum(1 for f in (template, user_options, user_schema, parent_config, user_runtime, mapped_identity)
+           if f is not None and f.name == "<stdin>") > 1:
+        raise click.UsageError("at most one input may be read from standard input ('-')")
     directory = obj.existing(endpoint).path if endpoint else None
     try:
-        if template is not None:
-            template_text = template.read()
-        elif directory is not None:
-            template_text = (directory / TEMPLATE_FILE).read_text()
-        else:
-            raise click.UsageError("give --endpoint NAME or --template FILE")
-        if user_schema is not None:
-            schema = json.load(user_schema)
-        else:
-            schema = load_schema(directory / SCHEMA_FILE) if directory is not None else None
-        options = json.load(user_options) if user_options else {}
-        runtime = json.load(user_runtime) if user_runtime else None
-        text = render(template_text, options, runtime, schema, directory)
+        text = _render(directory, template, user_options, user_schema, parent_config, user_runtime, mapped_identity)
         parse_config(text, "the rendered config")
     except (TemplateError, ConfigError) as exc:
         raise click.ClickException(str(exc)) from None
     except (OSError, ValueError) as exc:
         raise click.ClickException(f"cannot read the inputs: {exc}") from None
     click.echo(text)
+
+
+def _render(directory: Path | None, template, user_options, user_schema, parent_config, user_runtime,
+            mapped_identity) -> str:
+    import json
+    import os
+
+    import cattrs
+
+    from .config import parse_manager_config, read_config_text
+    from .templates import Reserved, TemplateError, load_schema, render, schema_file, template_file
+    from .templates import mapped_identity as identity_of
+
+    manager_text = parent_config.read() if parent_config is not None else (
+        read_config_text(directory / "config.yaml") if directory is not None and (directory / "config.yaml").exists()
+        else "")
+    if _has_engine(manager_text):
+        raise TemplateError("the parent config has an engine: it is a classic endpoint's, which does not render "
+                            "templates")
+    manager = parse_manager_config(manager_text, parent_config.name if parent_config else "the parent config")
+    if template is not None:
+        template_text, template_dir = template.read(), None
+    elif directory is not None:
+        path = template_file(directory, manager.user_config_template_path)
+        template_text, template_dir = path.read_text(), path.parent
+    else:
+        raise click.UsageError("give --endpoint NAME or --template FILE")
+    if user_schema is not None:
+        schema = json.load(user_schema)
+    else:
+        schema = load_schema(schema_file(directory, manager.user_config_schema_path)) if directory else None
+    identity = _mapped_identity(json.load(mapped_identity)) if mapped_identity else identity_of(os.getuid(), None)
+    reserved = Reserved(cattrs.Converter().unstructure(manager), identity, dict(os.environ))
+    return render(template_text, json.load(user_options) if user_options else {},
+                  json.load(user_runtime) if user_runtime else None, schema, template_dir, reserved)
+
+
+def _has_engine(text: str) -> bool:
+    import yaml
+
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError:
+        return False  # the manager config's loader says what is wrong
+    return isinstance(data, dict) and "engine" in data
+
+
+def _mapped_identity(data: object) -> dict:
+    """_GC.mapped_identity from --mapped-identity: the shape templates see, or the official's
+    input (a passwd record as its seven fields, and the matched identity)."""
+    from .templates import TemplateError
+
+    if not isinstance(data, dict):
+        raise TemplateError("--mapped-identity must be a JSON object")
+    if "local" in data:
+        return data
+    record = data.get("local_user_record")
+    fields = ("pw_name", "pw_passwd", "pw_uid", "pw_gid", "pw_gecos", "pw_dir", "pw_shell")
+    if isinstance(record, list) and len(record) == len(fields):
+        record = dict(zip(fields, record, strict=True))
+    if not isinstance(record, dict) or not {"pw_name", "pw_uid", "pw_gid"} <= set(record):
+        raise TemplateError("--mapped-identity needs \"local\" (as templates see it) or \"local_user_record\" "
+                            "(a passwd record: [name, passwd, uid, gid, gecos, dir, shell])")
+    return {"local": {"uname": record["pw_name"], "uid": record["pw_uid"], "gid": record["pw_gid"],
+                      "gecos": record.get("pw_gecos", ""), "shell": record.get("pw_shell", ""),
+                      "dir": record.get("pw_dir", ""), "groups": [record["pw_gid"]]},
+            "globus": {"id": str(data.get("matched_identity") or "00000000-0000-0000-0000-000000000000")}}

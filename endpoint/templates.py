@@ -245,7 +245,7 @@ def user_environment(directory: Path) -> dict[str, str]:
 
 def _quoted(value: Any) -> Any:
     """Strings as YAML double-quoted scalars (JSON's quoting is YAML's): an option cannot
-    close its string and add keys. Numbers and booleans as they are, null as null."""
+    close its string and add keys. Numbers and booleans as they are, None as null."""
     if isinstance(value, dict):
         return {key: _quoted(item) for key, item in value.items()}
     if isinstance(value, list):
@@ -255,7 +255,7 @@ def _quoted(value: Any) -> Any:
     if value is None:
         return "null"
     if isinstance(value, (bool, int, float)):
-        return json.dumps(value)
+        return value  # as the official: rendered by Jinja (True, 4, 0.5), which YAML reads back
     raise TemplateError(f"a user option of type {type(value).__name__}; options are JSON values")
 
 

@@ -103,3 +103,51 @@ def test_configure_takes_the_officials_options(cli_process, user_dir, tmp_path):
     assert refused.returncode == 1 and "did you mean 'ThreadPoolEngine'" in refused.stderr
     assert not (user_dir / "bad").exists()
     assert cli_process("configure", "x", "--auth-policy", "nope").returncode == 2
+
+
+def test_the_rest_of_the_official_4_19_flags(cli_process, user_dir, tmp_path):
+    mine = tmp_path / "core.yaml"
+    mine.write_text("engine: {type: ThreadPoolEngine, max_workers: 3}\n")
+    core = cli_process("configure", "core", "--core-config", str(mine))
+    assert core.returncode == 0 and (user_dir / "core" / "config.yaml").read_text() == mine.read_text()
+    other = tmp_path / "other.yaml"
+    other.write_text("engine: {type: ThreadPoolEngine, max_workers: 1}\n")
+    both = cli_process("configure", "both", "--core-config", str(mine), "--manager-config", str(other))
+    assert both.returncode == 0 and "--manager-config is deprecated and ignored" in both.stderr
+    assert (user_dir / "both" / "config.yaml").read_text() == mine.read_text()
+    # High assurance without its policy and subscription is refused, as the official refuses it.
+    for missing in ((), ("--subscription-id", str(uuid.uuid4())), ("--auth-policy", str(uuid.uuid4()))):
+        refused = cli_process("configure", "ha", "--high-assurance", *missing)
+        assert refused.returncode == 1 and "require both a HA policy and a HA subscription id" in refused.stderr
+    assert not (user_dir / "ha").exists()
+    # -c names a folder that is not there yet: made (0700), as the official makes it.
+    fresh = tmp_path / "not" / "yet"
+    listed = cli_process("-c", str(fresh), "list")
+    assert listed.returncode == 0 and "No endpoints configured!" in listed.stdout
+    assert fresh.is_dir() and fresh.stat().st_mode & 0o777 == 0o700
+    (tmp_path / "a-file").write_text("")
+    on_a_file = cli_process("-c", str(tmp_path / "a-file"), "list")
+    assert on_a_file.returncode == 2 and "is a file" in on_a_file.stderr
+
+
+def test_render_user_config_takes_the_reserved_variables(cli_process, tmp_path):
+    import json
+
+    template = tmp_path / "t.yaml.j2"
+    template.write_text("engine: {type: ThreadPoolEngine}\n"
+                        "display_name: {{ _GC.parent_config.display_name }}-{{ _GC.mapped_identity.local.uname }}-"
+                        "{{ _GC.mapped_identity.globus.id }}\n")
+    parent, identity = tmp_path / "p.yaml", tmp_path / "m.json"
+    parent.write_text("display_name: Site\n")
+    identity.write_text(json.dumps({"local_user_record": ["alice", "x", 1001, 1001, "Alice", "/home/alice", "/bin/sh"],
+                                    "matched_identity": "0b1f0000-0000-4000-8000-000000000001"}))
+    rendered = cli_process("render-user-config", "-t", str(template), "--parent-config", str(parent),
+                           "--mapped-identity", str(identity))
+    assert rendered.returncode == 0, rendered.stderr
+    assert rendered.stdout.strip().endswith("display_name: Site-alice-0b1f0000-0000-4000-8000-000000000001")
+    parent.write_text("engine: {type: ThreadPoolEngine}\n")
+    classic = cli_process("render-user-config", "-t", str(template), "--parent-config", str(parent))
+    assert classic.returncode == 1 and "the parent config has an engine" in classic.stderr
+    identity.write_text("[1, 2]")
+    bad = cli_process("render-user-config", "-t", str(template), "--mapped-identity", str(identity))
+    assert bad.returncode == 1 and "--mapped-identity must be a JSON object" in bad.stderr
