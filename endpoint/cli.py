@@ -122,9 +122,21 @@ def app(ctx: click.Context, config_dir: Path | None, debug: bool, log_to_console
 @app.command()
 def version() -> None:
     """Print the endpoint's version."""
-    from .version import __version__
+    from .version import OFFICIAL_VERSION, __version__
 
-    click.echo(f"Globus Compute endpoint version: {__version__}")
+    click.echo(f"Globus Compute endpoint version: {OFFICIAL_VERSION} (compute-endpoint {__version__}, a drop-in "
+               f"for the official {OFFICIAL_VERSION.rsplit('.', 1)[0]} line)")
+
+
+@app.command("python-exec", context_settings={"ignore_unknown_options": True, "allow_extra_args": True},
+             short_help="Run a Python module with this endpoint's Python.")
+@click.argument("module")
+@click.pass_context
+def python_exec(ctx: click.Context, module: str) -> None:
+    """Run the Python module MODULE as a script with the endpoint's own Python, passing on the
+    rest of the arguments (the official's worker and interchange launch commands call it, so
+    site configs written for them run here)."""
+    os.execvpe(sys.executable, [sys.executable, "-m", module, *ctx.args], os.environ)
 
 
 @app.command(short_help="Create an endpoint's directory and default config.")
@@ -500,9 +512,11 @@ def disable_on_boot(obj: EndpointContext, name: str, user_unit: bool, unit_dir: 
 
 from . import cli_templates  # noqa: E402, F401 - registers the template-capable layout's commands
 
-# Every command takes the logging flags, as the official's do.
-for _command in app.commands.values():
-    logging_options(_command)
+# Every command takes the logging flags, as the official's do; but python-exec, whose
+# arguments all belong to the module it runs.
+for _name, _command in app.commands.items():
+    if _name != "python-exec":
+        logging_options(_command)
 
 
 def main() -> None:

@@ -13,7 +13,8 @@ from compute_endpoint.endpoint.directory import EndpointDirectory
 FLAGS = ("--debug", "--log-to-console", "--no-color")
 
 
-@pytest.mark.parametrize("command", sorted(app.commands))
+# python-exec passes every argument on to the module it runs, as the official's does.
+@pytest.mark.parametrize("command", sorted(set(app.commands) - {"python-exec"}))
 def test_every_command_takes_the_logging_flags_after_its_name(cli, command):
     for flag in FLAGS:
         result = cli(command, flag, "--help")
@@ -151,3 +152,21 @@ def test_render_user_config_takes_the_reserved_variables(cli_process, tmp_path):
     identity.write_text("[1, 2]")
     bad = cli_process("render-user-config", "-t", str(template), "--mapped-identity", str(identity))
     assert bad.returncode == 1 and "--mapped-identity must be a JSON object" in bad.stderr
+
+
+def test_gce_version_and_python_exec_as_the_officials(cli_process, tmp_path):
+    import json
+    import subprocess
+
+    from tests.conftest import BIN_DIR
+
+    version = subprocess.run([str(BIN_DIR / "gce"), "version"], capture_output=True, text=True, check=True).stdout
+    assert version.startswith("Globus Compute endpoint version: 4.19.0 (compute-endpoint ")
+    data = tmp_path / "d.json"
+    data.write_text('{"b": 1, "a": [2]}')
+    # The rest of the arguments, --debug included, are the module's.
+    ran = cli_process("python-exec", "json.tool", "--sort-keys", "--compact", str(data))
+    assert ran.returncode == 0 and ran.stdout.strip() == '{"a":[2],"b":1}', ran.stderr
+    passed_on = cli_process("python-exec", "json.tool", "--debug")
+    assert passed_on.returncode == 2 and "unrecognized arguments: --debug" in passed_on.stderr
+    assert json.loads(ran.stdout) == {"a": [2], "b": 1}
