@@ -1,4 +1,4 @@
-"""Starting an endpoint at boot: a systemd unit that runs it in the foreground.
+"""Starting an endpoint at boot: a systemd unit (Type=notify) that runs it in the foreground.
 
 systemd restarts the supervisor if it ever exits; the supervisor restarts its children.
 """
@@ -43,9 +43,14 @@ Wants=network-online.target
 StartLimitIntervalSec=0
 
 [Service]
-Type=simple
+# start stays in the foreground under systemd, says READY=1 once every child is ready and
+# STOPPING=1 when it begins to stop (sd_notify).
+Type=notify
+NotifyAccess=main
 {service_user}Environment=GLOBUS_COMPUTE_USER_DIR={base_dir}
-ExecStart={executable()} start {name} --foreground
+ExecStart={executable()} start {name}
+# Registration, the broker check and the children's start; a cluster's first block takes longer.
+TimeoutStartSec=300
 # SIGTERM to the supervisor, which stops its tree; whatever is left is killed after the timeout.
 KillMode=mixed
 TimeoutStopSec=60

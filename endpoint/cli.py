@@ -330,11 +330,28 @@ def _exit_on_error(run):
 @click.option("--foreground", is_flag=True, help="Stay attached to the terminal (for systemd and debugging).")
 @click.option("--detach", is_flag=True, help="Run as a daemon (what start does anyway; the official's option).")
 @click.option("--endpoint-uuid", metavar="UUID", help="Register with this endpoint UUID (first start only).")
+@click.option("--die-with-parent", is_flag=True, hidden=True,
+              help="Run in the foreground and stop when the process that started this one ends (the official's "
+                   "internal flag, for a program that runs the endpoint as its child).")
 @pass_context
-def start(obj: EndpointContext, name: str, foreground: bool, detach: bool, endpoint_uuid: str | None) -> None:
-    """Register the endpoint NAME (or UUID) with the Compute service, then run it as a daemon."""
+def start(obj: EndpointContext, name: str, foreground: bool, detach: bool, endpoint_uuid: str | None,
+          die_with_parent: bool) -> None:
+    """Register the endpoint NAME (or UUID) with the Compute service, then run it as a daemon
+    (in the foreground when systemd started it, or with --foreground)."""
+    from .systemd import started_by_systemd
+
     if foreground and detach:
         raise click.UsageError("--foreground and --detach contradict each other: choose one")
+    if die_with_parent:
+        if sys.stdin is not None and sys.stdin.isatty():
+            raise click.ClickException("The --die-with-parent flag is not meant for manual use; it is for a "
+                                       "program that runs the endpoint as its child.")
+        from ..supervisor.pipe import die_with_parent as follow_parent
+
+        follow_parent()  # SIGTERM when it goes: the supervisor stops its tree as for systemd's stop
+        foreground = True
+    # systemd supervises the process it started: a daemon would leave it behind, and the unit stopped.
+    foreground = foreground or (started_by_systemd() and not detach)
     directory = obj.existing(name)
     sys.exit(_start(obj, directory, foreground, _checked_uuid(endpoint_uuid)))
 

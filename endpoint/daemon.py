@@ -22,9 +22,11 @@ RUNNING_MARK = "\x00running\n"
 class Progress:
     """The daemon's end: write progress lines for the waiting foreground process."""
 
-    def __init__(self, fd: int | None, echo: Callable[[str], None] | None = None):
+    def __init__(self, fd: int | None, echo: Callable[[str], None] | None = None,
+                 notify: Callable[[str], object] | None = None):
         self.fd = fd
         self.echo = echo
+        self.notify = notify  # systemd's (systemd.py), when it started this process
 
     def say(self, line: str) -> None:
         if self.echo is not None:
@@ -37,6 +39,8 @@ class Progress:
 
     def running(self, line: str) -> None:
         self.say(line)
+        if self.notify is not None:
+            self.notify(f"READY=1\nSTATUS={line}")
         if self.fd is not None:
             try:
                 os.write(self.fd, RUNNING_MARK.encode())
@@ -44,6 +48,11 @@ class Progress:
             except OSError:
                 pass
             self.fd = None
+
+
+    def stopping(self) -> None:
+        if self.notify is not None:
+            self.notify("STOPPING=1")
 
 
 def daemonize(log_path: str) -> tuple[bool, int]:

@@ -139,6 +139,7 @@ class EndpointDispatcher:
         self.counts = {"received": 0, "duplicates": 0, "completed": 0, "retried": 0, "failed_system": 0}
         # Told each child's readiness (start-up progress); set by tree.run_tree.
         self.startup_listener: Callable[[str], None] | None = None
+        self.stopping_listener: Callable[[], None] | None = None  # told when the tree begins to stop
 
     # ------------------------------------------------------------------ routing
 
@@ -374,6 +375,8 @@ class EndpointDispatcher:
                                     tasks=self.figures(), engine=self.engine_figures)
 
     def tree_stopping(self) -> Iterable[Routed]:
+        if self.stopping_listener is not None:
+            self.stopping_listener()
         return [(TASK_LINK, PauseConsuming()), (RESULT_LINK, PublishStatus(self.status_report(active=False)))]
 
     def figures(self) -> dict:

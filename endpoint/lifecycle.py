@@ -453,7 +453,10 @@ class _Run:
         directory.forget_last_stop()
         setup_logging(str(directory.log_file), "supervisor", self.debug,
                       to_console=self.options.foreground and self.options.log_to_console)
-        code, reason = self.body(Progress(fd, echo))
+        from .systemd import Notifier
+
+        notifier = Notifier.take_from_environment()  # systemd's socket is ours alone: no child inherits it
+        code, reason = self.body(Progress(fd, echo, notifier if self.options.foreground else None))
         directory.write_last_stop(reason or f"exit code {code}", code)
         if self.teardown:
             try:

@@ -78,6 +78,7 @@ class ManagerDispatcher:
         self.ledger = TreeLedger(status_board)
         self.started = time.time()
         self.startup_listener: Callable[[str], None] | None = None  # start's progress (run_manager_tree)
+        self.stopping_listener: Callable[[], None] | None = None  # told when the tree begins to stop
         self.user_endpoint_ids: dict[str, str] = {}  # user endpoint name -> its endpoint id
         self.waiting: dict[str, WaitingStart] = {}  # starts waiting their turn, oldest first
         self._told_waiting: set[str] = set()  # the waiting ones last logged
@@ -202,6 +203,8 @@ class ManagerDispatcher:
         return [*admitted, (COMMAND_LINK, PublishStatus(self.status_report(active=True)))]
 
     def tree_stopping(self) -> Iterable[Routed]:
+        if self.stopping_listener is not None:
+            self.stopping_listener()
         return [(COMMAND_LINK, PublishStatus(self.status_report(active=False)))]
 
     def user_endpoints(self) -> dict:
@@ -252,6 +255,7 @@ def run_manager_tree(settings: ManagerSettings, config: ManagerConfig, directory
                              f"log: {settings.log_file}{attached}")
 
     dispatcher.startup_listener = on_startup
+    dispatcher.stopping_listener = progress.stopping
     supervisor = Supervisor([spec], RestartPolicy(intensity=20, period_s=60.0), dispatcher, settings,
                             title=settings.title)
     log.info("starting template-capable endpoint %s (%s)", settings.endpoint_name, settings.endpoint_id)

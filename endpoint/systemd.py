@@ -17,23 +17,43 @@ log = logging.getLogger(__name__)
 
 
 def started_by_systemd() -> bool:
-    """systemd sets INVOCATION_ID for every unit it runs, and NOTIFY_SOCKET for Type=notify."""
-    return bool(os.environ.get("INVOCATION_ID") or os.environ.get("NOTIFY_SOCKET"))
-
-
-def notify(state: str) -> bool:
-    """Send state (e.g. "READY=1", "STOPPING=1", "STATUS=...") to systemd; False when there
-    is no socket to send it to, or sending failed."""
-    address = os.environ.get("NOTIFY_SOCKET")
-    if not address:
-        return False
-    if address.startswith("@"):
-        address = "\0" + address[1:]
-    try:
-        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock:
-            sock.connect(address)
-            sock.sendall(state.encode())
+    """systemd sets NOTIFY_SOCKET for a unit of Type=notify, and INVOCATION_ID for every unit it
+    runs. Every process of a unit inherits INVOCATION_ID (a CI runner's shell, and each command
+    it runs): it counts only when systemd itself is the parent, as it is of ExecStart."""
+    if os.environ.get("NOTIFY_SOCKET"):
         return True
-    except OSError as exc:
-        log.warning("could not tell systemd %s: %s", state.split("=", 1)[0], exc)
+    if not os.environ.get("INVOCATION_ID"):
         return False
+    try:
+        with open(f"/proc/{os.getppid()}/comm") as comm:
+            return comm.read().strip() == "systemd"
+    except OSError:
+        return False
+
+
+class Notifier:
+    """sd_notify to the socket systemd gave this process. Taken out of the environment when
+    made, so that no process of the tree inherits it (systemd listens to the main process
+    only, NotifyAccess=main, and a child's READY=1 would be a lie anyway)."""
+
+    def __init__(self, address: str | None):
+        self.address = address
+
+    @classmethod
+    def take_from_environment(cls) -> Notifier:
+        return cls(os.environ.pop("NOTIFY_SOCKET", None))
+
+    def __call__(self, state: str) -> bool:
+        """Send state ("READY=1", "STOPPING=1", "STATUS=...", one per line); False when there
+        is no socket to send it to, or sending failed."""
+        if not self.address:
+            return False
+        address = "\0" + self.address[1:] if self.address.startswith("@") else self.address
+        try:
+            with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock:
+                sock.connect(address)
+                sock.sendall(state.encode())
+            return True
+        except OSError as exc:
+            log.warning("could not tell systemd %s: %s", state.split("=", 1)[0], exc)
+            return False

@@ -132,6 +132,7 @@ def run_tree(settings: WorkerSettings, config: EndpointConfig, progress: Progres
     dispatcher = EndpointDispatcher(settings.endpoint_id, DispatchPolicy.from_config(config),
                                     ep_info=_ep_info(settings), engine_type=config.engine.type, status_board=board)
     dispatcher.startup_listener = _startup_progress(settings, dispatcher, progress)
+    dispatcher.stopping_listener = progress.stopping
     supervisor = Supervisor(specs, policy, dispatcher, settings, title=settings.title,
                             reload=ConfigReloader(settings, config, dispatcher, debug_flag), parent=parent)
     log.info("starting endpoint %s (%s)", settings.endpoint_name, settings.endpoint_id)
