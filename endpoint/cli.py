@@ -213,20 +213,24 @@ def configure(obj: EndpointContext, name: str, display_name: str | None, endpoin
 @app.command(short_help="Show a running endpoint's tree, or why it stopped.")
 @name_or_uuid_argument
 @click.option("--json", "as_json", is_flag=True, help="Print it as JSON.")
+@click.option("--tasks", "list_tasks", is_flag=True,
+              help="List the tasks in flight instead: id, function, state, since when (the oldest 1,000).")
 @pass_context
-def status(obj: EndpointContext, name: str, as_json: bool) -> None:
+def status(obj: EndpointContext, name: str, as_json: bool, list_tasks: bool) -> None:
     """Show the endpoint NAME (or UUID): its state; while it runs, each child (pid, state, for how
     long, restarts, broker connection), the tasks in flight and done, the engine's figures and
     the last status report, as the supervisor wrote them a moment ago; else why it stopped."""
-    from .status_view import gather, render
+    from .status_view import gather, render, render_tasks
 
     view = gather(obj.existing(name))
     if as_json:
         import json
 
-        click.echo(json.dumps(view, indent=2, default=str))
+        shown = {"name": view["name"], "endpoint_id": view["endpoint_id"], "state": view["state"],
+                 "tasks_in_flight": (view["tree"] or {}).get("tasks_in_flight", [])} if list_tasks else view
+        click.echo(json.dumps(shown, indent=2, default=str))
     else:
-        click.echo(render(view))
+        click.echo(render_tasks(view) if list_tasks else render(view))
 
 
 @app.command("list")

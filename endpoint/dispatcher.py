@@ -23,6 +23,7 @@ the status report.
 from __future__ import annotations
 
 import enum
+import itertools
 import logging
 import os
 import time
@@ -65,6 +66,9 @@ TASK_LINK, RESULT_LINK, ENGINE = "task link", "result link", "engine"
 # after the task, from a task link that died with it unacknowledged: 100,000 ids cover
 # several windows, at about 10 MB.
 RECENTLY_CONFIRMED_MAX = 100_000
+# Tasks in flight written to the status file for `status --tasks`: the oldest, a bounded few
+# (the file is rewritten every second, and a backlog holds tens of thousands).
+STATUS_TASKS_LISTED = 1000
 # An engine reports a start a moment after it happens: a task that kills its engine at once
 # may die unreported. After this many engine deaths while it was held unreported, it counts
 # as started anyway, so that such a task cannot take engine after engine down for free.
@@ -88,6 +92,7 @@ class InFlight:
     unreported_losses: int = 0  # engines that died holding it, with no start reported
     result: Payload | None = None
     extra_deliveries: list[TaskDelivery] = attrs.field(factory=list)  # duplicates to ack with it
+    received: float = attrs.field(factory=time.time)  # wall clock, for `status --tasks`
 
 
 @attrs.frozen
@@ -372,7 +377,14 @@ class EndpointDispatcher:
     def status_snapshot(self) -> dict:
         """The tree as `status` shows it (status_board.py)."""
         return self.ledger.snapshot(self.endpoint_id, self.ep_info.get("start_unix"), self.policy.heartbeat_period_s,
-                                    tasks=self.figures(), engine=self.engine_figures)
+                                    tasks=self.figures(), engine=self.engine_figures,
+                                    tasks_in_flight=self.oldest_in_flight(STATUS_TASKS_LISTED))
+
+    def oldest_in_flight(self, limit: int) -> list[dict]:
+        """The first tasks in flight, oldest first (the table keeps the order they came in)."""
+        return [{"task_id": task_id, "function_id": entry.delivery.headers.get("function_uuid"),
+                 "state": entry.state.value, "since": entry.received, "attempts": entry.attempts}
+                for task_id, entry in itertools.islice(self.inflight.items(), limit)]
 
     def tree_stopping(self) -> Iterable[Routed]:
         if self.stopping_listener is not None:

@@ -28,6 +28,28 @@ def gather(directory: EndpointDirectory) -> dict:
     return view
 
 
+def render_tasks(view: dict) -> str:
+    """`status --tasks`: the tasks in flight, oldest first."""
+    from texttable import Texttable
+
+    tree = view["tree"] or {}
+    listed = tree.get("tasks_in_flight")
+    if view["state"] != EndpointState.RUNNING.value or listed is None:
+        return f"Endpoint {view['name']} is {view['state'].lower()}: no tasks in flight to show."
+    in_flight = (tree.get("tasks") or {}).get("in_flight", len(listed))
+    if not listed:
+        return f"Endpoint {view['name']}: no tasks in flight."
+    now = time.time()
+    table = Texttable(max_width=0)
+    table.set_deco(Texttable.BORDER | Texttable.HEADER | Texttable.VLINES)
+    table.header(["Task", "Function", "State", "Since", "For", "Engine losses"])
+    for task in listed:
+        table.add_row([task["task_id"], task.get("function_id") or "-", task["state"], _clock(task.get("since")),
+                       _duration(now - task.get("since", now)), task.get("attempts", 0)])
+    more = in_flight - len(listed)
+    return table.draw() + (f"\n... and {more} more in flight (the oldest {len(listed)} are shown)" if more > 0 else "")
+
+
 def render(view: dict) -> str:
     lines = [f"Endpoint {view['name']} ({view['endpoint_id'] or 'never registered'}): {view['state']}"
              + (f", pid {view['pid']}" if view["pid"] else "")]

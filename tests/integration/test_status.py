@@ -112,3 +112,26 @@ def test_sighup_with_a_broken_file_keeps_the_running_configuration(make_endpoint
     after = status_json(harness)
     assert {role: c["pid"] for role, c in after["tree"]["tree"]["children"].items()} == pids
     assert harness.run(nap, [(0,)]) == [0]
+
+
+def test_status_tasks_lists_the_tasks_in_flight_oldest_first(make_endpoint):
+    """Operators asked the official for it (globus-compute#154): what is in flight, and since when."""
+    harness = make_endpoint(ONE_WORKER)
+    function_id = harness.register_function(nap)
+    task_ids = harness.submit(nap, [(3,), (0,), (0,)])
+    view = wait_for(lambda: len((v := json.loads(harness.cli("status", harness.name, "--tasks", "--json").stdout))
+                                ["tasks_in_flight"]) == 3 and v, 10, "three tasks in flight in status")
+    listed = view["tasks_in_flight"]
+    assert sorted(t["task_id"] for t in listed) == sorted(task_ids)
+    assert {t["function_id"] for t in listed} == {function_id}
+    assert [t["since"] for t in listed] == sorted(t["since"] for t in listed)  # oldest first
+    assert {t["state"] for t in listed} <= {"queued", "running", "started"}
+    text = harness.cli("status", harness.name, "--tasks").stdout
+    header = text.splitlines()[1]
+    assert all(column in header for column in ("Task", "Function", "State", "Since", "For"))
+    assert all(task_id in text for task_id in task_ids) and function_id in text
+    harness.results(task_ids)
+    wait_for(lambda: "no tasks in flight" in harness.cli("status", harness.name, "--tasks").stdout, 10,
+             "no tasks left in flight")
+    harness.stop()
+    assert "is stopped: no tasks in flight to show" in harness.cli("status", harness.name, "--tasks").stdout
