@@ -105,3 +105,24 @@ def test_a_start_that_cannot_render_fails_its_tasks_and_frees_its_place(dispatch
     first = list(dispatcher.tick(0.0, tree()))
     assert [type(m) for _, m in first] == [PublishFailureNotice, AckCommand, StartChild, AckCommand]
     assert started(first) == ["good"] and acked(first) == [1, 2] and dispatcher.waiting == {}
+
+
+def test_the_template_and_schema_come_from_where_the_config_puts_them(tmp_path):
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "t.yaml.j2").write_text("engine:\n  type: ProcessPoolEngine\n  max_workers: {{ workers }}\n"
+                                    "display_name: {{ _GC.parent_config.display_name }}\n")
+    (site / "s.json").write_text(json.dumps({"type": "object", "properties": {"workers": {"type": "integer"}}}))
+    settings = ManagerSettings(endpoint_id=str(uuid.uuid4()), endpoint_name="tc", log_file=str(tmp_path / "log"),
+                               debug=False, command_url=URL, command_queue="q",
+                               heartbeats=PublishTarget(URL, "heartbeats", "heartbeats"),
+                               template_path=str(site / "t.yaml.j2"), schema_path=str(site / "s.json"),
+                               parent_config={"display_name": "Site"})
+    dispatcher = ManagerDispatcher(settings, tmp_path, owner_id=None, debug=False)
+    deliveries = Deliveries()
+    dispatcher.route(COMMAND_LINK, deliveries.start("a", {"workers": 3}))
+    [start] = [m for to, m in dispatcher.tick(0.0, tree()) if isinstance(m, StartChild)]
+    assert "type: ProcessPoolEngine" in start.config.config_text and "display_name: Site" in start.config.config_text
+    dispatcher.route(COMMAND_LINK, deliveries.start("b", {"workers": "three"}))  # the configured schema refuses it
+    [notice] = [m for to, m in dispatcher.tick(0.3, tree(a="running")) if isinstance(m, PublishFailureNotice)]
+    assert b"user option workers" in notice.packed and "b" not in dispatcher.waiting
