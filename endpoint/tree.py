@@ -12,6 +12,7 @@ import attrs
 import cattrs
 
 from ..protocol.urls import is_embedded, portable_vhost, with_port
+from ..supervisor.liveness import Liveness
 from ..supervisor.pipe import ParentPipe
 from ..supervisor.spec import ChildSpec, RestartPolicy
 from ..supervisor.supervisor import Supervisor
@@ -126,15 +127,15 @@ def run_tree(settings: WorkerSettings, config: EndpointConfig, progress: Progres
     specs = [ChildSpec(name=role, target=target, title=settings.role_title(role),
                        shutdown_timeout_s=30.0 if role == ENGINE else 10.0)
              for role, target in CHILD_TARGETS.items()]
-    policy = RestartPolicy(intensity=config.max_restarts, period_s=config.restart_window_s,
-                           hung_after_s=config.hung_child_timeout_s)
+    policy = RestartPolicy(intensity=config.max_restarts, period_s=config.restart_window_s)
     board = StatusBoard(Path(settings.run_dir))
     dispatcher = EndpointDispatcher(settings.endpoint_id, DispatchPolicy.from_config(config),
                                     ep_info=_ep_info(settings), engine_type=config.engine.type, status_board=board)
     dispatcher.startup_listener = _startup_progress(settings, dispatcher, progress)
     dispatcher.stopping_listener = progress.stopping
     supervisor = Supervisor(specs, policy, dispatcher, settings, title=settings.title,
-                            reload=ConfigReloader(settings, config, dispatcher, debug_flag), parent=parent)
+                            reload=ConfigReloader(settings, config, dispatcher, debug_flag), parent=parent,
+                            liveness=Liveness(hung_after_s=config.hung_child_timeout_s))
     log.info("starting endpoint %s (%s)", settings.endpoint_name, settings.endpoint_id)
     # Bodies of tasks a previous run held: the broker delivers those tasks again.
     task_bodies = PayloadStore(Path(settings.run_dir) / TASK_BODIES)

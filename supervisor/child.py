@@ -13,9 +13,8 @@ from collections import deque
 from multiprocessing.connection import Connection
 from multiprocessing.context import SpawnContext, SpawnProcess
 
-import psutil
-
 from .control import Halt, Ping, Stop
+from .liveness import Health
 from .pipe import bootstrap
 from .spec import ChildSpec
 from .states import LIVE_STATES, TRANSITIONS, ChildState
@@ -25,8 +24,8 @@ log = logging.getLogger(__name__)
 
 class Child:
     """One child process as the supervisor sees it: its spec, its process and pipe, its
-    state (every change through ``change_state``, checked against TRANSITIONS), and what
-    judging its health needs (last answer, CPU used since, when to kill it if hung)."""
+    state (every change through ``change_state``, checked against TRANSITIONS), and its
+    health (liveness.py)."""
 
     def __init__(self, spec: ChildSpec, context: SpawnContext, config: object):
         self.spec = spec
@@ -39,15 +38,8 @@ class Child:
         self.quick_crashes = 0
         self.restart_at = 0.0  # monotonic time a BACKOFF child is due to start
         self.stop_deadline = 0.0
-        self.ping_seq = 0
-        self.last_ping_sent = 0.0
-        self.last_pong = 0.0
-        # Silence is judged over windows: the CPU time the process had used when one began.
-        self.window_start = 0.0
-        self.window_cpu = 0.0
-        self.window_wait = 0.0
+        self.health = Health()
         self.outbox: Outbox | None = None
-        self.kill_at = float("inf")  # when a child asked for its stack (hung) is killed
         self.starts = 0  # processes started for this child: restarts are starts - 1
         self.retiring = False  # asked to stop for good (StopChild): not restarted
         self.halt: Halt | None = None  # what the child said before exiting, if restarting cannot help
@@ -81,9 +73,8 @@ class Child:
         child_end.close()
         self.conn = parent_end
         self.outbox = Outbox(parent_end, self.spec.name)
-        self.answered(time.monotonic())
-        self.started_at = self.last_pong
-        self.kill_at = float("inf")
+        self.started_at = time.monotonic()
+        self.health = Health(self.process.pid, self.started_at)
         self.halt, self.forgiven = None, ""
         self.starts += 1
         self.change_state(ChildState.STARTING)
@@ -99,51 +90,21 @@ class Child:
             return False
         return self.outbox.put(message)
 
-    def answered(self, now: float) -> None:
-        self.last_pong = self.window_start = now
-        self.window_cpu, self.window_wait = self.cpu_seconds(), self.run_queue_seconds()
+    def back_off(self, until: float, why: str, quick_crashes: int) -> None:
+        """Exited; to be started again at until (monotonic), after quick_crashes crashes in a row
+        that each came before it had lived long enough to count as healthy."""
+        self.restart_at, self.quick_crashes = until, quick_crashes
+        self.change_state(ChildState.BACKOFF, why)
 
-    def cpu_seconds(self) -> float:
-        """CPU time the process has used, all its threads together (0 when it cannot be read)."""
-        try:
-            times = psutil.Process(self.pid).cpu_times() if self.pid else None
-        except (psutil.NoSuchProcess, psutil.AccessDenied):
-            return 0.0
-        return times.user + times.system if times else 0.0
+    def retire(self, reason: str, now: float) -> None:
+        """Stop for good (StopChild): not restarted after it exits."""
+        self.retiring = True
+        self.request_stop(reason, now)
 
-    def run_queue_seconds(self) -> float:
-        """Time the process's threads have spent runnable but waiting for a CPU (Linux's
-        schedstat; 0 where it cannot be read): on a loaded host a child that makes slow
-        progress spends most of its time there, while a stuck one sleeps."""
-        total = 0
-        try:
-            for thread in os.listdir(f"/proc/{self.pid}/task"):
-                with open(f"/proc/{self.pid}/task/{thread}/schedstat") as stats:
-                    total += int(stats.read().split()[1])
-        except (OSError, ValueError, IndexError):
-            pass  # gone, or a thread ended while we read: what was read is a lower bound
-        return total / 1e9
-
-    def silence(self, now: float, window_s: float, busy_share: float) -> tuple[str, float, float]:
-        """After window_s without an answer: "busy" if the process ran, or waited to run, at
-        least busy_share of a core meanwhile (a long computation holding the interpreter, or a
-        start crawling on a loaded host), else "hung"; "answering" before that. With the CPU
-        and run-queue seconds of the window just judged. A busy child starts a new window: it is hung
-        only once a whole window passes without progress."""
-        if now - self.window_start <= window_s:
-            return "answering", 0.0, 0.0
-        used = self.cpu_seconds() - self.window_cpu
-        waited = self.run_queue_seconds() - self.window_wait
-        if used + waited >= busy_share * (now - self.window_start):
-            self.window_start = now
-            self.window_cpu, self.window_wait = self.window_cpu + used, self.window_wait + waited
-            return "busy", used, waited
-        return "hung", used, waited
-
-    def ping(self, now: float) -> None:
-        self.ping_seq += 1
-        self.last_ping_sent = now
-        self.send(Ping(self.ping_seq))
+    def ping(self, now: float, interval_s: float) -> None:
+        seq = self.health.next_ping(now, interval_s)
+        if seq is not None:
+            self.send(Ping(seq))
 
     def request_stop(self, reason: str, now: float) -> None:
         if self.state in LIVE_STATES:
@@ -153,14 +114,14 @@ class Child:
 
     def abort(self, now: float, grace_s: float) -> None:
         """SIGABRT a hung child: faulthandler (enabled in every child) writes the stack of each
-        of its threads to its stderr, so the log says where it hung. Killed at kill_at if it
+        of its threads to its stderr, so the log says where it hung. Killed grace_s later if it
         is still there (a stopped process, say, takes no signal but SIGKILL)."""
         if self.process is not None and self.process.exitcode is None and self.process.pid is not None:
             try:
                 os.kill(self.process.pid, signal.SIGABRT)
             except ProcessLookupError:
                 pass
-        self.kill_at = now + grace_s
+        self.health.kill_at = now + grace_s
 
     def kill(self) -> None:
         if self.process is not None and self.process.exitcode is None:

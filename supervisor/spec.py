@@ -5,6 +5,7 @@ from __future__ import annotations
 import enum
 import importlib
 import os
+from collections import deque
 from collections.abc import Callable
 
 import attrs
@@ -61,9 +62,10 @@ class ChildSpec:
 class RestartPolicy:
     """OTP restart intensity with exponential backoff between quick crashes.
 
-    More than ``intensity`` restarts within ``period_s`` stops the whole tree. A crash
-    restarts the child at once; a child that crashes again before it has lived
-    ``healthy_after_s`` waits ``backoff_initial_s``, doubling up to ``backoff_max_s``.
+    More than ``intensity`` restarts within ``period_s`` stops the whole tree (or, for an
+    isolated child, that child). A crash restarts the child at once; a child that crashes
+    again before it has lived ``healthy_after_s`` waits ``backoff_initial_s``, doubling up to
+    ``backoff_max_s``.
     """
 
     intensity: int = 5
@@ -71,14 +73,16 @@ class RestartPolicy:
     healthy_after_s: float = 1.0
     backoff_initial_s: float = 0.1
     backoff_max_s: float = 5.0
-    ping_interval_s: float = 1.0
-    hung_after_s: float = 15.0  # no Pong for this long, and no progress meanwhile: the child is hung
-    abort_grace_s: float = 2.0  # a hung child asked for its stack (SIGABRT) is killed after this
-    # Progress: at least this share of one core used over that time (a long computation that
-    # holds the child's interpreter is busy, not hung; idle threads use far less).
-    busy_cpu_share: float = 0.25
 
     def backoff(self, quick_crashes: int) -> float:
         if quick_crashes <= 0:
             return 0.0
         return min(self.backoff_initial_s * 2 ** (quick_crashes - 1), self.backoff_max_s)
+
+    def record(self, restarts: deque[float], now: float) -> bool:
+        """Count a restart now in a window of restart times (the tree's, or an isolated
+        child's own); whether the window now holds more than the intensity allows."""
+        restarts.append(now)
+        while restarts and now - restarts[0] > self.period_s:
+            restarts.popleft()
+        return len(restarts) > self.intensity

@@ -20,7 +20,9 @@ from setproctitle import setproctitle
 
 from .child import Child, describe_exit, spawn_context
 from .control import SUPERVISOR, Forgive, Halt, Pong, Ready, StartChild, Stop, StopChild, StopTree
+from .liveness import Liveness, Verdict
 from .pipe import ParentPipe
+from .restarts import Fate, decide
 from .signals import SignalQueue
 from .spec import ChildSpec, ExitCode, Restart, RestartPolicy
 from .states import LIVE_STATES, ChildState
@@ -59,7 +61,7 @@ class Supervisor:
 
     def __init__(self, specs: Sequence[ChildSpec], policy: RestartPolicy, dispatcher: Dispatcher,
                  child_config: object, title: str = "", reload: Callable[[], object] | None = None,
-                 parent: ParentPipe | None = None):
+                 parent: ParentPipe | None = None, liveness: Liveness | None = None):
         self.context = spawn_context()
         # On SIGHUP, before the rolling restart: the children's new config, or an exception that
         # says why the running one stays (gunicorn's reload).
@@ -72,6 +74,7 @@ class Supervisor:
         self._told_parent_ready = False
         self.order = [s.name for s in specs]
         self.policy = policy
+        self.liveness = liveness or Liveness()
         self.dispatcher = dispatcher
         self.title = title
         self.restart_times: deque[float] = deque()
@@ -180,9 +183,9 @@ class Supervisor:
 
     def _handle_message(self, child: Child, message: object) -> None:
         if isinstance(message, Pong):
-            child.answered(time.monotonic())
+            child.health.answered(time.monotonic())
         elif isinstance(message, Ready):
-            child.answered(time.monotonic())
+            child.health.answered(time.monotonic())
             if child.state is ChildState.STARTING:
                 child.change_state(ChildState.RUNNING, f"ready in {time.monotonic() - child.started_at:.2f} s")
                 self._send(self.dispatcher.child_ready(child.name))
@@ -235,8 +238,7 @@ class Supervisor:
         elif isinstance(message, StopChild):
             child = self.children.get(message.name)
             if child is not None and child.state in LIVE_STATES:
-                child.retiring = True
-                child.request_stop(message.reason or "asked to stop", time.monotonic())
+                child.retire(message.reason or "asked to stop", time.monotonic())
             elif child is not None and child.state is ChildState.BACKOFF:
                 child.change_state(ChildState.STOPPED, message.reason or "asked to stop")
                 self._forget_if_dynamic(child)
@@ -265,65 +267,44 @@ class Supervisor:
     # ------------------------------------------------------------------ exits
 
     def _reap(self, child: Child, now: float) -> None:
+        """Carry out what restarts.decide says of a child that has exited."""
         code = child.reap()
-        requested = child.state is ChildState.STOPPING
         uptime = now - child.started_at
         self._send(self.dispatcher.child_exited(child.name))
-        if requested:
-            child.change_state(ChildState.STOPPED, describe_exit(code))
-            if self.stop_reason is None and child.spec.restart is not Restart.TEMPORARY and not child.retiring:
-                child.start()  # a rolling restart
-            self._forget_if_dynamic(child)
-            return
-        if self.stop_reason is not None:
-            child.change_state(ChildState.STOPPED, describe_exit(code))
-            return
-        log.log(logging.WARNING if code else logging.INFO, "%s (pid %s) %s after %.1f s%s",
-                child.name, child.pid, describe_exit(code), uptime,
-                f"; {child.forgiven}, so it does not count as a restart" if child.forgiven else "")
-        if child.halt is not None and child.spec.isolated:
-            log.error("%s cannot go on: %s (%s); it is not restarted, and the rest of the tree goes on",
-                      child.name, child.halt.reason, _code_name(child.halt.code))
-            child.change_state(ChildState.STOPPED, describe_exit(code))
-            self._forget_if_dynamic(child)
-        elif child.halt is not None:
-            child.change_state(ChildState.STOPPED, describe_exit(code))
-            self.stop(f"{child.name} cannot go on: {child.halt.reason} ({_code_name(child.halt.code)}); "
-                      "restarting cannot fix that", _exit_code(child.halt.code))
-        elif child.spec.restart is Restart.TEMPORARY or (
-                child.spec.restart is Restart.TRANSIENT and code == 0):
-            child.change_state(ChildState.STOPPED, describe_exit(code))
-            self._forget_if_dynamic(child)
+        if child.state is not ChildState.STOPPING and self.stop_reason is None:  # unasked: say how it went
+            log.log(logging.WARNING if code else logging.INFO, "%s (pid %s) %s after %.1f s%s",
+                    child.name, child.pid, describe_exit(code), uptime,
+                    f"; {child.forgiven}, so it does not count as a restart" if child.forgiven else "")
+        decision = decide(child, code, uptime, self.stop_reason is not None, self.policy, self.restart_times, now)
+        fate, exited = decision.fate, describe_exit(code)
+        if fate is Fate.BACKOFF:
+            child.back_off(now + decision.delay_s, f"restart in {decision.delay_s:.2f} s", decision.quick_crashes)
+        elif fate is Fate.FORGIVEN:
+            child.back_off(now, "restart at once", child.quick_crashes)
+        elif fate is Fate.ROLLED:
+            child.change_state(ChildState.STOPPED, exited)
+            child.start()
         else:
-            self._restart(child, now, uptime)
+            child.change_state(ChildState.STOPPED, "restart intensity exceeded" if fate is Fate.GAVE_UP_TREE
+                               else "its restart intensity exceeded" if fate is Fate.GAVE_UP_ALONE else exited)
+            self._after_an_end(child, fate)
 
-    def _restart(self, child: Child, now: float, uptime: float) -> None:
-        if child.forgiven:  # the work it was given killed it: no sign that it cannot run
-            child.change_state(ChildState.BACKOFF, "restart at once")
-            child.restart_at = now
-            return
-        if child.spec.isolated and self._over_intensity(child.restart_times, now):
+    def _after_an_end(self, child: Child, fate: Fate) -> None:
+        """A child that has stopped for good: what that means for the tree."""
+        halt = child.halt
+        if fate is Fate.HALTED_ALONE and halt is not None:
+            log.error("%s cannot go on: %s (%s); it is not restarted, and the rest of the tree goes on",
+                      child.name, halt.reason, _code_name(halt.code))
+        elif fate is Fate.HALTED_TREE and halt is not None:
+            self.stop(f"{child.name} cannot go on: {halt.reason} ({_code_name(halt.code)}); "
+                      "restarting cannot fix that", _exit_code(halt.code))
+        elif fate is Fate.GAVE_UP_ALONE:
             log.error("%s restarted more than %d times within %g s; it is stopped, and the rest of the tree goes on",
                       child.name, self.policy.intensity, self.policy.period_s)
-            child.change_state(ChildState.STOPPED, "its restart intensity exceeded")
-            self._forget_if_dynamic(child)
-            return
-        if not child.spec.isolated and self._over_intensity(self.restart_times, now):
-            child.change_state(ChildState.STOPPED, "restart intensity exceeded")
+        elif fate is Fate.GAVE_UP_TREE:
             self.stop(f"more than {self.policy.intensity} restarts within {self.policy.period_s:g} s "
                       f"(last: {child.name}); giving up", ExitCode.RESTART_INTENSITY)
-            return
-        child.quick_crashes = child.quick_crashes + 1 if uptime < self.policy.healthy_after_s else 0
-        delay = self.policy.backoff(child.quick_crashes)
-        child.change_state(ChildState.BACKOFF, f"restart in {delay:.2f} s")
-        child.restart_at = now + delay
-
-    def _over_intensity(self, restart_times: deque[float], now: float) -> bool:
-        """Count a restart now in that window; whether it holds more than the intensity allows."""
-        restart_times.append(now)
-        while restart_times and now - restart_times[0] > self.policy.period_s:
-            restart_times.popleft()
-        return len(restart_times) > self.policy.intensity
+        self._forget_if_dynamic(child)
 
     def _start_due(self, now: float) -> None:
         if self.stop_reason is not None:
@@ -338,28 +319,28 @@ class Supervisor:
         for child in self.children.values():
             if child.state not in LIVE_STATES:
                 continue
-            if child.kill_at != float("inf"):  # hung, asked for its stack: killed once the grace is over
-                if now >= child.kill_at:
+            health = child.health
+            if health.condemned:  # hung, asked for its stack: killed once the grace is over
+                if now >= health.kill_at:
                     child.kill()
                 continue
-            window_s = self.policy.hung_after_s
+            window_s = self.liveness.hung_after_s
             if child.state is ChildState.STARTING and child.spec.start_timeout_s is not None:
                 window_s = max(window_s, child.spec.start_timeout_s)
-            verdict, cpu_used, cpu_waited = child.silence(now, window_s, self.policy.busy_cpu_share)
-            if verdict == "hung":
+            judgement = health.judge(now, window_s, self.liveness.busy_cpu_share)
+            if judgement.verdict is Verdict.HUNG:
                 log.error("%s (pid %s) has not answered for %.1f s and used %.1f s of CPU meanwhile: hung "
                           "(stuck, not busy); killing it (SIGABRT first, for its stack in the log)",
-                          child.name, child.pid, now - child.last_pong, cpu_used)
-                child.abort(now, self.policy.abort_grace_s)
+                          child.name, child.pid, now - health.last_answer, judgement.cpu_used_s)
+                child.abort(now, self.liveness.abort_grace_s)
                 continue
-            if verdict == "busy":
+            if judgement.verdict is Verdict.BUSY:
                 log.warning("%s (pid %s) has not answered for %.1f s but used %.1f s of CPU in the last %.0f s, "
                             "and waited %.1f s for one: busy, not hung; waiting", child.name, child.pid,
-                            now - child.last_pong, cpu_used, window_s, cpu_waited)
+                            now - health.last_answer, judgement.cpu_used_s, window_s, judgement.cpu_waited_s)
             # A starting child is pinged too: one that serves its pipe while it boots (a tree
             # whose own children are starting) shows it is alive however long that takes.
-            if now - child.last_ping_sent >= self.policy.ping_interval_s:
-                child.ping(now)
+            child.ping(now, self.liveness.ping_interval_s)
 
     # ------------------------------------------------------------------ stopping
 

@@ -12,7 +12,10 @@ import logging
 import os
 import sys
 
+import attrs
+
 from compute_endpoint.supervisor.control import SUPERVISOR, Forgive, StartChild, StopChild
+from compute_endpoint.supervisor.liveness import Liveness
 from compute_endpoint.supervisor.spec import ChildSpec, Restart, RestartPolicy
 from compute_endpoint.supervisor.supervisor import Supervisor
 
@@ -80,11 +83,14 @@ def main() -> int:
                        restart=Restart(c.get("restart", "permanent")), shutdown_timeout_s=2,
                        isolated=c.get("isolated", False), start_timeout_s=c.get("start_timeout_s"))
              for c in setup["children"]]
-    policy = RestartPolicy(**setup.get("policy", {}))
+    given = setup.get("policy", {})
+    liveness_keys = {f.name for f in attrs.fields(Liveness)}
+    policy = RestartPolicy(**{k: v for k, v in given.items() if k not in liveness_keys})
+    liveness = Liveness(**{k: v for k, v in given.items() if k in liveness_keys})
     child_config = {"title": setup["title"], "send_from": setup.get("send_from")}
     dispatcher = RecordingDispatcher(setup["events"], setup.get("commands"), child_config,
                                      tuple(setup.get("forgive", ())))
-    supervisor = Supervisor(specs, policy, dispatcher, child_config, title=setup["title"])
+    supervisor = Supervisor(specs, policy, dispatcher, child_config, title=setup["title"], liveness=liveness)
     return supervisor.run()
 
 
