@@ -9,6 +9,7 @@ import pytest
 
 from compute_endpoint.endpoint.cli import app
 from compute_endpoint.endpoint.directory import EndpointDirectory
+from compute_endpoint.endpoint.exit_codes import Exit
 
 FLAGS = ("--debug", "--log-to-console", "--no-color")
 
@@ -78,7 +79,7 @@ def test_a_fresh_install_start_without_a_terminal_shows_the_login_link_then_says
     the code from, ours shows the same prompt and link, then how to finish, and stops (77)."""
     cli_process("configure", "first")
     result = cli_process("start", "first", timeout=60)  # it does not wait for a code no one can type
-    assert result.returncode == 77, result.stdout + result.stderr
+    assert result.returncode == Exit.NO_PERMISSION, result.stdout + result.stderr
     assert "Please authenticate with Globus here:" in result.stdout
     link = next(line for line in result.stdout.splitlines() if line.startswith("https://"))
     assert "auth.globus.org" in link and "client_id=" in link and "code_challenge=" in link

@@ -12,6 +12,7 @@ import kombu
 import pytest
 import requests
 
+from compute_endpoint.endpoint.exit_codes import Exit
 from compute_endpoint.protocol import messages
 from tests.endpoint_harness import SERIALIZER, THREAD_POOL_CONFIG, EndpointHarness
 from tests.waiting import wait_for
@@ -52,7 +53,7 @@ def test_the_service_stops_a_running_endpoint_within_a_heartbeat_and_refuses_it_
     assert "the Compute service asked it to stop (stop requested by researcher)" in stop_note(harness)
     assert "supervisor stopped" in harness.log()
     again = harness.cli("start", harness.name)
-    assert again.returncode == 69 and "locked until" in again.stderr
+    assert again.returncode == Exit.UNAVAILABLE and "locked until" in again.stderr
 
 
 def test_stop_remote_asks_the_service_and_stops_it_here(make_endpoint):
@@ -82,7 +83,7 @@ def test_delete_keeps_the_directory_when_the_service_cannot_delete_it_unless_for
     endpoint_id = harness.endpoint_id
     harness.service.stop()
     refused = harness.cli("delete", harness.name, "--yes")
-    assert refused.returncode == 75, refused.stdout + refused.stderr
+    assert refused.returncode == Exit.TRY_AGAIN, refused.stdout + refused.stderr
     assert "cannot reach the Compute service" in refused.stderr and "is kept" in refused.stderr
     assert harness.directory.exists()
     forced = harness.cli("delete", harness.name, "--yes", "--force")

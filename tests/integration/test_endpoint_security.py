@@ -11,6 +11,7 @@ import time
 import psutil
 import pytest
 
+from compute_endpoint.endpoint.exit_codes import Exit
 from tests.conftest import BIN_DIR
 
 pytestmark = pytest.mark.slow
@@ -114,13 +115,13 @@ def test_start_refuses_a_directory_or_config_another_user_owns_before_running_an
     config.write_text(THREAD_POOL_CONFIG + f"endpoint_setup: touch {marker}\n")
     give_to_nobody(config)
     refused = endpoint.cli("start", endpoint.name)
-    assert refused.returncode == 78 and f"{config} is owned by nobody" in refused.stderr, refused.stderr
+    assert refused.returncode == Exit.CONFIG and f"{config} is owned by nobody" in refused.stderr, refused.stderr
     assert not marker.exists(), "another user's endpoint_setup ran"
 
     os.chown(config, 0, 0)
     config.chmod(0o666)
     refused = endpoint.cli("start", endpoint.name)
-    assert refused.returncode == 78 and "is writable by group or others (mode 0666)" in refused.stderr
+    assert refused.returncode == Exit.CONFIG and "is writable by group or others (mode 0666)" in refused.stderr
     assert not marker.exists()
 
     # A symlink to another user's world-writable file is judged by where it points.
@@ -132,7 +133,7 @@ def test_start_refuses_a_directory_or_config_another_user_owns_before_running_an
     config.unlink()
     config.symlink_to(planted)
     refused = endpoint.cli("start", endpoint.name)
-    assert refused.returncode == 78 and f"(a symlink to {planted}) is owned by nobody" in refused.stderr
+    assert refused.returncode == Exit.CONFIG and f"(a symlink to {planted}) is owned by nobody" in refused.stderr
     assert not marker.exists()
 
 

@@ -10,6 +10,7 @@ import subprocess
 import pytest
 import requests
 
+from compute_endpoint.endpoint.exit_codes import Exit
 from tests.conftest import BIN_DIR
 from tests.endpoint_harness import THREAD_POOL_CONFIG, EndpointHarness
 from tests.fake_auth import FakeGlobusAuth
@@ -51,16 +52,16 @@ def test_local_login_whoami_logout(local_env, tmp_path):
 
     assert endpoint_cli(env, "logout").stdout.startswith("Logged out of")
     gone = endpoint_cli(env, "whoami")
-    assert gone.returncode == 77 and "Log in first" in gone.stderr and "Traceback" not in gone.stderr
+    assert gone.returncode == Exit.NO_PERMISSION and "Log in first" in gone.stderr and "Traceback" not in gone.stderr
     assert "No stored credentials" in endpoint_cli(env, "logout").stdout
 
 
 def test_local_login_refuses_a_token_the_service_does_not_know(local_env):
     _, env = local_env
     result = endpoint_cli(env, "login", "--token", "not-a-token")
-    assert result.returncode == 77
+    assert result.returncode == Exit.NO_PERMISSION
     assert "does not accept this token" in result.stderr and "Traceback" not in result.stderr
-    assert endpoint_cli(env, "whoami").returncode == 77  # nothing was kept
+    assert endpoint_cli(env, "whoami").returncode == Exit.NO_PERMISSION  # nothing was kept
 
 
 def test_login_asks_for_the_token_when_not_given(local_env):
@@ -84,7 +85,7 @@ def test_client_identity_from_the_local_service(local_env):
     assert "as client identity robot" in who.stdout
 
     wrong = endpoint_cli({**client_env, "GLOBUS_COMPUTE_CLIENT_SECRET": "wrong"}, "whoami")
-    assert wrong.returncode == 77 and "were refused" in wrong.stderr
+    assert wrong.returncode == Exit.NO_PERMISSION and "were refused" in wrong.stderr
     assert variables["GLOBUS_COMPUTE_CLIENT_SECRET"] not in wrong.stderr
     half = endpoint_cli({**env, "GLOBUS_COMPUTE_CLIENT_ID": variables["GLOBUS_COMPUTE_CLIENT_ID"]}, "whoami")
     assert half.returncode != 0 and "set both" in half.stderr
@@ -114,12 +115,12 @@ def test_identity_lock_on_both_sides(local_env, tmp_path):
     other = service.token("mallory")
     assert harness.cli("login", "--force", "--token", other).returncode == 0
     refused = harness.cli("start", harness.name)
-    assert refused.returncode == 77
+    assert refused.returncode == Exit.NO_PERMISSION
     assert "registered by researcher" in refused.stderr and "mallory" in refused.stderr
     # The service refuses it too, whatever the endpoint's files say.
     (harness.directory / "endpoint.json").write_text(f'{{"endpoint_id": "{harness.endpoint_id}"}}')
     refused = harness.cli("start", harness.name)
-    assert refused.returncode == 77 and "that the identity logged in now may register" in refused.stderr
+    assert refused.returncode == Exit.NO_PERMISSION and "that the identity logged in now may register" in refused.stderr
     assert "researcher" not in refused.stderr  # the service does not say whose it is
 
 
@@ -156,7 +157,7 @@ def test_globus_auth_native_login_whoami_refresh_logout(hosted_env, tmp_path):
     out = endpoint_cli(env, "logout")
     assert out.returncode == 0 and "Logged out" in out.stdout
     assert set(auth.revoked) == auth.issued()  # every access and refresh token revoked
-    assert endpoint_cli(env, "whoami").returncode == 77
+    assert endpoint_cli(env, "whoami").returncode == Exit.NO_PERMISSION
 
 
 def test_expired_tokens_are_refreshed(hosted_env):
@@ -172,17 +173,18 @@ def test_expired_tokens_are_refreshed(hosted_env):
 def test_a_wrong_code_or_no_code_stores_nothing(hosted_env, tmp_path):
     auth, env = hosted_env
     wrong = endpoint_cli(env, "login", input="bad-code\n")
-    assert wrong.returncode == 77 and "refused the code" in wrong.stderr and "Traceback" not in wrong.stderr
+    assert wrong.returncode == Exit.NO_PERMISSION and "refused the code" in wrong.stderr
+    assert "Traceback" not in wrong.stderr
     empty = endpoint_cli(env, "login", input="\n")
-    assert empty.returncode == 77 and "no authorization code" in empty.stderr
-    assert endpoint_cli(env, "whoami").returncode == 77
+    assert empty.returncode == Exit.NO_PERMISSION and "no authorization code" in empty.stderr
+    assert endpoint_cli(env, "whoami").returncode == Exit.NO_PERMISSION
 
 
 def test_start_without_credentials_and_no_terminal_says_how_to_log_in(hosted_env, tmp_path):
     _, env = hosted_env
     assert endpoint_cli(env, "configure", "ep").returncode == 0
     result = endpoint_cli(env, "start", "ep")
-    assert result.returncode == 77
+    assert result.returncode == Exit.NO_PERMISSION
     assert "No credentials for the Compute service at https://compute.api.globus.org" in result.stderr
     assert "globus-compute-endpoint login" in result.stderr
 
@@ -210,7 +212,7 @@ def test_client_identity_against_globus_auth(hosted_env):
     assert who.returncode == 0, who.stderr
     assert "client identity alice@example.org" in who.stdout and auth.grants == ["client_credentials"]
     bad = endpoint_cli({**client_env, "GLOBUS_COMPUTE_CLIENT_SECRET": "nope"}, "whoami")
-    assert bad.returncode == 77 and "refused" in bad.stderr and "nope" not in bad.stderr
+    assert bad.returncode == Exit.NO_PERMISSION and "refused" in bad.stderr and "nope" not in bad.stderr
 
 
 # ---------------------------------------------------------------- secrets stay secret

@@ -11,6 +11,7 @@ import psutil
 import pytest
 import requests
 
+from compute_endpoint.endpoint.exit_codes import Exit
 from tests.endpoint_harness import ROLES, THREAD_POOL_CONFIG, EndpointHarness
 
 pytestmark = pytest.mark.slow
@@ -193,12 +194,12 @@ def test_start_without_login_or_with_bad_config_says_what_to_do(make_endpoint):
     endpoint = make_endpoint()
     endpoint.cli("logout")
     result = endpoint.cli("start", endpoint.name)
-    assert result.returncode == 77
+    assert result.returncode == Exit.NO_PERMISSION
     assert "login" in result.stderr
     endpoint.cli("login", "--token", endpoint.token)
     (endpoint.directory / "config.yaml").write_text("engine: {type: ThreadPoolEngin}\n")
     bad = endpoint.cli("start", endpoint.name)
-    assert bad.returncode == 78
+    assert bad.returncode == Exit.CONFIG
     assert "did you mean 'ThreadPoolEngine'" in bad.stderr
 
 

@@ -9,6 +9,7 @@ import time
 
 import pytest
 
+from compute_endpoint.endpoint.exit_codes import Exit
 from tests.conftest import BIN_DIR
 
 pytestmark = pytest.mark.slow
@@ -33,7 +34,7 @@ def test_credentials_for_another_service_name_the_fix(user_dir, start_service):
     assert run(user_dir, "configure", "ep").returncode == 0
     for command in (["whoami"], ["start", "ep"]):
         result = run(user_dir, *command, env={"GLOBUS_SDK_SERVICE_URL_COMPUTE": ""})
-        assert result.returncode == 77, result.stdout + result.stderr
+        assert result.returncode == Exit.NO_PERMISSION, result.stdout + result.stderr
         assert f"You are logged in to {service.url}" in result.stderr
         assert "local_compute_services: true" in result.stderr
 
@@ -43,7 +44,7 @@ def test_a_service_that_does_not_answer_is_not_a_credentials_problem(user_dir, s
     assert run(user_dir, "login", "--service", service.url, "--token", service.token("newcomer")).returncode == 0
     service.stop()
     result = run(user_dir, "whoami", "--service", service.url)
-    assert result.returncode == 69, result.stdout + result.stderr
+    assert result.returncode == Exit.UNAVAILABLE, result.stdout + result.stderr
     assert "cannot reach the Compute service" in result.stderr and "compute-service serve" in result.stderr
 
 
@@ -51,7 +52,7 @@ def test_login_with_a_wrong_token_keeps_the_good_credentials(user_dir, start_ser
     service = start_service()
     assert run(user_dir, "login", "--service", service.url, "--token", service.token("newcomer")).returncode == 0
     wrong = run(user_dir, "login", "--service", service.url, "--force", "--token", "not-a-token")
-    assert wrong.returncode == 77
+    assert wrong.returncode == Exit.NO_PERMISSION
     assert "does not accept this token" in wrong.stderr and "stored before are kept" in wrong.stderr
     assert "login --force" not in wrong.stderr
     still = run(user_dir, "whoami", "--service", service.url)
@@ -74,7 +75,7 @@ def test_a_broker_on_the_wrong_port_fails_fast_and_is_not_recorded_as_a_start(us
     started = time.monotonic()
     result = run(user_dir, "start", "ep", env={"GLOBUS_SDK_SERVICE_URL_COMPUTE": service.url})
     took = time.monotonic() - started
-    assert result.returncode == 69, result.stdout + result.stderr
+    assert result.returncode == Exit.UNAVAILABLE, result.stdout + result.stderr
     assert "config.yaml sets amqp_port" in result.stderr and "listens on 5672" in result.stderr
     assert took < 8, f"start took {took:.1f} s to say the broker does not answer"
     listed = run(user_dir, "list").stdout

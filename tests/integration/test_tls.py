@@ -9,6 +9,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from compute_endpoint.endpoint.exit_codes import Exit
 from tests.endpoint_harness import EndpointHarness
 from tests.sdk import sdk_client
 from tests.tls import Authority, TlsProxy
@@ -83,7 +84,7 @@ def test_a_broker_that_fails_verification_is_refused_at_start(certificate, cause
     endpoint = EndpointHarness(service, tmp_path / "gc")
     result = endpoint.cli("start", endpoint.name)
     try:
-        assert result.returncode == 69, result.stdout + result.stderr
+        assert result.returncode == Exit.UNAVAILABLE, result.stdout + result.stderr
         assert "Refusing the broker at amqps://" in result.stderr
         assert f"the broker at localhost failed TLS verification: {cause}" in result.stderr
         assert "Traceback" not in result.stderr
