@@ -26,6 +26,7 @@ import attrs
 
 from .credentials import is_hosted
 from .directory import untrusted_path
+from .errors import EndpointError
 from .exit_codes import Exit
 
 CLIENT_ID_ENV = "GLOBUS_COMPUTE_CLIENT_ID"
@@ -42,7 +43,7 @@ REFRESH_MARGIN_S = 60
 TIMEOUT_S = 30
 
 
-class AuthError(Exception):
+class AuthError(EndpointError):
     """Cannot prove who we are; str() says what to do."""
 
     exit_code = Exit.NO_PERMISSION

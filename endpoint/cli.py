@@ -92,7 +92,44 @@ name_argument = click.argument("name", default="default", metavar="NAME")
 name_or_uuid_argument = click.argument("name", default="default", metavar="NAME|UUID")
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "terminal_width": 100})
+class LazyGroup(click.Group):
+    """Click's lazily loading group (its documentation's recipe): the commands of other modules
+    are imported only when one of them runs or help lists them, so `list` stays fast and those
+    modules import this one without a cycle."""
+
+    def __init__(self, *args, lazy_subcommands: dict[str, str] | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.lazy_subcommands = lazy_subcommands or {}
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted([*super().list_commands(ctx), *self.lazy_subcommands])
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in self.lazy_subcommands:
+            import importlib
+
+            module, _, name = self.lazy_subcommands[cmd_name].partition(":")
+            command = getattr(importlib.import_module(module), name)
+            if not any(param.name == "debug" for param in command.params):
+                logging_options(command)
+            return command
+        return super().get_command(ctx, cmd_name)
+
+
+LAZY_COMMANDS = {
+    "configure": "compute_endpoint.endpoint.cli_configure:configure",
+    "login": "compute_endpoint.endpoint.cli_credentials:login",
+    "logout": "compute_endpoint.endpoint.cli_credentials:logout",
+    "whoami": "compute_endpoint.endpoint.cli_credentials:whoami",
+    "enable-on-boot": "compute_endpoint.endpoint.cli_boot:enable_on_boot",
+    "disable-on-boot": "compute_endpoint.endpoint.cli_boot:disable_on_boot",
+    "migrate-to-template-capable": "compute_endpoint.endpoint.cli_templates:migrate_to_template_capable",
+    "render-user-config": "compute_endpoint.endpoint.cli_templates:render_user_config",
+}
+
+
+@click.group(cls=LazyGroup, lazy_subcommands=LAZY_COMMANDS,
+             context_settings={"help_option_names": ["-h", "--help"], "terminal_width": 100})
 @click.option(
     "-c", "--config-dir",
     type=click.Path(file_okay=False, path_type=Path),
@@ -137,77 +174,6 @@ def python_exec(ctx: click.Context, module: str) -> None:
     rest of the arguments (the official's worker and interchange launch commands call it, so
     site configs written for them run here)."""
     os.execvpe(sys.executable, [sys.executable, "-m", module, *ctx.args], os.environ)
-
-
-@app.command(short_help="Create an endpoint's directory and default config.")
-@name_argument
-@click.option("--display-name", help="A friendly name shown by the web service instead of NAME.")
-@click.option("--core-config", "--endpoint-config", "endpoint_config", metavar="FILE",
-              type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="Start from this config.yaml instead of the default (checked first).")
-@click.option("--manager-config", metavar="FILE", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="The official's former name of --core-config (deprecated there too).")
-@click.option("--auth-policy", metavar="UUID", help="Globus authentication policy (config key authentication_policy).")
-@click.option("--subscription-id", metavar="UUID", help="Globus subscription (config key subscription_id).")
-@click.option("--high-assurance", is_flag=True, help="High assurance (config key high_assurance).")
-@click.option("--template-capable", is_flag=True,
-              help="The official 4.x layout: user endpoints rendered from a template (see the README).")
-@click.option("--template-config", metavar="FILE", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="With --template-capable: this user_config_template.yaml.j2 instead of ours.")
-@click.option("--schema-config", metavar="FILE", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="With --template-capable: this user_config_schema.json instead of ours.")
-@click.option("--user-env-config", metavar="FILE", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="With --template-capable: this user_environment.yaml instead of ours.")
-@pass_context
-def configure(obj: EndpointContext, name: str, display_name: str | None, endpoint_config: Path | None,
-              manager_config: Path | None, auth_policy: str | None, subscription_id: str | None,
-              high_assurance: bool, template_capable: bool, template_config: Path | None,
-              schema_config: Path | None, user_env_config: Path | None) -> None:
-    """Create the endpoint directory NAME with a default config.yaml (and, with
-    --template-capable or any of the official template options, the template files)."""
-    from .config import ConfigError, default_config_text, parse_config
-
-    if manager_config is not None:
-        if endpoint_config is not None:
-            click.echo("Warning: both --manager-config and --core-config were given; --manager-config is "
-                       "deprecated and ignored.", err=True)
-        else:
-            endpoint_config = manager_config
-    if high_assurance and not (subscription_id and auth_policy):
-        raise click.ClickException("High Assurance(HA) endpoints require both a HA policy and a HA subscription "
-                                   "id (--auth-policy UUID and --subscription-id UUID)")
-
-    if template_capable or template_config or schema_config or user_env_config:
-        from .cli_templates import configure_template_capable
-
-        configure_template_capable(obj, name, display_name, endpoint_config,
-                                    {"user_config_template.yaml.j2": template_config,
-                                     "user_config_schema.json": schema_config,
-                                     "user_environment.yaml": user_env_config})
-        return
-    default = default_config_text(display_name)
-    text = endpoint_config.read_text() if endpoint_config else default
-    for key, value in (("authentication_policy", auth_policy), ("subscription_id", subscription_id)):
-        if value is not None:
-            if _as_uuid(value) is None:
-                raise click.BadParameter(f"{value!r} is not a UUID", param_hint=f"--{key.replace('_', '-')}")
-            text += f"{key}: {value}\n"
-    if high_assurance:
-        text += "high_assurance: true\n"
-    # Our own default as it is (loaded by the unit tests, any display name) is not checked again:
-    # checking its engine's options against Parsl's costs a Parsl import, most of configure's time.
-    if text != default:
-        try:
-            parse_config(text, str(endpoint_config or "the new config.yaml"))
-        except ConfigError as exc:
-            raise click.ClickException(str(exc)) from None
-    directory = obj.directory(name)
-    try:
-        directory.create(text)
-    except EndpointDirectoryError as exc:
-        raise click.ClickException(str(exc)) from None
-    click.echo(f"Created profile for endpoint named <{name}>\n")
-    click.echo(f"\tConfiguration file: {directory.config_file}\n")
 
 
 @app.command(short_help="Show a running endpoint's tree, or why it stopped.")
@@ -300,6 +266,7 @@ def delete(obj: EndpointContext, name: str, yes: bool, force: bool) -> None:
 
 
 def _delete_at_service_only(obj: EndpointContext, endpoint_id: uuid.UUID) -> None:
+    from .cli_credentials import _credentials
     from .remote import delete_registration
     from .service_client import ServiceClient, ServiceError
 
@@ -314,14 +281,12 @@ def _delete_at_service_only(obj: EndpointContext, endpoint_id: uuid.UUID) -> Non
 
 def _exit_on_error(run):
     """Turn a failed step (start, stop, login, whoami...) into a clear message and its exit code."""
-    from .auth import AuthError
     from .config import ConfigError
-    from .lifecycle import LifecycleError
-    from .service_client import ServiceError
+    from .errors import EndpointError
 
     try:
         return run()
-    except (LifecycleError, AuthError, ServiceError) as exc:
+    except EndpointError as exc:
         click.echo(f"Error: {exc}", err=True)
         sys.exit(exc.exit_code)
     except ConfigError as exc:
@@ -412,129 +377,9 @@ def restart(obj: EndpointContext, name: str, detach: bool, endpoint_uuid: str | 
     sys.exit(_start(obj, directory, False, checked))
 
 
-service_option = click.option(
-    "--service", "service", metavar="URL",
-    help="The Compute service [default: as start chooses it, from GLOBUS_SDK_SERVICE_URL_COMPUTE or "
-         "GLOBUS_SDK_ENVIRONMENT; production otherwise].")
-
-
-def _credentials(obj: EndpointContext, service: str | None):
-    from .auth import AuthError, Credentials
-    from .credentials import environment_name, service_url
-
-    try:
-        return Credentials(obj.base_dir, (service or service_url()).rstrip("/"), environment_name())
-    except AuthError as exc:
-        raise click.ClickException(str(exc)) from None
-
-
-@app.command(short_help="Log in to the Compute service.")
-@service_option
-@click.option("--token", envvar="COMPUTE_SERVICE_TOKEN",
-              help="For a local compute-service: a token from `compute-service token create` (asked for when not "
-                   "given). '-' reads it from standard input; so does $COMPUTE_SERVICE_TOKEN, which keeps it out "
-                   "of the command line that ps shows.")
-@click.option("--browser/--no-browser", default=False, show_default=True,
-              help="For Globus Auth: also open the login link in a web browser.")
-@click.option("--force", is_flag=True, help="Log in again even when credentials are stored.")
-@pass_context
-def login(obj: EndpointContext, service: str | None, token: str | None, browser: bool, force: bool) -> None:
-    """Log in to the Compute service: Globus Auth for the hosted service (a link and a code),
-    a compute-service token for a local one."""
-    from .login import login_step
-
-    if token == "-":
-        token = sys.stdin.readline().strip()
-    credentials = _credentials(obj, service)
-    _exit_on_error(lambda: login_step(credentials, token, browser, force))
-
-
-@app.command(short_help="Forget (and revoke) stored credentials.")
-@service_option
-@click.option("--force", is_flag=True, help="Log out even while endpoints are running.")
-@pass_context
-def logout(obj: EndpointContext, service: str | None, force: bool) -> None:
-    """Forget (and revoke, for Globus Auth) the stored credentials for the Compute service."""
-    from .directory import list_endpoint_dirs
-    from .status import EndpointState, endpoint_status
-
-    running = [d.name for d in list_endpoint_dirs(obj.base_dir)
-               if endpoint_status(d).state is EndpointState.RUNNING]
-    if running and not force:
-        raise click.ClickException(f"Endpoints are running ({', '.join(running)}); stop them first or pass --force.")
-    credentials = _credentials(obj, service)
-    if _exit_on_error(credentials.logout):
-        click.echo(f"Logged out of {credentials.service_url}.")
-    else:
-        click.echo(f"No stored credentials for {credentials.service_url}.")
-
-
-@app.command()
-@service_option
-@click.option("--linked-identities", is_flag=True, help="Also show the identities linked to this one.")
-@pass_context
-def whoami(obj: EndpointContext, service: str | None, linked_identities: bool) -> None:
-    """Show the identity the endpoint runs as."""
-    credentials = _credentials(obj, service)
-    identity = _exit_on_error(credentials.identity)
-    kind = "client identity" if credentials.client else "user"
-    click.echo(f"Logged in to {credentials.service_url} as {kind} {identity.username} (id {identity.id})")
-    if linked_identities:
-        others = [linked for linked in identity.linked if linked.id != identity.id]
-        click.echo("Linked identities: " + (", ".join(map(str, others)) if others else "none"))
-
-
-unit_dir_option = click.option(
-    "--unit-dir", type=click.Path(file_okay=False, path_type=Path),
-    help="Where the unit goes [default: /etc/systemd/system; ~/.config/systemd/user with --user].")
-user_option = click.option("--user", "user_unit", is_flag=True,
-                           help="A systemd user unit, for those without root (needs lingering to run logged out).")
-
-
-@app.command("enable-on-boot", short_help="Install a systemd unit that starts an endpoint at boot.")
-@name_argument
-@user_option
-@unit_dir_option
-@pass_context
-def enable_on_boot(obj: EndpointContext, name: str, user_unit: bool, unit_dir: Path | None) -> None:
-    """Install a systemd unit that starts the endpoint NAME at boot."""
-    from .boot import BootError, default_unit_dir, enable_instructions, install
-    from .status import EndpointState, endpoint_status
-
-    directory = obj.existing(name)
-    status = endpoint_status(directory)
-    if status.state is EndpointState.RUNNING:
-        raise click.ClickException(f"Endpoint {name!r} is running (pid {status.pid}); stop it first, so that "
-                                   "systemd alone starts it.")
-    if not user_unit and os.geteuid() == 0 and os.environ.get("SUDO_USER"):
-        click.echo(f"Warning: running under sudo, so the unit runs the endpoint as root (User=root), with root's "
-                   f"endpoint {directory.path}. To run it as {os.environ['SUDO_USER']}, run this command as "
-                   f"{os.environ['SUDO_USER']} (with --user for a unit of your own, or --unit-dir for a directory "
-                   "you may write).", err=True)
-    try:
-        install(name, obj.base_dir, unit_dir or default_unit_dir(user_unit), user_unit)
-    except (BootError, OSError) as exc:
-        raise click.ClickException(str(exc)) from None
-    click.echo(enable_instructions(name, user_unit))
-
-
-@app.command("disable-on-boot", short_help="Print the commands that remove the systemd unit.")
-@name_argument
-@user_option
-@unit_dir_option
-@pass_context
-def disable_on_boot(obj: EndpointContext, name: str, user_unit: bool, unit_dir: Path | None) -> None:
-    """Print the commands that stop and remove the systemd unit of NAME."""
-    from .boot import default_unit_dir, disable_instructions
-
-    obj.directory(name)
-    click.echo(disable_instructions(name, unit_dir or default_unit_dir(user_unit), user_unit))
-
-
-from . import cli_templates  # noqa: E402, F401 - registers the template-capable layout's commands
 
 # Every command takes the logging flags, as the official's do; but python-exec, whose
-# arguments all belong to the module it runs.
+# arguments all belong to the module it runs. (The lazy ones get them as they load.)
 for _name, _command in app.commands.items():
     if _name != "python-exec":
         logging_options(_command)

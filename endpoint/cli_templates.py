@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from .cli import EndpointContext, app, name_or_uuid_argument, pass_context
+from .cli import EndpointContext, name_or_uuid_argument, pass_context
 from .directory import EndpointDirectoryError
 
 
@@ -41,7 +41,7 @@ def configure_template_capable(obj: EndpointContext, name: str, display_name: st
     click.echo(f"\tUser endpoint template: {directory.path / 'user_config_template.yaml.j2'}\n")
 
 
-@app.command("migrate-to-template-capable", short_help="Make an endpoint render its config from a template.")
+@click.command("migrate-to-template-capable", short_help="Make an endpoint render its config from a template.")
 @name_or_uuid_argument
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
 @pass_context
@@ -66,7 +66,7 @@ def migrate_to_template_capable(obj: EndpointContext, name: str, yes: bool) -> N
                f"{directory.path / 'user_config_template.yaml.j2'}; the old config is {backup}")
 
 
-@app.command("render-user-config", short_help="Print a user endpoint's config as the template renders it.")
+@click.command("render-user-config", short_help="Print a user endpoint's config as the template renders it.")
 @click.option("--endpoint", "-e", "endpoint", metavar="NAME|UUID",
               help="Take the template, schema and options' defaults from this endpoint's directory.")
 @click.option("--template", "-t", type=click.File(), help="The Jinja template to render ('-': standard input).")

@@ -22,7 +22,6 @@ the status report.
 
 from __future__ import annotations
 
-import enum
 import itertools
 import logging
 import os
@@ -31,12 +30,10 @@ import uuid
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
 
-import attrs
-
 from ..protocol import messages
 from ..supervisor.control import SUPERVISOR, Forgive, StopTree
 from ..workers.execution import FUNCTION_NOT_ALLOWED, UNKNOWN_TASK_FAILURE, error_result
-from ..workers.payloads import Payload, size_of
+from ..workers.payloads import size_of
 from ..workers.pipe_messages import (
     AckDeliveries,
     BrokerState,
@@ -55,7 +52,7 @@ from ..workers.pipe_messages import (
     TasksReceived,
     TasksStarted,
 )
-from .idle import IdleWatch
+from .inflight import DispatchPolicy, InFlight, TaskState
 from .status_board import StatusBoard, TreeLedger
 
 log = logging.getLogger(__name__)
@@ -77,59 +74,15 @@ UNREPORTED_LOSSES_MAX = 2
 Routed = tuple[str, object]
 
 
-class TaskState(enum.Enum):
-    QUEUED = "queued"  # received; waiting for an engine
-    RUNNING = "running"  # given to the engine, not started there yet (queued in it)
-    STARTED = "started"  # the engine reports a worker took it
-    DONE = "done"  # result made; waiting for the broker's confirm
-
-
-@attrs.define
-class InFlight:
-    delivery: TaskDelivery  # the latest delivery of this task
-    state: TaskState = TaskState.QUEUED
-    attempts: int = 0  # engines that died while running it
-    unreported_losses: int = 0  # engines that died holding it, with no start reported
-    result: Payload | None = None
-    extra_deliveries: list[TaskDelivery] = attrs.field(factory=list)  # duplicates to ack with it
-    received: float = attrs.field(factory=time.time)  # wall clock, for `status --tasks`
-
-
-@attrs.frozen
-class DispatchPolicy:
-    """What config.yaml decides of the dispatcher's work; replaced whole when a SIGHUP reloads it."""
-
-    max_retries_on_system_failure: int = 0
-    heartbeat_period_s: float = 30.0
-    idle_heartbeats_soft: int = 0
-    idle_heartbeats_hard: int = 5760
-    # None: any function; else only these (config allowed_functions, canonical UUID text).
-    allowed_functions: frozenset[str] | None = None
-    # The engine reports each start before the task runs (ThreadPoolEngine, whose tasks run in
-    # its own process): a task it did not report started had not started.
-    starts_reported_first: bool = False
-
-    def idle_watch(self) -> IdleWatch:
-        return IdleWatch(self.idle_heartbeats_soft, self.idle_heartbeats_hard, self.heartbeat_period_s)
-
-    @classmethod
-    def from_config(cls, config) -> DispatchPolicy:
-        allowed = config.allowed_functions
-        return cls(getattr(config.engine, "max_retries_on_system_failure", 0), config.effective_heartbeat_period,
-                   config.idle_heartbeats_soft, config.idle_heartbeats_hard,
-                   frozenset(allowed) if allowed is not None else None,
-                   starts_reported_first=config.engine.type == "ThreadPoolEngine")
-
-
 class EndpointDispatcher:
     """The supervisor's dispatcher for an endpoint tree (see the module's docstring): routes
     tasks, results and confirms between the children and keeps the in-flight table. It also
     keeps what the tree's status shows (``status_board``, when given, gets it each tick)."""
 
-    def __init__(self, endpoint_id: str, policy: DispatchPolicy = DispatchPolicy(), ep_info: dict | None = None,
+    def __init__(self, endpoint_id: str, policy: DispatchPolicy | None = None, ep_info: dict | None = None,
                  engine_type: str | None = None, status_board: StatusBoard | None = None):
         self.endpoint_id = endpoint_id
-        self.policy = policy
+        self.policy = policy = policy or DispatchPolicy()
         self.idle = policy.idle_watch()
         self.ledger = TreeLedger(status_board)
         self.ep_info = ep_info or {}
@@ -154,8 +107,8 @@ class EndpointDispatcher:
         if isinstance(message, TasksStarted):
             for task_id in message.task_ids:
                 entry = self.inflight.get(task_id)
-                if entry is not None and entry.state is TaskState.RUNNING:
-                    entry.state = TaskState.STARTED
+                if entry is not None and entry.state is TaskState.HANDED:
+                    entry.state = TaskState.RUNNING
             return []
         if isinstance(message, ResultsDone):
             return self._done(message.results) + self._probation_progress()
@@ -194,9 +147,9 @@ class EndpointDispatcher:
                 if refusal:  # cannot run: answer with an error, never give it to the engine
                     refused.append(TaskResult(delivery.task_id, error_result(
                         delivery.task_id, *refusal, endpoint_id=self.endpoint_id)))
-                    entry.state = TaskState.RUNNING
+                    entry.state = TaskState.HANDED
                 elif ENGINE in self.ready and not self.probation:
-                    entry.state = TaskState.RUNNING
+                    entry.state = TaskState.HANDED
                     to_run.append(delivery)
         routed = self._acks(acks) + self._done(refused)
         if to_run:
@@ -239,7 +192,7 @@ class EndpointDispatcher:
                 failed.append(self._failed_for_good(item.task_id, entry, item.why[:1].upper() + item.why[1:]))
             elif ENGINE in self.ready and not self.probation:
                 self.counts["retried"] += 1
-                entry.state = TaskState.RUNNING
+                entry.state = TaskState.HANDED
                 to_run.append(entry.delivery)
         routed = self._done(failed)
         if to_run:
@@ -297,11 +250,11 @@ class EndpointDispatcher:
             return []
         started = []
         for task_id, entry in self.inflight.items():
-            if entry.state is TaskState.STARTED:
+            if entry.state is TaskState.RUNNING:
                 started.append(task_id)
                 entry.attempts += 1
                 entry.state = TaskState.QUEUED
-            elif entry.state is TaskState.RUNNING:  # still queued in the engine: not a try
+            elif entry.state is TaskState.HANDED:  # still queued in the engine: not a try
                 entry.unreported_losses += 1
                 if entry.unreported_losses > UNREPORTED_LOSSES_MAX and not self.policy.starts_reported_first:
                     entry.attempts += 1
@@ -328,7 +281,7 @@ class EndpointDispatcher:
                 log.info("running task %s alone (%d on probation): it was running beside others when their "
                          "engine died", self.probation[0], len(self.probation))
                 self.counts["retried"] += 1
-                suspect.state = TaskState.RUNNING
+                suspect.state = TaskState.HANDED
                 routed.append((ENGINE, RunTasks((suspect.delivery,))))
             return routed
         to_run = []
@@ -336,7 +289,7 @@ class EndpointDispatcher:
             if entry.state is TaskState.QUEUED:
                 if entry.attempts:
                     self.counts["retried"] += 1
-                entry.state = TaskState.RUNNING
+                entry.state = TaskState.HANDED
                 to_run.append(entry.delivery)
         if to_run:
             log.info("giving %d tasks to the engine (%d retried)", len(to_run),

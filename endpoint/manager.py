@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import time
 import uuid
 from collections.abc import Callable, Iterable
@@ -31,11 +30,13 @@ from ..supervisor.control import SUPERVISOR, StartChild, StopTree
 from ..supervisor.spec import ChildSpec, Restart, RestartPolicy
 from ..supervisor.supervisor import Supervisor
 from ..workers.pipe_messages import AckCommand, BrokerState, CommandReceived, PublishFailureNotice, PublishStatus
-from ..workers.settings import ManagerSettings, WorkerSettings
-from .config import ConfigError, ConfigProblem, ManagerConfig
+from ..workers.settings import ManagerSettings
+from .config import ConfigError, ManagerConfig
 from .daemon import Progress
+from .errors import EndpointError
 from .status_board import StatusBoard, TreeLedger
 from .templates import Reserved, TemplateError, mapped_identity, render_directory, user_environment
+from .user_launch import UserEndpointLaunch, inherit_allowed_functions, user_endpoint_environment, user_endpoint_paths
 
 log = logging.getLogger(__name__)
 
@@ -43,19 +44,7 @@ COMMAND_LINK = "command link"
 FAILURE_HEARTBEAT_PERIOD_S = 3  # what the official's failure notice says
 USER_ENDPOINTS = "user_endpoints"
 USER_ENDPOINT_START_TIMEOUT_S = 600.0
-VARIABLE = re.compile(r"\$(?:(\w+)|\{(\w+)\})")
 Routed = tuple[str, object]
-
-
-@attrs.frozen
-class UserEndpointLaunch:
-    """What a user endpoint's process is given: a classic tree's settings, its rendered
-    config, and the environment variables of user_environment.yaml."""
-
-    settings: WorkerSettings
-    config_text: str
-    environment: dict[str, str]
-    allowed_functions: tuple[str, ...] | None = None  # its manager's: the config may narrow them only
 
 
 @attrs.frozen
@@ -278,60 +267,9 @@ def registration_metadata(directory: Path, config: ManagerConfig) -> dict:
             "user_config_schema": load_schema(schema_file(directory, config.user_config_schema_path)) or {}}
 
 
-def user_endpoint_environment(command: commands.StartUserEndpoint, configured: dict[str, str]) -> dict[str, str]:
-    """A user endpoint's environment variables, as the official sets them: user_environment.yaml's,
-    then (unless that file set them) its name and the Python and SDK versions the user runs."""
-    environment = dict(configured)
-    environment.setdefault("GLOBUS_COMPUTE_ENDPOINT_NAME", command.name)
-    python = (command.user_runtime.get("python") or {}) if isinstance(command.user_runtime, dict) else {}
-    if isinstance(python, dict) and isinstance(python.get("version"), str):
-        environment.setdefault("GC_USER_PYTHON_VERSION", python["version"])
-    sdk = command.user_runtime.get("globus_compute_sdk_version") if isinstance(command.user_runtime, dict) else None
-    if isinstance(sdk, str):
-        environment.setdefault("GC_USER_SDK_VERSION", sdk)
-    return environment
-
-
-def user_endpoint_paths(default_dir: Path, config, environment: dict[str, str]) -> tuple[Path, Path]:
-    """(directory, log file) of a user endpoint: its config's paths, else $GLOBUS_COMPUTE_ENDPOINT_DIR
-    and $GLOBUS_COMPUTE_LOG_PATH (user_environment.yaml's, else the endpoint's own), else
-    default_dir and endpoint.log in it; ~ and $VARS expanded. Both made (0700), and the final
-    values put in the environment, as the official does."""
-    seen = {**os.environ, **environment}
-    paths = config.paths
-
-    def chosen(own: str | None, variable: str) -> Path | None:
-        value = own or seen.get(variable)
-        if not value:
-            return None
-        # $VAR and ${VAR} from the user endpoint's own environment (os.path.expandvars sees ours only)
-        expanded = VARIABLE.sub(lambda m: seen.get(m.group(1) or m.group(2), m.group(0)), value)
-        return Path(expanded).expanduser().absolute()
-
-    directory = chosen(paths.endpoint_dir if paths else None, "GLOBUS_COMPUTE_ENDPOINT_DIR") or default_dir
-    log_file = chosen(paths.endpoint_log if paths else None, "GLOBUS_COMPUTE_LOG_PATH") or directory / "endpoint.log"
-    if log_file.is_dir():
-        raise ConfigError(str(log_file), [ConfigProblem(("paths", "endpoint_log"), "is a directory, not a file")])
-    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-    log_file.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    environment["GLOBUS_COMPUTE_ENDPOINT_DIR"], environment["GLOBUS_COMPUTE_LOG_PATH"] = str(directory), str(log_file)
-    return directory, log_file
-
-
-def inherit_allowed_functions(config, allowed: tuple[str, ...] | None):
-    """A user endpoint runs no function its manager does not allow: the template may narrow
-    the manager's allowed_functions, never widen them."""
-    if allowed is None:
-        return config
-    own = config.allowed_functions
-    narrowed = [f for f in allowed if own is None or f in own]
-    return attrs.evolve(config, allowed_functions=narrowed)
-
-
 def manager_settings(directory, config: ManagerConfig, registration: dict, debug: bool) -> ManagerSettings:
     import cattrs
 
-    from .lifecycle import LifecycleError
     from .templates import schema_file, template_file
     from .tree import broker_url, publish_target
 
@@ -339,7 +277,7 @@ def manager_settings(directory, config: ManagerConfig, registration: dict, debug
     if not isinstance(info, dict) or not info.get("queue"):
         from .exit_codes import Exit
 
-        raise LifecycleError("The Compute service answered the registration without command_queue_info: it cannot "
+        raise EndpointError("The Compute service answered the registration without command_queue_info: it cannot "
                              "start user endpoints for a template-capable endpoint (update it, or migrate back to "
                              "a config.yaml with an engine).", Exit.PROTOCOL)
     return ManagerSettings(

@@ -10,18 +10,15 @@ from typing import Any
 
 import requests
 
+from .errors import EndpointError
 from .exit_codes import Exit
 from .version import __version__
 
 TIMEOUT_S = 30
 
 
-class RegistrationError(Exception):
+class RegistrationError(EndpointError):
     """Registration failed; str() says why and what to do. ``exit_code`` follows sysexits."""
-
-    def __init__(self, message: str, exit_code: int):
-        super().__init__(message)
-        self.exit_code = exit_code
 
 
 def register(service_url: str, token: str, name: str, endpoint_id: uuid.UUID | None,

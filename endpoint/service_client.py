@@ -8,18 +8,18 @@ from typing import Any
 
 import requests
 
+from .errors import EndpointError
 from .exit_codes import Exit
 from .version import __version__
 
 TIMEOUT_S = 30
 
 
-class ServiceError(Exception):
+class ServiceError(EndpointError):
     """A call to the service failed; str() says why. ``unreachable``: no answer at all."""
 
     def __init__(self, message: str, exit_code: int, unreachable: bool = False, status: int | None = None):
-        super().__init__(message)
-        self.exit_code = exit_code
+        super().__init__(message, exit_code)
         self.unreachable = unreachable
         self.status = status  # the HTTP status, when the service answered
 

@@ -93,7 +93,7 @@ def _tree_lines(tree: dict) -> list[str]:
                                if child.get("state") == "waiting"))
     tasks = tree.get("tasks") or {}
     lines.append(f"Tasks: {tasks.get('in_flight', 0)} in flight ({tasks.get('queued', 0)} queued, "
-                 f"{tasks.get('running', 0) + tasks.get('started', 0)} in the engine, {tasks.get('done', 0)} "
+                 f"{tasks.get('handed', 0) + tasks.get('running', 0)} in the engine, {tasks.get('done', 0)} "
                  f"awaiting the broker's confirm); {tasks.get('received', 0)} received, "
                  f"{tasks.get('completed', 0)} completed, {tasks.get('duplicates', 0)} duplicates, "
                  f"{tasks.get('retried', 0)} retried")

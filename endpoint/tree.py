@@ -31,7 +31,8 @@ from .config import (
 )
 from .daemon import Progress
 from .directory import untrusted_path
-from .dispatcher import ENGINE, RESULT_LINK, TASK_LINK, DispatchPolicy, EndpointDispatcher
+from .dispatcher import ENGINE, RESULT_LINK, TASK_LINK, EndpointDispatcher
+from .inflight import DispatchPolicy
 from .status_board import StatusBoard
 
 log = logging.getLogger(__name__)

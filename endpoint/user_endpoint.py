@@ -13,8 +13,8 @@ from ..workers.logs import setup_logging
 from .config import parse_config
 from .daemon import Progress
 from .lifecycle import LifecycleError, run_hook
-from .manager import UserEndpointLaunch, inherit_allowed_functions
 from .tree import run_tree
+from .user_launch import UserEndpointLaunch, inherit_allowed_functions
 
 log = logging.getLogger(__name__)
 

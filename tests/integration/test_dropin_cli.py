@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import uuid
 
+import click
 import pytest
 
 from compute_endpoint.endpoint.cli import app
@@ -15,7 +16,7 @@ FLAGS = ("--debug", "--log-to-console", "--no-color")
 
 
 # python-exec passes every argument on to the module it runs, as the official's does.
-@pytest.mark.parametrize("command", sorted(set(app.commands) - {"python-exec"}))
+@pytest.mark.parametrize("command", sorted(set(app.list_commands(click.Context(app))) - {"python-exec"}))
 def test_every_command_takes_the_logging_flags_after_its_name(cli, command):
     for flag in FLAGS:
         result = cli(command, flag, "--help")

@@ -125,7 +125,7 @@ def test_status_tasks_lists_the_tasks_in_flight_oldest_first(make_endpoint):
     assert sorted(t["task_id"] for t in listed) == sorted(task_ids)
     assert {t["function_id"] for t in listed} == {function_id}
     assert [t["since"] for t in listed] == sorted(t["since"] for t in listed)  # oldest first
-    assert {t["state"] for t in listed} <= {"queued", "running", "started"}
+    assert {t["state"] for t in listed} <= {"queued", "handed", "running"}
     text = harness.cli("status", harness.name, "--tasks").stdout
     header = text.splitlines()[1]
     assert all(column in header for column in ("Task", "Function", "State", "Since", "For"))

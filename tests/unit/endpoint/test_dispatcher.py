@@ -13,10 +13,9 @@ from compute_endpoint.endpoint.dispatcher import (
     RESULT_LINK,
     TASK_LINK,
     UNREPORTED_LOSSES_MAX,
-    DispatchPolicy,
     EndpointDispatcher,
-    TaskState,
 )
+from compute_endpoint.endpoint.inflight import DispatchPolicy, TaskState
 from compute_endpoint.protocol import messages
 from compute_endpoint.supervisor.control import SUPERVISOR, Forgive, StopTree
 from compute_endpoint.workers.pipe_messages import (
@@ -62,7 +61,7 @@ def test_received_tasks_go_to_the_engine_in_one_batch(dispatcher):
     a, b = ids(2)
     routed = list(dispatcher.route(TASK_LINK, TasksReceived((delivery(a, 1), delivery(b, 2)))))
     assert routed == [(ENGINE, RunTasks((delivery(a, 1), delivery(b, 2))))]
-    assert {t: e.state for t, e in dispatcher.inflight.items()} == {a: TaskState.RUNNING, b: TaskState.RUNNING}
+    assert {t: e.state for t, e in dispatcher.inflight.items()} == {a: TaskState.HANDED, b: TaskState.HANDED}
 
 
 def test_tasks_wait_for_an_engine_that_is_not_ready(dispatcher):
@@ -133,8 +132,8 @@ def test_only_tasks_the_engine_reported_started_count_a_try(dispatcher):
     running, queued = ids(2)
     dispatcher.route(TASK_LINK, TasksReceived((delivery(running, 1), delivery(queued, 2))))
     dispatcher.route(ENGINE, TasksStarted((running,)))
-    assert dispatcher.inflight[running].state is TaskState.STARTED
-    assert dispatcher.inflight[queued].state is TaskState.RUNNING
+    assert dispatcher.inflight[running].state is TaskState.RUNNING
+    assert dispatcher.inflight[queued].state is TaskState.HANDED
     for _ in range(2):  # two engines die with it queued: it goes on untouched
         dispatcher.child_exited(ENGINE)
         assert dispatcher.inflight[queued].attempts == 0
@@ -271,7 +270,7 @@ def test_a_task_whose_worker_died_runs_again_then_fails_saying_how_the_worker_di
     routed = list(dispatcher.route(ENGINE, TasksLost((lost,))))  # max_retries_on_system_failure is 1
     assert error_text(routed) == {a: "The worker running this task exited with status 3 (2 time(s); "
                                      "max_retries_on_system_failure is 1)"}
-    assert dispatcher.inflight[b].state is TaskState.RUNNING  # its neighbour is not touched
+    assert dispatcher.inflight[b].state is TaskState.HANDED  # its neighbour is not touched
     assert dispatcher.counts["failed_system"] == 1
 
 

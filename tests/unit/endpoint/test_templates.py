@@ -190,7 +190,7 @@ def test_a_config_without_an_engine_missing_or_empty_is_a_managers_with_defaults
 
 
 def test_a_user_endpoints_environment_and_paths(tmp_path, monkeypatch):
-    from compute_endpoint.endpoint.manager import user_endpoint_environment, user_endpoint_paths
+    from compute_endpoint.endpoint.user_launch import user_endpoint_environment, user_endpoint_paths
     from compute_endpoint.protocol import commands
 
     command = commands.StartUserEndpoint("uep.a.b", "0b1f0000-0000-4000-8000-000000000002", {}, {},
