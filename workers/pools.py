@@ -283,8 +283,8 @@ def build_engine(engine_config: Mapping[str, Any], endpoint_id: str, run_dir: st
     label = options.pop("label", None)
     options["task_timeout_s"] = task_time_limit(options.get("task_timeout_s"))
     if kind in ("GlobusComputeEngine", "GlobusMPIEngine"):
-        from . import htex  # heavy: Parsl
+        from . import htex, htex_mpi  # heavy: Parsl
 
-        engine_class = getattr(htex, kind)
+        engine_class = htex.GlobusComputeEngine if kind == "GlobusComputeEngine" else htex_mpi.GlobusMPIEngine
         return engine_class(endpoint_id, run_dir=run_dir, on_start=on_start, label=label, **options)
     return ENGINES[kind](endpoint_id, on_start=on_start, **options)
