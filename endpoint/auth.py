@@ -24,10 +24,10 @@ from pathlib import Path
 
 import attrs
 
-from .credentials import is_hosted
 from .directory import untrusted_path
 from .errors import EndpointError
 from .exit_codes import Exit
+from .service_urls import is_hosted
 
 CLIENT_ID_ENV = "GLOBUS_COMPUTE_CLIENT_ID"
 CLIENT_SECRET_ENV = "GLOBUS_COMPUTE_CLIENT_SECRET"

@@ -16,7 +16,7 @@ service_option = click.option(
 
 def _credentials(obj: EndpointContext, service: str | None):
     from .auth import AuthError, Credentials
-    from .credentials import environment_name, service_url
+    from .service_urls import environment_name, service_url
 
     try:
         return Credentials(obj.base_dir, (service or service_url()).rstrip("/"), environment_name())

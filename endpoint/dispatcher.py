@@ -160,7 +160,7 @@ class EndpointDispatcher:
         """(error code, text) when the task must not run; its body is never looked at."""
         if delivery.problem:
             return UNKNOWN_TASK_FAILURE, delivery.problem
-        function_id = _canonical_uuid(delivery.headers.get("function_uuid"))
+        function_id = messages.canonical_uuid(delivery.headers.get("function_uuid"))
         allowed = self.policy.allowed_functions
         if allowed is not None and function_id not in allowed:
             return FUNCTION_NOT_ALLOWED, (f"Function {function_id} is not allowed on endpoint {self.endpoint_id}: "
@@ -364,10 +364,3 @@ class EndpointDispatcher:
         }
         return messages.pack(messages.EPStatusReport(endpoint_id=uuid.UUID(self.endpoint_id),
                                                      global_state=messages.JsonObject(global_state)))
-
-
-def _canonical_uuid(value: object) -> str | None:
-    try:
-        return str(uuid.UUID(str(value)))
-    except ValueError:
-        return None

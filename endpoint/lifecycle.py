@@ -182,7 +182,7 @@ def credentials_for(directory: EndpointDirectory, config=None):
     """The credentials for the service this endpoint's config names."""
     from .auth import Credentials
     from .config import load_config
-    from .credentials import environment_name, service_url
+    from .service_urls import environment_name, service_url
 
     config = config or load_config(directory.config_file)
     return Credentials(directory.base, service_url(config.environment, config.local_compute_services),

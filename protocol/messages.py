@@ -117,6 +117,17 @@ def _bad(value: object, wanted: str = "a UUID string") -> Any:
 _converter = _make_converter()
 
 
+def canonical_uuid(value: object) -> str | None:
+    """A header's UUID in its canonical text form; None for anything but a string that is one
+    (a header is a string on the wire; anything else in it was not sent by a Compute service)."""
+    if not isinstance(value, str):
+        return None
+    try:
+        return str(uuid.UUID(value))
+    except ValueError:
+        return None
+
+
 def pack(message: Message) -> bytes:
     body = {"message_type": message.message_type, "data": _converter.unstructure(message)}
     return VERSION_BYTE + json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()

@@ -17,7 +17,7 @@ from typing import Any
 from ..protocol.urls import broker_connection
 from ..supervisor.control import Stop
 from ..supervisor.pipe import ParentPipe
-from .amqp import BrokerLink, channel_on_queue, drain, read_command, run_link
+from .broker_link import BrokerLink, channel_on_queue, drain, read_command, run_link
 from .pipe_messages import AckCommand, CommandReceived, PublishFailureNotice, PublishStatus
 from .settings import ManagerSettings
 

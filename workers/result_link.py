@@ -24,7 +24,7 @@ import amqp
 from ..protocol.urls import is_embedded, redact_url
 from ..supervisor.control import Stop
 from ..supervisor.pipe import ParentPipe
-from .amqp import BrokerLink, FatalBrokerError, drain, run_link
+from .broker_link import BrokerLink, FatalBrokerError, drain, run_link
 from .payloads import UNACKED_RESULTS, Payload, PayloadStore, Stored, load
 from .pipe_messages import PublishResults, PublishStatus, ResultsConfirmed
 from .settings import PublishTarget, WorkerSettings

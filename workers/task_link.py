@@ -10,7 +10,6 @@ from __future__ import annotations
 import collections
 import logging
 import os
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +18,7 @@ import amqp
 from ..protocol import commands, messages
 from ..supervisor.control import Stop
 from ..supervisor.pipe import ParentPipe
-from .amqp import BrokerLink, channel_on_queue, drain, read_command, run_link
+from .broker_link import BrokerLink, channel_on_queue, drain, read_command, run_link
 from .memory import release_freed_memory
 from .payloads import TASK_BODIES, Payload, PayloadStore, Stored, size_of
 from .pipe_messages import AckDeliveries, PauseConsuming, StopRequested, TaskDelivery, TasksReceived
@@ -167,7 +166,7 @@ class TaskLink(BrokerLink):
         # py-amqp's and kombu's virtual messages share these attributes.
         headers = message.headers if isinstance(message.headers, dict) else {}
         tag = message.delivery_tag
-        task_id = _canonical_uuid(headers.get("task_uuid"))
+        task_id = messages.canonical_uuid(headers.get("task_uuid"))
         if task_id is None:
             # No usable id: there is nothing to answer to. Reject without requeue
             # (dead-lettered where the queue has a dead-letter exchange), log it once.
@@ -271,12 +270,3 @@ class AckWindow:
             self.gone.update(singles)
             self.settled.clear()
         return upto, singles
-
-
-def _canonical_uuid(value: object) -> str | None:
-    if not isinstance(value, str):
-        return None
-    try:
-        return str(uuid.UUID(value))
-    except ValueError:
-        return None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from compute_endpoint.endpoint.credentials import (
+from compute_endpoint.endpoint.service_urls import (
     ENVIRONMENT_ENV,
     LOCAL_URL,
     SERVICE_URL_ENV,
