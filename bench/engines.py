@@ -21,8 +21,8 @@ from compute_endpoint.endpoint.config import parse_config
 from compute_endpoint.endpoint.tree import engine_options
 from compute_endpoint.protocol import messages
 from compute_endpoint.protocol.serialize import STRATEGIES_BY_NAME, pack_buffers, serialize
+from compute_endpoint.workers.engines.base import build_engine
 from compute_endpoint.workers.pipe_messages import TaskDelivery
-from compute_endpoint.workers.pools import build_engine
 
 WORKERS = 4
 TASKS = int(os.environ.get("BENCH_ENGINE_TASKS", "2000"))

@@ -15,6 +15,7 @@ from ..protocol.serialize import parse_allowlist
 from ..supervisor.control import Stop
 from ..supervisor.pipe import ParentPipe
 from ..supervisor.spec import ExitCode
+from .engines.base import build_engine
 from .execution import serializer_refusal
 from .logs import capture_output
 from .payloads import UNACKED_RESULTS, PayloadStore
@@ -28,7 +29,6 @@ from .pipe_messages import (
     TasksLost,
     TasksStarted,
 )
-from .pools import build_engine
 from .settings import WorkerSettings
 from .startup import begin_child
 

@@ -11,8 +11,8 @@ import pytest
 
 from compute_endpoint.endpoint.config import parse_config
 from compute_endpoint.endpoint.tree import engine_options
-from compute_endpoint.workers.htex import UNENCRYPTED_WARNING
-from compute_endpoint.workers.pools import build_engine
+from compute_endpoint.workers.engines.base import build_engine
+from compute_endpoint.workers.engines.htex import UNENCRYPTED_WARNING
 
 pytestmark = pytest.mark.slow
 NO_BLOCKS = "provider: {type: LocalProvider, init_blocks: 0, min_blocks: 0, max_blocks: 0}"

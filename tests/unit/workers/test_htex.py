@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from compute_endpoint.workers.htex import container_launch_cmd
-from compute_endpoint.workers.htex_mpi import mpi_specification_problem
+from compute_endpoint.workers.engines.htex import container_launch_cmd
+from compute_endpoint.workers.engines.htex_mpi import mpi_specification_problem
 
 LAUNCH = "process_worker_pool.py --max_workers_per_node={max_workers_per_node} -a {addresses}"
 RUN_DIR = "/home/u/.globus_compute/ep/engine"

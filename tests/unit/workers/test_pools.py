@@ -11,8 +11,8 @@ from globus_compute_sdk.serialize import ComputeSerializer, PureSourceTextInspec
 
 from compute_endpoint.protocol import messages
 from compute_endpoint.protocol.serialize import deserialize
+from compute_endpoint.workers.engines.base import build_engine
 from compute_endpoint.workers.pipe_messages import TaskDelivery, TaskResult
-from compute_endpoint.workers.pools import build_engine
 
 # Source, not a reference: the pool's worker processes cannot import this test module.
 SDK = ComputeSerializer(strategy_code=PureSourceTextInspect())

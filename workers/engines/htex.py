@@ -23,24 +23,15 @@ from concurrent.futures import Future
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..protocol.files import write_private_file
+from ...protocol.files import write_private_file
+from ..addresses import host_addresses, resolve_address
+from ..execution import UNKNOWN_TASK_FAILURE, error_result, run_task_in, run_tasks_in
+from ..payloads import Payload, load
+from ..pipe_messages import TaskDelivery, TaskResult
+from ..task_marks import Mark, TaskMarkReader
 from . import lean_parsl
-from .addresses import host_addresses, resolve_address
-from .execution import UNKNOWN_TASK_FAILURE, error_result, run_task_in, run_tasks_in
-from .payloads import Payload, load
-from .pipe_messages import TaskDelivery, TaskResult
-from .submission import (
-    NO_SPECIFICATION,
-    ChunkedSubmission,
-    ChunkProgress,
-    Done,
-    ResourceSpecificationError,
-    Started,
-    ignore_start,
-    over_time_limit,
-    report_outcome,
-)
-from .task_marks import Mark, TaskMarkReader
+from .base import NO_SPECIFICATION, Done, ResourceSpecificationError, Started, ignore_start
+from .chunks import ChunkedSubmission, ChunkProgress, over_time_limit, report_outcome
 
 if TYPE_CHECKING:
     from parsl.executors import HighThroughputExecutor

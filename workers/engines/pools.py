@@ -19,24 +19,12 @@ import multiprocessing
 import os
 import threading
 import time
-from collections.abc import Mapping
-from typing import Any
 
-from ..supervisor.pipe import die_with_parent, keep_descriptors_to_ourselves
-from .execution import UNKNOWN_TASK_FAILURE, error_result, notice_start, run_task, run_tasks, send_start_notices_to
-from .pipe_messages import TaskDelivery, TaskLost, TaskResult
-from .submission import (
-    ChunkedSubmission,
-    ChunkProgress,
-    Done,
-    Engine,
-    ResourceSpecificationError,
-    Started,
-    check_no_resource_specification,
-    ignore_start,
-    over_time_limit,
-    report_outcome,
-)
+from ...supervisor.pipe import die_with_parent, keep_descriptors_to_ourselves
+from ..execution import UNKNOWN_TASK_FAILURE, error_result, notice_start, run_task, run_tasks, send_start_notices_to
+from ..pipe_messages import TaskDelivery, TaskLost, TaskResult
+from .base import Done, ResourceSpecificationError, Started, check_no_resource_specification, ignore_start
+from .chunks import ChunkedSubmission, ChunkProgress, over_time_limit, report_outcome
 
 log = logging.getLogger(__name__)
 
@@ -255,36 +243,3 @@ class ProcessPoolEngine:
 
 
 ENGINES: dict[str, type] = {"ThreadPoolEngine": ThreadPoolEngine, "ProcessPoolEngine": ProcessPoolEngine}
-
-
-def task_time_limit(configured: float | None) -> float | None:
-    """The engine's task_timeout_s, else the official endpoint's GC_TASK_TIMEOUT (seconds, in
-    the endpoint's environment); None: no limit. A GC_TASK_TIMEOUT that is no number is
-    reported and ignored, as the official ignores 0."""
-    if configured:
-        return float(configured)
-    text = os.environ.get("GC_TASK_TIMEOUT", "").strip()
-    if not text:
-        return None
-    try:
-        value = float(text)
-    except ValueError:
-        log.warning("GC_TASK_TIMEOUT=%r is not a number of seconds; tasks run without a time limit", text)
-        return None
-    return value if value > 0 else None
-
-
-def build_engine(engine_config: Mapping[str, Any], endpoint_id: str, run_dir: str = ".",
-                 on_start: Started = ignore_start) -> Engine:
-    options = dict(engine_config)
-    kind = options.pop("type")
-    options.pop("max_retries_on_system_failure", None)  # the dispatcher's business
-    options.pop("allowed_serializers", None)  # the engine process's business (engine.py)
-    label = options.pop("label", None)
-    options["task_timeout_s"] = task_time_limit(options.get("task_timeout_s"))
-    if kind in ("GlobusComputeEngine", "GlobusMPIEngine"):
-        from . import htex, htex_mpi  # heavy: Parsl
-
-        engine_class = htex.GlobusComputeEngine if kind == "GlobusComputeEngine" else htex_mpi.GlobusMPIEngine
-        return engine_class(endpoint_id, run_dir=run_dir, on_start=on_start, label=label, **options)
-    return ENGINES[kind](endpoint_id, on_start=on_start, **options)

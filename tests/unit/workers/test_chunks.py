@@ -6,8 +6,9 @@ import concurrent.futures
 import uuid
 
 from compute_endpoint.protocol import messages
+from compute_endpoint.workers.engines.base import has_resource_specification
+from compute_endpoint.workers.engines.chunks import MAX_CHUNK, chunks, report_outcome
 from compute_endpoint.workers.pipe_messages import TaskDelivery, TaskLost, TaskResult
-from compute_endpoint.workers.submission import MAX_CHUNK, chunks, has_resource_specification, report_outcome
 
 
 def tasks(count: int) -> tuple[TaskDelivery, ...]:

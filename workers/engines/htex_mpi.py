@@ -9,9 +9,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from ..protocol.files import write_private_file
+from ...protocol.files import write_private_file
+from .base import ResourceSpecificationError
 from .htex import MPI_SPECIFICATION_KEYS, GlobusComputeEngine, _in_batch_job
-from .submission import ResourceSpecificationError
 
 
 class GlobusMPIEngine(GlobusComputeEngine):

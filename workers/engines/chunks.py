@@ -1,54 +1,20 @@
-"""What every engine shares: the interface the engine process drives, and how tasks are
-handed to workers (one by one, or in chunks under a backlog) and their outcomes reported.
-
-An engine takes tasks and calls ``done`` with each task's outcome (its packed Result, or
-TaskLost when the worker running it died), from whatever thread it likes; the engine
-process wakes on it.
-"""
+"""How tasks are handed to workers (one by one, or in chunks under a backlog) and their
+outcomes reported: what the engines share beyond their interface (base.py)."""
 
 from __future__ import annotations
 
 import functools
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from concurrent.futures import Future
-from typing import Any, Protocol
 
 import attrs
 
-from ..supervisor.child import describe_exit
-from .execution import TASK_TIMEOUT, UNKNOWN_TASK_FAILURE, error_result
-from .payloads import Payload
-from .pipe_messages import TaskDelivery, TaskLost, TaskResult
-
-Done = Callable[[TaskResult | TaskLost], None]  # told each task's outcome, from any thread
-Started = Callable[[str], None]  # told each task id as a worker starts it, from any thread
-
-
-def ignore_start(_task_id: str) -> None:
-    pass
-
-
-class Engine(Protocol):
-    @property
-    def capacity(self) -> int: ...
-
-    def submit(self, task: TaskDelivery, done: Done) -> None: ...
-
-    def submit_many(self, tasks: tuple[TaskDelivery, ...], done: Done) -> None: ...
-
-    def status(self) -> dict: ...
-
-    def failure(self) -> str | None: ...
-
-    def abandon(self) -> None: ...
-
-    def shutdown(self, cancel_pending: bool) -> None: ...
-
-
-class ResourceSpecificationError(ValueError):
-    pass
-
+from ...supervisor.child import describe_exit
+from ..execution import TASK_TIMEOUT, UNKNOWN_TASK_FAILURE, error_result
+from ..payloads import Payload
+from ..pipe_messages import TaskDelivery, TaskLost, TaskResult
+from .base import Done, has_resource_specification
 
 MAX_CHUNK = 32
 
@@ -203,18 +169,3 @@ def over_time_limit(task_id: str, limit_s: float, endpoint_id: str, what_happene
     text = (f"AppTimeout: the task ran over its time limit of {limit_s:g} s (task_timeout_s in the engine's "
             f"config, or GC_TASK_TIMEOUT in the endpoint's environment); {what_happened}")
     return error_result(task_id, TASK_TIMEOUT, text, endpoint_id=endpoint_id)
-
-
-# How a task message says it has no resource specification (the header's JSON text).
-NO_SPECIFICATION = (None, "", "null", "{}")
-
-
-def has_resource_specification(headers: Mapping[str, Any]) -> bool:
-    return headers.get("resource_specification") not in NO_SPECIFICATION
-
-
-def check_no_resource_specification(engine: str, task: TaskDelivery) -> None:
-    if has_resource_specification(task.headers):
-        raise ResourceSpecificationError(
-            f"{engine} does not support resource_specification (got {task.headers['resource_specification']}); "
-            "use GlobusComputeEngine for per-task priority, GlobusMPIEngine for multi-node (MPI) tasks")
