@@ -43,13 +43,13 @@ bench: $(BENCH_STAMP)
 	$(BIN)/python -m bench
 
 lint: $(STAMP)
-	$(BIN)/ruff check endpoint supervisor workers protocol service tests bench examples
+	$(BIN)/ruff check endpoint supervisor workers protocol broker service tests bench examples
 
 # mypy reads the package as it is installed (compute_endpoint.*): a tree of links gives it that shape.
 TYPECHECK_TREE := build/typecheck
 typecheck: $(STAMP)
 	@rm -rf $(TYPECHECK_TREE) && mkdir -p $(TYPECHECK_TREE)/compute_endpoint
-	@for folder in endpoint supervisor workers protocol service; do \
+	@for folder in endpoint supervisor workers protocol broker service; do \
 		ln -s "$(CURDIR)/$$folder" $(TYPECHECK_TREE)/compute_endpoint/$$folder; done
 	cd $(TYPECHECK_TREE) && "$(CURDIR)/$(BIN)/python" -m mypy --config-file "$(CURDIR)/setup.cfg" -p compute_endpoint
 

@@ -310,7 +310,8 @@ BROKER_CHECK_TIMEOUT_S = 5
 
 
 def _check_broker(url: str, queue: str, amqp_port: int | None = None, echo: Echo = lambda _: None) -> None:
-    from ..protocol.urls import broker_connection, embedded_folder, explain_tls_error, is_embedded, redact_url
+    from ..broker.connection import broker_connection, explain_tls_error
+    from ..protocol.urls import embedded_folder, is_embedded, redact_url
 
     echo(f"Checking the broker at {redact_url(url)} ...")
     if is_embedded(url) and not Path(embedded_folder(url)).is_dir():

@@ -32,8 +32,9 @@ import attrs
 import kombu
 from kombu.exceptions import OperationalError
 
+from ..broker.connection import broker_connection
 from ..protocol import commands
-from ..protocol.urls import broker_connection, is_embedded, portable_vhost
+from ..protocol.urls import is_embedded, portable_vhost
 from .broker_users import BrokerUsers
 
 log = logging.getLogger(__name__)

@@ -187,7 +187,7 @@ def _private_folder(folder: Path) -> None:
 
 
 def _broker_problem(url: str) -> str | None:
-    from ..protocol.urls import broker_connection
+    from ..broker.connection import broker_connection
 
     try:
         with broker_connection(url, connect_timeout=5) as connection:

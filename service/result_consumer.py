@@ -13,7 +13,7 @@ import amqp
 import attrs
 import kombu
 
-from ..protocol.reconnecting import ReconnectingClient
+from ..broker.reconnecting import ReconnectingClient
 from ..protocol.urls import is_embedded
 from .broker import DEAD_LETTER_QUEUE, heartbeats_queue, results_queue
 

@@ -11,8 +11,8 @@ from typing import Protocol
 import amqp.exceptions
 import kombu
 
+from ..broker.reconnecting import FatalBrokerError, ReconnectingClient
 from ..protocol import commands
-from ..protocol.reconnecting import FatalBrokerError, ReconnectingClient
 from ..protocol.urls import redact_url
 from ..supervisor.pipe import ParentPipe
 from ..supervisor.spec import ExitCode

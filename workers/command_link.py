@@ -14,7 +14,7 @@ import logging
 import os
 from typing import Any
 
-from ..protocol.urls import broker_connection
+from ..broker.connection import broker_connection
 from ..supervisor.control import Stop
 from ..supervisor.pipe import ParentPipe
 from .broker_link import BrokerLink, channel_on_queue, drain, read_command, run_link

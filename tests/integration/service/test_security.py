@@ -273,7 +273,8 @@ def test_submits_are_capped_with_a_413_naming_the_cap(alice, start_service, tmp_
 def test_the_embedded_broker_folder_is_private_and_a_foreign_one_is_refused(tmp_path):
     """Finding: the embedded broker's folder and message files were world-readable, and an
     existing folder was not checked."""
-    from compute_endpoint.protocol.urls import broker_connection, embedded_url
+    from compute_endpoint.broker.connection import broker_connection
+    from compute_endpoint.protocol.urls import embedded_url
 
     data_dir = tmp_path / "data"
     port = free_port()

@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 
+from compute_endpoint.broker.connection import broker_connection
 from compute_endpoint.protocol.urls import (
-    broker_connection,
     embedded_folder,
     embedded_url,
     is_embedded,

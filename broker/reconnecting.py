@@ -17,7 +17,8 @@ import amqp.exceptions
 import kombu
 import kombu.exceptions
 
-from .urls import broker_connection, explain_tls_error, redact_url
+from ..protocol.urls import redact_url
+from .connection import broker_connection, explain_tls_error
 
 log = logging.getLogger(__name__)
 

@@ -7,13 +7,13 @@ from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
-from compute_endpoint.protocol.reconnecting import Backoff, FatalBrokerError, ReconnectingClient
+from compute_endpoint.broker.reconnecting import Backoff, FatalBrokerError, ReconnectingClient
 from tests.conftest import free_port
 
 
 def test_backoff_doubles_to_its_maximum_and_starts_over_only_after_a_healthy_connection(monkeypatch):
     now = [100.0]
-    monkeypatch.setattr("compute_endpoint.protocol.reconnecting.time.monotonic", lambda: now[0])
+    monkeypatch.setattr("compute_endpoint.broker.reconnecting.time.monotonic", lambda: now[0])
     backoff = Backoff(start=0.5, maximum=4.0, healthy_s=30.0)
     assert [backoff.next_delay() for _ in range(5)] == [0.5, 1.0, 2.0, 4.0, 4.0]
     backoff.connected()
