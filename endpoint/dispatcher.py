@@ -32,6 +32,7 @@ from collections.abc import Callable, Iterable
 
 from ..protocol import messages
 from ..supervisor.control import SUPERVISOR, Forgive, StopTree
+from ..supervisor.status import TreeStatus
 from ..workers.execution import FUNCTION_NOT_ALLOWED, UNKNOWN_TASK_FAILURE, error_result
 from ..workers.payloads import size_of
 from ..workers.pipe_messages import (
@@ -96,7 +97,7 @@ class EndpointDispatcher:
         self.engine_figures: dict = {"engine_type": engine_type} if engine_type else {}
         self.counts = {"received": 0, "duplicates": 0, "completed": 0, "retried": 0, "failed_system": 0}
         # Told each child's readiness (start-up progress); set by tree.run_tree.
-        self.startup_listener: Callable[[str], None] | None = None
+        self.startup_listener: Callable[[str], None] | None = None  # told each child's name once it is ready
         self.stopping_listener: Callable[[], None] | None = None  # told when the tree begins to stop
 
     # ------------------------------------------------------------------ routing
@@ -232,7 +233,7 @@ class EndpointDispatcher:
     def child_ready(self, name: str) -> Iterable[Routed]:
         self.ready.add(name)
         if self.startup_listener is not None:
-            self.startup_listener(f"{name} ready")
+            self.startup_listener(name)
         if name == ENGINE:
             return self._resubmit()
         if name == RESULT_LINK:
@@ -311,7 +312,7 @@ class EndpointDispatcher:
 
     # ------------------------------------------------------------------ status reports
 
-    def tick(self, now: float, tree: dict) -> Iterable[Routed]:
+    def tick(self, now: float, tree: TreeStatus) -> Iterable[Routed]:
         self.ledger.observe(now, tree, self.status_snapshot)
         if RESULT_LINK not in self.ready or not self.ledger.report_due(now, self.policy.heartbeat_period_s):
             return []
@@ -357,7 +358,7 @@ class EndpointDispatcher:
             **self.engine_figures,
             "heartbeat_period": self.policy.heartbeat_period_s,
             "active": active,
-            "supervisor": {**self.ledger.tree, "tasks": self.figures()},
+            "supervisor": {**self.ledger.tree.to_json(), "tasks": self.figures()},
             **self.ep_info,
             "posix_pid": os.getpid(),
             "report_time": time.time(),

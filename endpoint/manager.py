@@ -28,6 +28,8 @@ import attrs
 from ..protocol import commands, messages
 from ..supervisor.control import SUPERVISOR, StartChild, StopTree
 from ..supervisor.spec import ChildSpec, Restart, RestartPolicy
+from ..supervisor.states import ChildState
+from ..supervisor.status import TreeStatus
 from ..supervisor.supervisor import Supervisor
 from ..workers.pipe_messages import AckCommand, BrokerState, CommandReceived, PublishFailureNotice, PublishStatus
 from ..workers.settings import ManagerSettings
@@ -96,11 +98,11 @@ class ManagerDispatcher:
         self.waiting[command.name] = WaitingStart(command, ack, earlier.since if earlier else time.time())
         return [earlier.ack] if earlier else []
 
-    def _admit(self, tree: dict) -> list[Routed]:
+    def _admit(self, tree: TreeStatus) -> list[Routed]:
         """Start the waiting user endpoints there is room for, oldest first."""
-        children = {name: child for name, child in (tree.get("children") or {}).items() if name != COMMAND_LINK}
-        live = {name for name, child in children.items() if child.get("state") != "stopped"}
-        starting = {name for name, child in children.items() if child.get("state") == "starting"}
+        children = {name: child for name, child in tree.children.items() if name != COMMAND_LINK}
+        live = {name for name, child in children.items() if child.live}
+        starting = {name for name, child in children.items() if child.state is ChildState.STARTING}
         routed: list[Routed] = []
         for name in list(self.waiting):
             if name not in live and (len(live) >= self.settings.max_user_endpoints
@@ -177,17 +179,16 @@ class ManagerDispatcher:
 
     def child_ready(self, name: str) -> Iterable[Routed]:
         if self.startup_listener is not None:
-            self.startup_listener(f"{name} ready")
+            self.startup_listener(name)
         return []
 
     def child_exited(self, name: str) -> Iterable[Routed]:
         return []
 
-    def tick(self, now: float, tree: dict) -> Iterable[Routed]:
+    def tick(self, now: float, tree: TreeStatus) -> Iterable[Routed]:
         admitted = self._admit(tree) if self.waiting else []
         self.ledger.observe(now, tree, self.status_snapshot)
-        connected = self.ledger.links.get(COMMAND_LINK, {}).get("connected") is True
-        if not connected or not self.ledger.report_due(now, self.settings.heartbeat_period_s):
+        if not self.ledger.connected(COMMAND_LINK) or not self.ledger.report_due(now, self.settings.heartbeat_period_s):
             return admitted
         return [*admitted, (COMMAND_LINK, PublishStatus(self.status_report(active=True)))]
 
@@ -199,20 +200,18 @@ class ManagerDispatcher:
     def user_endpoints(self) -> dict:
         """The user endpoints in the tree now, {name: {state, pid, since, restarts, endpoint_id}},
         and those waiting their turn (state "waiting")."""
-        children = self.ledger.tree.get("children") or {}
-        running = {name: {**child, "endpoint_id": self.user_endpoint_ids.get(name)}
-                   for name, child in children.items() if name != COMMAND_LINK}
+        running = {name: {**child.to_json(), "endpoint_id": self.user_endpoint_ids.get(name)}
+                   for name, child in self.ledger.tree.children.items() if name != COMMAND_LINK}
         waiting = {name: {"state": "waiting", "pid": None, "since": start.since, "restarts": 0,
                           "endpoint_id": start.command.endpoint_id}
                    for name, start in self.waiting.items() if name not in running}
         return {**running, **waiting}
 
     def user_endpoint_limits(self) -> dict:
-        states = [child.get("state") for name, child in (self.ledger.tree.get("children") or {}).items()
-                  if name != COMMAND_LINK]
-        return {"running": sum(1 for state in states if state != "stopped"), "max": self.settings.max_user_endpoints,
-                "starting": states.count("starting"), "max_starts": self.settings.max_user_endpoint_starts,
-                "waiting": len(self.waiting)}
+        children = [child for name, child in self.ledger.tree.children.items() if name != COMMAND_LINK]
+        return {"running": sum(1 for child in children if child.live), "max": self.settings.max_user_endpoints,
+                "starting": sum(1 for child in children if child.state is ChildState.STARTING),
+                "max_starts": self.settings.max_user_endpoint_starts, "waiting": len(self.waiting)}
 
     def status_report(self, active: bool) -> bytes:
         state = {"heartbeat_period": self.settings.heartbeat_period_s, "active": active, "template_capable": True,
@@ -235,8 +234,8 @@ def run_manager_tree(settings: ManagerSettings, config: ManagerConfig, directory
     spec = ChildSpec(name=COMMAND_LINK, target="compute_endpoint.workers.command_link:main",
                      title=settings.role_title(COMMAND_LINK))
 
-    def on_startup(event: str) -> None:
-        if event == f"{COMMAND_LINK} ready":
+    def on_startup(name: str) -> None:
+        if name == COMMAND_LINK:
             dispatcher.startup_listener = None
             progress.say(f"  {COMMAND_LINK} ready")
             attached = "; Ctrl-C or SIGTERM stops it" if progress.echo else ""

@@ -12,7 +12,10 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import attrs
+
 from ..protocol.files import write_private_file
+from ..supervisor.status import TreeStatus
 
 log = logging.getLogger(__name__)
 
@@ -27,12 +30,11 @@ class StatusBoard:
         self._children: object = None  # the children's states and pids last written
         self._failed = False
 
-    def publish(self, now: float, tree: dict, snapshot: Callable[[], dict]) -> None:
+    def publish(self, now: float, tree: TreeStatus, snapshot: Callable[[], dict]) -> None:
         """Write snapshot(), unless one was written less than INTERVAL_S ago and no child of
         the tree has changed state since (a restart shows at once). snapshot() is called only
         to write: it counts the tasks in flight, tens of thousands under a backlog."""
-        children = tree.get("children") or {}
-        states = sorted((role, child.get("state"), child.get("pid")) for role, child in children.items())
+        states = sorted((role, child.state.value, child.pid) for role, child in tree.children.items())
         if now < self._next_write and states == self._children:
             return
         self._next_write, self._children = now + INTERVAL_S, states
@@ -48,6 +50,18 @@ class StatusBoard:
         self.path.unlink(missing_ok=True)
 
 
+@attrs.frozen
+class LinkStatus:
+    """A link's broker connection as it last reported it."""
+
+    connected: bool
+    detail: str  # what to show: where it is connected, or why it is not
+    since: float  # wall clock
+
+    def to_json(self) -> dict:
+        return {"connected": self.connected, "detail": self.detail, "since": self.since}
+
+
 class TreeLedger:
     """What a dispatcher keeps for the tree's status: the tree as the supervisor last gave
     it, each link's broker connection, when status reports go out; written to the board
@@ -55,15 +69,19 @@ class TreeLedger:
 
     def __init__(self, board: StatusBoard | None = None):
         self.board = board
-        self.tree: dict = {}
-        self.links: dict[str, dict] = {}  # link role -> its broker connection as last reported
+        self.tree = TreeStatus()
+        self.links: dict[str, LinkStatus] = {}  # link role -> its broker connection as last reported
         self.next_report = 0.0  # monotonic time the next status report is due
         self.last_report_at: float | None = None  # wall clock of the last status report sent
 
     def link_state(self, role: str, connected: bool, detail: str, since: float) -> None:
-        self.links[role] = {"connected": connected, "detail": detail, "since": since}
+        self.links[role] = LinkStatus(connected, detail, since)
 
-    def observe(self, now: float, tree: dict, snapshot: Callable[[], dict]) -> None:
+    def connected(self, role: str) -> bool:
+        link = self.links.get(role)
+        return link is not None and link.connected
+
+    def observe(self, now: float, tree: TreeStatus, snapshot: Callable[[], dict]) -> None:
         self.tree = tree
         if self.board is not None:
             self.board.publish(now, tree, snapshot)
@@ -77,7 +95,8 @@ class TreeLedger:
 
     def snapshot(self, endpoint_id: str, started: float | None, period_s: float, **more: object) -> dict:
         return {"endpoint_id": endpoint_id, "supervisor_pid": os.getpid(), "written": time.time(),
-                "started": started, "tree": self.tree, "links": self.links,
+                "started": started, "tree": self.tree.to_json(),
+                "links": {role: link.to_json() for role, link in self.links.items()},
                 "last_status_report": self.last_report_at, "heartbeat_period": period_s, **more}
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import time
 
+from ..supervisor.status import TreeStatus
 from .directory import EndpointDirectory
 from .status import EndpointState, endpoint_status
 from .status_board import read_status
@@ -73,16 +74,19 @@ def _tree_lines(tree: dict) -> list[str]:
         lines.append(f"Up {_duration(now - tree['started'])}, since {_clock(tree['started'])}")
     if tree.get("age_s", 0) > STALE_AFTER_S:
         lines.append(f"Warning: the status file is {tree['age_s']:.0f} s old: the supervisor's loop is busy or stuck")
-    if (tree.get("tree") or {}).get("stopping"):
-        lines.append(f"Stopping: {tree['tree']['stopping']}")
+    supervised = TreeStatus.from_json(tree.get("tree") or {})
+    if supervised.stopping:
+        lines.append(f"Stopping: {supervised.stopping}")
     table = Texttable(max_width=0)
     table.set_deco(Texttable.BORDER | Texttable.HEADER | Texttable.VLINES)
     table.header(["Child", "PID", "State", "For", "Restarts", "Broker"])
-    for role, child in ((tree.get("tree") or {}).get("children") or {}).items():
+    for role, child in supervised.children.items():
         link = (tree.get("links") or {}).get(role)
-        broker = "" if link is None else ("" if link["connected"] else "DOWN: ") + link["detail"]
-        table.add_row([role, child.get("pid") or "-", child.get("state"), _duration(now - child.get("since", now)),
-                       child.get("restarts", 0), broker])
+        broker = ""
+        if isinstance(link, dict):
+            broker = ("" if link.get("connected") else "DOWN: ") + str(link.get("detail"))
+        table.add_row([role, child.pid or "-", child.state.value, _duration(now - (child.since or now)), child.restarts,
+                       broker])
     lines.append(table.draw())
     limits = tree.get("user_endpoint_limits")
     if limits:

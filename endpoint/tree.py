@@ -156,8 +156,7 @@ def _startup_progress(settings: WorkerSettings, dispatcher: EndpointDispatcher, 
     """Tells `start` each child's readiness, then that the endpoint runs."""
     waiting = set(CHILD_TARGETS)
 
-    def on_startup(event: str) -> None:
-        role = event.removesuffix(" ready")
+    def on_startup(role: str) -> None:
         if role in waiting:
             waiting.discard(role)
             progress.say(f"  {role} ready")

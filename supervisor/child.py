@@ -18,6 +18,7 @@ from .liveness import Health
 from .pipe import bootstrap
 from .spec import ChildSpec
 from .states import LIVE_STATES, TRANSITIONS, ChildState
+from .status import ChildStatus
 
 log = logging.getLogger(__name__)
 
@@ -79,10 +80,9 @@ class Child:
         self.starts += 1
         self.change_state(ChildState.STARTING)
 
-    def describe(self) -> dict:
+    def describe(self) -> ChildStatus:
         """The child as the tree's status shows it."""
-        return {"state": self.state.value, "pid": self.pid, "since": self.state_since,
-                "restarts": max(0, self.starts - 1)}
+        return ChildStatus(self.state, self.pid, self.state_since, max(0, self.starts - 1))
 
     def send(self, message: object) -> bool:
         """Queue for the child if it can take it; False when it is not there to take it."""

@@ -26,6 +26,7 @@ from .restarts import Fate, decide
 from .signals import SignalQueue
 from .spec import ChildSpec, ExitCode, Restart, RestartPolicy
 from .states import LIVE_STATES, ChildState
+from .status import TreeStatus
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +45,7 @@ class Dispatcher(Protocol):
 
     def child_exited(self, name: str) -> Iterable[Routed]: ...
 
-    def tick(self, now: float, tree: dict) -> Iterable[Routed]: ...
+    def tick(self, now: float, tree: TreeStatus) -> Iterable[Routed]: ...
 
     def tree_stopping(self) -> Iterable[Routed]: ...
 
@@ -385,12 +386,9 @@ class Supervisor:
     # ------------------------------------------------------------------ reporting
 
 
-    def tree_status(self) -> dict:
-        return {
-            "children": {c.name: c.describe() for c in self.children.values()},
-            "restarts_in_window": len(self.restart_times),
-            "stopping": self.stop_reason,
-        }
+    def tree_status(self) -> TreeStatus:
+        return TreeStatus({c.name: c.describe() for c in self.children.values()}, len(self.restart_times),
+                          self.stop_reason)
 
 
 def _exit_code(code: int) -> ExitCode:

@@ -18,6 +18,7 @@ from compute_endpoint.endpoint.dispatcher import (
 from compute_endpoint.endpoint.inflight import DispatchPolicy, TaskState
 from compute_endpoint.protocol import messages
 from compute_endpoint.supervisor.control import SUPERVISOR, Forgive, StopTree
+from compute_endpoint.supervisor.status import TreeStatus
 from compute_endpoint.workers.pipe_messages import (
     AckDeliveries,
     BrokerState,
@@ -194,10 +195,10 @@ def test_a_task_that_cannot_run_is_answered_with_its_problem(dispatcher):
 
 def test_status_reports_follow_the_heartbeat_period_and_the_last_says_inactive(dispatcher):
     dispatcher.route(ENGINE, EngineStatus({"engine_type": "ThreadPoolEngine", "total_workers": 4}))
-    [(target, first)] = dispatcher.tick(100.0, {"children": {}})
+    [(target, first)] = dispatcher.tick(100.0, TreeStatus())
     assert target == RESULT_LINK and isinstance(first, PublishStatus)
-    assert list(dispatcher.tick(110.0, {})) == []
-    assert len(list(dispatcher.tick(131.0, {}))) == 1
+    assert list(dispatcher.tick(110.0, TreeStatus())) == []
+    assert len(list(dispatcher.tick(131.0, TreeStatus()))) == 1
     report = messagepack.unpack(first.packed)
     assert str(report.endpoint_id) == ENDPOINT_ID
     assert report.global_state["active"] is True and report.global_state["total_workers"] == 4
@@ -242,7 +243,7 @@ def test_the_status_snapshot_shows_links_tasks_and_the_last_report(dispatcher):
     dispatcher.route(TASK_LINK, BrokerState(True, "connected to amqp://b/", 100.0))
     dispatcher.route(RESULT_LINK, BrokerState(False, "lost the broker: reset", 200.0))
     dispatcher.route(TASK_LINK, TasksReceived((delivery(ids(1)[0], 1),)))
-    list(dispatcher.tick(1000.0, {"children": {}}))
+    list(dispatcher.tick(1000.0, TreeStatus()))
     snapshot = dispatcher.status_snapshot()
     assert snapshot["links"][TASK_LINK] == {"connected": True, "detail": "connected to amqp://b/", "since": 100.0}
     assert snapshot["links"][RESULT_LINK]["connected"] is False

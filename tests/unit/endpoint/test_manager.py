@@ -11,6 +11,8 @@ import pytest
 from compute_endpoint.endpoint.manager import COMMAND_LINK, ManagerDispatcher
 from compute_endpoint.protocol import commands
 from compute_endpoint.supervisor.control import SUPERVISOR, StartChild
+from compute_endpoint.supervisor.states import ChildState
+from compute_endpoint.supervisor.status import ChildStatus, TreeStatus
 from compute_endpoint.workers.pipe_messages import AckCommand, CommandReceived, PublishFailureNotice
 from compute_endpoint.workers.settings import ManagerSettings, PublishTarget
 
@@ -48,10 +50,10 @@ class Deliveries:
         return CommandReceived("g1", self.tag, command)
 
 
-def tree(**states: str) -> dict:
-    children = {COMMAND_LINK: {"state": "running"}}
-    children.update({name: {"state": state, "pid": 1, "since": 0, "restarts": 0} for name, state in states.items()})
-    return {"children": children}
+def tree(**states: str) -> TreeStatus:
+    children = {COMMAND_LINK: ChildStatus(ChildState.RUNNING, 1, 0.0, 0)}
+    children.update({name: ChildStatus(ChildState(state), 1, 0.0, 0) for name, state in states.items()})
+    return TreeStatus(children)
 
 
 def started(routed) -> list[str]:
