@@ -118,7 +118,7 @@ def _render(directory: Path | None, template, user_options, user_schema, parent_
     manager_text = parent_config.read() if parent_config is not None else (
         read_config_text(directory / "config.yaml") if directory is not None and (directory / "config.yaml").exists()
         else "")
-    if _has_engine(manager_text):
+    if _declares_engine(manager_text):
         raise TemplateError("the parent config has an engine: it is a classic endpoint's, which does not render "
                             "templates")
     manager = parse_manager_config(manager_text, parent_config.name if parent_config else "the parent config")
@@ -139,33 +139,31 @@ def _render(directory: Path | None, template, user_options, user_schema, parent_
                   json.load(user_runtime) if user_runtime else None, schema, template_dir, reserved)
 
 
-def _has_engine(text: str) -> bool:
+def _declares_engine(text: str) -> bool:
     import yaml
 
+    from .templates import declares_engine
+
     try:
-        data = yaml.safe_load(text)
+        return declares_engine(yaml.safe_load(text))
     except yaml.YAMLError:
         return False  # the manager config's loader says what is wrong
-    return isinstance(data, dict) and "engine" in data
 
 
 def _mapped_identity(data: object) -> dict:
     """_GC.mapped_identity from --mapped-identity: the shape templates see, or the official's
     input (a passwd record as its seven fields, and the matched identity)."""
-    from .templates import TemplateError
+    from .templates import PASSWD_FIELDS, TemplateError, identity_of_record
 
     if not isinstance(data, dict):
         raise TemplateError("--mapped-identity must be a JSON object")
     if "local" in data:
         return data
     record = data.get("local_user_record")
-    fields = ("pw_name", "pw_passwd", "pw_uid", "pw_gid", "pw_gecos", "pw_dir", "pw_shell")
-    if isinstance(record, list) and len(record) == len(fields):
-        record = dict(zip(fields, record, strict=True))
+    if isinstance(record, list) and len(record) == len(PASSWD_FIELDS):
+        record = dict(zip(PASSWD_FIELDS, record, strict=True))
     if not isinstance(record, dict) or not {"pw_name", "pw_uid", "pw_gid"} <= set(record):
         raise TemplateError("--mapped-identity needs \"local\" (as templates see it) or \"local_user_record\" "
                             "(a passwd record: [name, passwd, uid, gid, gecos, dir, shell])")
-    return {"local": {"uname": record["pw_name"], "uid": record["pw_uid"], "gid": record["pw_gid"],
-                      "gecos": record.get("pw_gecos", ""), "shell": record.get("pw_shell", ""),
-                      "dir": record.get("pw_dir", ""), "groups": [record["pw_gid"]]},
-            "globus": {"id": str(data.get("matched_identity") or "00000000-0000-0000-0000-000000000000")}}
+    matched = data.get("matched_identity")
+    return identity_of_record(record, str(matched) if matched else None, [record["pw_gid"]])

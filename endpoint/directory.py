@@ -207,9 +207,10 @@ class EndpointDirectory:
                  "user_config_schema.json", "user_environment.yaml")
         return [self.base, self.path, self.base / "storage.db", *(self.path / name for name in names)]
 
-    def refuse_untrusted(self) -> None:
-        """Raise EndpointDirectoryError naming the first of trusted_files that must not be used."""
-        for path in self.trusted_files():
+    def refuse_untrusted(self, *more: Path) -> None:
+        """Raise EndpointDirectoryError naming the first of trusted_files (and of more, files its
+        config points at) that must not be used."""
+        for path in (*self.trusted_files(), *more):
             problem = untrusted_path(path)
             if problem:
                 raise EndpointDirectoryError(problem)

@@ -16,7 +16,7 @@ from typing import Any
 
 import attrs
 
-from .directory import EndpointDirectory, EndpointDirectoryError, untrusted_path
+from .directory import EndpointDirectory, EndpointDirectoryError
 from .errors import EndpointError
 from .exit_codes import Exit
 from .processes import StopError, clean_up_unclean_stop, kill_all, leftover_processes, stop_process
@@ -109,11 +109,11 @@ def _start_template_capable(directory: EndpointDirectory, echo: Echo, options: S
     # As the official reads it: no config.yaml, or an empty one, is a manager with defaults.
     config_text = read_config_text(directory.config_file) if directory.config_file.exists() else ""
     config = parse_manager_config(config_text, str(directory.config_file))
-    for configured in (template_file(directory.path, config.user_config_template_path),
-                       schema_file(directory.path, config.user_config_schema_path)):
-        problem = untrusted_path(configured)
-        if problem:
-            raise LifecycleError(problem, exit_code=Exit.CONFIG)
+    try:  # the template and schema where config.yaml puts them: as trusted as the files beside it
+        directory.refuse_untrusted(template_file(directory.path, config.user_config_template_path),
+                                   schema_file(directory.path, config.user_config_schema_path))
+    except EndpointDirectoryError as exc:
+        raise LifecycleError(str(exc), exit_code=Exit.CONFIG) from None
     directory.log_file.touch(mode=0o600)
     identity, token, url = _authenticate(directory, config, echo)
     registration = _registration(directory, config, config_text, identity, token, url, options, echo,

@@ -100,9 +100,7 @@ class ManagerDispatcher:
 
     def _admit(self, tree: TreeStatus) -> list[Routed]:
         """Start the waiting user endpoints there is room for, oldest first."""
-        children = {name: child for name, child in tree.children.items() if name != COMMAND_LINK}
-        live = {name for name, child in children.items() if child.live}
-        starting = {name for name, child in children.items() if child.state is ChildState.STARTING}
+        live, starting = user_endpoints_in(tree)
         routed: list[Routed] = []
         for name in list(self.waiting):
             if name not in live and (len(live) >= self.settings.max_user_endpoints
@@ -208,9 +206,8 @@ class ManagerDispatcher:
         return {**running, **waiting}
 
     def user_endpoint_limits(self) -> dict:
-        children = [child for name, child in self.ledger.tree.children.items() if name != COMMAND_LINK]
-        return {"running": sum(1 for child in children if child.live), "max": self.settings.max_user_endpoints,
-                "starting": sum(1 for child in children if child.state is ChildState.STARTING),
+        live, starting = user_endpoints_in(self.ledger.tree)
+        return {"running": len(live), "max": self.settings.max_user_endpoints, "starting": len(starting),
                 "max_starts": self.settings.max_user_endpoint_starts, "waiting": len(self.waiting)}
 
     def status_report(self, active: bool) -> bytes:
@@ -224,6 +221,14 @@ class ManagerDispatcher:
         return self.ledger.snapshot(self.settings.endpoint_id, self.started, self.settings.heartbeat_period_s,
                                     tasks={}, engine={}, template_capable=True, user_endpoints=self.user_endpoints(),
                                     user_endpoint_limits=self.user_endpoint_limits())
+
+
+def user_endpoints_in(tree: TreeStatus) -> tuple[set[str], set[str]]:
+    """The user endpoints of the tree whose processes live (or are about to), and those of
+    them still starting: what the caps count."""
+    children = {name: child for name, child in tree.children.items() if name != COMMAND_LINK}
+    return ({name for name, child in children.items() if child.live},
+            {name for name, child in children.items() if child.state is ChildState.STARTING})
 
 
 def run_manager_tree(settings: ManagerSettings, config: ManagerConfig, directory: Path, owner_id: str | None,

@@ -100,7 +100,13 @@ def is_template_capable(directory: Path) -> bool:
         return True
     except (OSError, yaml.YAMLError):
         return (directory / TEMPLATE_FILE).exists()  # the loader of its layout will say what is wrong
-    return not (isinstance(data, dict) and "engine" in data)
+    return not declares_engine(data)
+
+
+def declares_engine(data: object) -> bool:
+    """A loaded config.yaml that names an engine: a classic endpoint's (a user endpoint's),
+    which renders no templates."""
+    return isinstance(data, dict) and "engine" in data
 
 
 def template_file(directory: Path, configured: str | None = None) -> Path:
@@ -133,9 +139,19 @@ def mapped_identity(uid: int, identity_id: str | None) -> dict:
     import pwd
 
     record = pwd.getpwuid(uid)
-    return {"local": {"uname": record.pw_name, "uid": record.pw_uid, "gid": record.pw_gid,
-                      "gecos": record.pw_gecos, "shell": record.pw_shell, "dir": record.pw_dir,
-                      "groups": os.getgrouplist(record.pw_name, record.pw_gid)},
+    return identity_of_record({field: getattr(record, field) for field in PASSWD_FIELDS}, identity_id,
+                              os.getgrouplist(record.pw_name, record.pw_gid))
+
+
+# A passwd record's fields, in the order pwd.struct_passwd (and the official's JSON) holds them.
+PASSWD_FIELDS = ("pw_name", "pw_passwd", "pw_uid", "pw_gid", "pw_gecos", "pw_dir", "pw_shell")
+
+
+def identity_of_record(record: Mapping[str, Any], identity_id: str | None, groups: list[int]) -> dict:
+    """_GC.mapped_identity as templates see it, from a passwd record (by PASSWD_FIELDS names)."""
+    return {"local": {"uname": record["pw_name"], "uid": record["pw_uid"], "gid": record["pw_gid"],
+                      "gecos": record.get("pw_gecos", ""), "shell": record.get("pw_shell", ""),
+                      "dir": record.get("pw_dir", ""), "groups": groups},
             "globus": {"id": identity_id or str(uuid.UUID(int=0))}}
 
 
