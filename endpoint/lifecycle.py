@@ -68,64 +68,59 @@ class StartOptions:
     endpoint_uuid: uuid.UUID | None = None  # register with this id when it has none yet
 
 
+@attrs.frozen
+class StartPlan:
+    """What the start steps work out, one step at a time, for the tree to run. Made in a
+    throwaway process and handed back through a pipe: it holds no token."""
+
+    directory: EndpointDirectory
+    options: StartOptions
+    template_capable: bool  # a manager of user endpoints (manager.py), not a classic tree
+    config: Any
+    config_text: str
+    identity: Any = None  # who is logged in and registers it
+    service_url: str = ""
+    settings: Any = None  # the tree's: WorkerSettings or ManagerSettings
+
+    @property
+    def debug(self) -> bool:
+        return self.settings.debug if self.settings else self.options.debug or self.config.debug
+
+
 def start(directory: EndpointDirectory, echo: Echo, options: StartOptions = StartOptions()) -> int:
     """Start the endpoint: check, authenticate, register, spawn. Returns the exit code for the
     CLI (after the run, when in the foreground)."""
-    from .templates import is_template_capable
+    from ..supervisor.throwaway import in_throwaway_process
 
     try:  # before anything in it is read or run: another user's file could run commands as you
         directory.refuse_untrusted()
     except EndpointDirectoryError as exc:
         raise LifecycleError(str(exc), exit_code=Exit.CONFIG) from None
-    if is_template_capable(directory.path):
-        return _start_template_capable(directory, echo, options)
-    from ..supervisor.throwaway import in_throwaway_process
-    from .tree import run_tree
-
     # This process becomes the supervisor, which needs neither Parsl (to check a
     # GlobusComputeEngine config) nor an HTTP client (to register): the steps before the
     # tree run in a throwaway child, and what they import stays there.
-    config, settings = in_throwaway_process(_prepare, directory, echo, options)
-
-    return _spawn(directory, options, echo, getattr(config, "endpoint_teardown", None), settings.debug,
-                  lambda progress: run_tree(settings, config, progress, debug_flag=options.debug))
+    plan = in_throwaway_process(_prepare, directory, echo, options)
+    return _spawn(plan, echo, _tree_body(plan))
 
 
-def _prepare(directory: EndpointDirectory, echo: Echo, options: StartOptions):
-    """(config, tree settings): checked, authenticated, registered, the broker answering."""
-    config, config_text = _check(directory, echo)
-    identity, token, url = _authenticate(directory, config, echo)
-    return config, _register(directory, config, config_text, identity, token, url, options, echo)
+def _prepare(directory: EndpointDirectory, echo: Echo, options: StartOptions) -> StartPlan:
+    """The plan, checked, authenticated and registered, with the broker answering."""
+    plan = _checked(directory, options, echo)
+    plan, token = _authenticated(plan, echo)
+    return _registered(plan, token, echo)
 
 
-def _start_template_capable(directory: EndpointDirectory, echo: Echo, options: StartOptions) -> int:
-    """A template-capable endpoint: its own tree runs a command link, and user endpoints on
-    request (manager.py)."""
-    from .config import parse_manager_config, read_config_text
-    from .manager import manager_settings, registration_metadata, run_manager_tree
-    from .templates import schema_file, template_file
+def _tree_body(plan: StartPlan) -> TreeBody:
+    if plan.template_capable:
+        from .manager import run_manager_tree
 
-    _check_not_running(directory, echo)
-    # As the official reads it: no config.yaml, or an empty one, is a manager with defaults.
-    config_text = read_config_text(directory.config_file) if directory.config_file.exists() else ""
-    config = parse_manager_config(config_text, str(directory.config_file))
-    try:  # the template and schema where config.yaml puts them: as trusted as the files beside it
-        directory.refuse_untrusted(template_file(directory.path, config.user_config_template_path),
-                                   schema_file(directory.path, config.user_config_schema_path))
-    except EndpointDirectoryError as exc:
-        raise LifecycleError(str(exc), exit_code=Exit.CONFIG) from None
-    directory.log_file.touch(mode=0o600)
-    identity, token, url = _authenticate(directory, config, echo)
-    registration = _registration(directory, config, config_text, identity, token, url, options, echo,
-                                 registration_metadata(directory.path, config))
-    settings = manager_settings(directory, config, registration, options.debug or config.debug)
-    _check_broker(settings.command_url, settings.command_queue, config.amqp_port, echo)
-    _record_registration(directory, registration, identity, echo)
-    owner = directory.read_owner()
-    owner_id = str(owner["id"]) if owner else None
-    return _spawn(directory, options, echo, None, settings.debug,
-                  lambda progress: run_manager_tree(settings, config, directory.path, owner_id, progress,
-                                                    settings.debug))
+        owner = plan.directory.read_owner()
+        owner_id = str(owner["id"]) if owner else None
+        return lambda progress: run_manager_tree(plan.settings, plan.config, plan.directory.path, owner_id,
+                                                 progress, plan.debug)
+    from .tree import run_tree
+
+    return lambda progress: run_tree(plan.settings, plan.config, progress, debug_flag=plan.options.debug)
 
 
 def _check_not_running(directory: EndpointDirectory, echo: Echo) -> None:
@@ -140,11 +135,15 @@ def _check_not_running(directory: EndpointDirectory, echo: Echo) -> None:
         clean_up_unclean_stop(directory, echo)
 
 
-def _check(directory: EndpointDirectory, echo: Echo):
+def _checked(directory: EndpointDirectory, options: StartOptions, echo: Echo) -> StartPlan:
     """Not running already; the config loads; endpoint_setup ran."""
-    from .config import parse_config, read_config_text
+    from .templates import is_template_capable
 
     _check_not_running(directory, echo)
+    if is_template_capable(directory.path):
+        return _checked_manager(directory, options)
+    from .config import parse_config, read_config_text
+
     config_text = read_config_text(directory.config_file)
     config = parse_config(config_text, str(directory.config_file))
     _check_engine_address(config, directory)
@@ -156,26 +155,43 @@ def _check(directory: EndpointDirectory, echo: Echo):
     if config.heartbeat_period < config.effective_heartbeat_period:
         echo(f"Note: heartbeat_period {config.heartbeat_period:g} is below the minimum; using "
              f"{config.effective_heartbeat_period:g} s")
-    return config, config_text
+    return StartPlan(directory, options, False, config, config_text)
 
 
-def _authenticate(directory: EndpointDirectory, config, echo: Echo):
-    """(identity, token, service URL) of who is logged in, who must be who registered it."""
+def _checked_manager(directory: EndpointDirectory, options: StartOptions) -> StartPlan:
+    """A template-capable endpoint's config.yaml, and its template and schema as trusted as it."""
+    from .config import parse_manager_config, read_config_text
+    from .templates import schema_file, template_file
+
+    # As the official reads it: no config.yaml, or an empty one, is a manager with defaults.
+    config_text = read_config_text(directory.config_file) if directory.config_file.exists() else ""
+    config = parse_manager_config(config_text, str(directory.config_file))
+    try:
+        directory.refuse_untrusted(template_file(directory.path, config.user_config_template_path),
+                                   schema_file(directory.path, config.user_config_schema_path))
+    except EndpointDirectoryError as exc:
+        raise LifecycleError(str(exc), exit_code=Exit.CONFIG) from None
+    directory.log_file.touch(mode=0o600)
+    return StartPlan(directory, options, True, config, config_text)
+
+
+def _authenticated(plan: StartPlan, echo: Echo) -> tuple[StartPlan, str]:
+    """The plan with who is logged in (who must be who registered it), and their token."""
     from .auth import AuthError
 
+    directory = plan.directory
     try:
-        credentials = credentials_for(directory, config)
+        credentials = credentials_for(directory, plan.config)
         token, identity = _credentials_for_start(credentials, echo)
     except AuthError as exc:
         raise LifecycleError(str(exc), exit_code=exc.exit_code) from None
-    url = credentials.service_url
     owner = directory.read_owner()
     if owner and owner["id"] != identity.id:
         raise LifecycleError(
             f"Endpoint {directory.name} was registered by {owner.get('username')} ({owner['id']}); it cannot be "
             f"run by {identity}, who is logged in now. Log in as {owner.get('username')}, or configure a new "
             "endpoint for this identity.", exit_code=Exit.NO_PERMISSION)
-    return identity, token, url
+    return attrs.evolve(plan, identity=identity, service_url=credentials.service_url), token
 
 
 def credentials_for(directory: EndpointDirectory, config=None):
@@ -189,30 +205,40 @@ def credentials_for(directory: EndpointDirectory, config=None):
                        environment_name(config.environment, config.local_compute_services))
 
 
-def _register(directory: EndpointDirectory, config, config_text: str, identity, token: str, url: str,
-              options: StartOptions, echo: Echo):
+def _registered(plan: StartPlan, token: str, echo: Echo) -> StartPlan:
     """Register with the service and check its broker answers; then record the endpoint's id.
-    Returns the settings of the tree to start."""
-    from .tree import worker_settings
+    The plan gains the settings of the tree to start."""
+    from .service_client import ServiceClient, ServiceError
 
-    registration = _registration(directory, config, config_text, identity, token, url, options, echo)
-    settings = worker_settings(directory.name, directory.path, directory.log_file, config, config_text,
-                               registration, options.debug or config.debug)
-    _check_broker(settings.task_queue_url, settings.task_queue, config.amqp_port, echo)
-    _record_registration(directory, registration, identity, echo)
-    return settings
+    directory, config = plan.directory, plan.config
+    metadata = None
+    if plan.template_capable:
+        from .manager import registration_metadata
 
-
-def _registration(directory: EndpointDirectory, config, config_text: str, identity, token: str, url: str,
-                  options: StartOptions, echo: Echo, metadata: dict | None = None) -> dict:
-    from .registration import RegistrationError, register
-
-    echo(f"Registering with the Compute service at {url} as {identity} ...")
+        metadata = registration_metadata(directory.path, config)
+    echo(f"Registering with the Compute service at {plan.service_url} as {plan.identity} ...")
     try:
-        return register(url, token, directory.name, _endpoint_id_to_register(directory, options),
-                        config.display_name, config_text, config.registration_fields(), metadata)
-    except RegistrationError as exc:
+        registration = ServiceClient(plan.service_url, token).register(
+            directory.name, _endpoint_id_to_register(directory, plan.options), config.display_name,
+            plan.config_text, config.registration_fields(), metadata)
+    except ServiceError as exc:
         raise LifecycleError(f"Registration failed: {exc}", exc.exit_code) from None
+    debug = plan.options.debug or config.debug
+    settings: Any
+    if plan.template_capable:
+        from .manager import manager_settings
+
+        settings = manager_settings(directory, config, registration, debug)
+        broker_url, queue = settings.command_url, settings.command_queue
+    else:
+        from .tree import worker_settings
+
+        settings = worker_settings(directory.name, directory.path, directory.log_file, config, plan.config_text,
+                                   registration, debug)
+        broker_url, queue = settings.task_queue_url, settings.task_queue
+    _check_broker(broker_url, queue, config.amqp_port, echo)
+    _record_registration(directory, registration, plan.identity, echo)
+    return attrs.evolve(plan, settings=settings)
 
 
 def _record_registration(directory: EndpointDirectory, registration: dict, identity, echo: Echo) -> None:
@@ -237,10 +263,10 @@ def _endpoint_id_to_register(directory: EndpointDirectory, options: StartOptions
 TreeBody = Callable[[Any], tuple[int, "str | None"]]
 
 
-def _spawn(directory: EndpointDirectory, options: StartOptions, echo: Echo, teardown: str | None, debug: bool,
-           body: TreeBody) -> int:
+def _spawn(plan: StartPlan, echo: Echo, body: TreeBody) -> int:
     """Run the tree here (foreground), or in a daemon, waiting for its start-up progress."""
-    run = _Run(directory, options, teardown, debug, body)
+    directory, options = plan.directory, plan.options
+    run = _Run(directory, options, getattr(plan.config, "endpoint_teardown", None), plan.debug, body)
     if options.foreground:
         return run(fd=None, echo=echo)
     from .daemon import daemonize, read_progress

@@ -1,4 +1,5 @@
-"""The CLI's calls to the service besides registration: the routes and what each failure says."""
+"""The CLI's calls to the service besides registration (test_registration.py): the routes
+and what each failure says."""
 
 from __future__ import annotations
 
