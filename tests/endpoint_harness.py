@@ -82,6 +82,24 @@ class EndpointHarness:
     def title(self) -> str:
         return f"Globus Compute Endpoint ({self.endpoint_id}, {self.name})"
 
+    def wait_until_running(self, count: int, timeout: float = 60, excluding: frozenset[str] = frozenset()
+                           ) -> list[str]:
+        """The ids of the tasks a worker has taken, once there are ``count`` of them, as the
+        status file (rewritten each second) lists them: the event a test kills things after.
+        ``excluding``: tasks known to have ended, which a status a second old may still list."""
+        deadline = time.monotonic() + timeout
+        running: list[str] = []
+        while time.monotonic() < deadline:
+            try:
+                listed = json.loads((self.directory / "status.json").read_text()).get("tasks_in_flight") or []
+            except (OSError, ValueError):
+                listed = []
+            running = [t["task_id"] for t in listed if t["state"] == "running" and t["task_id"] not in excluding]
+            if len(running) >= count:
+                return running
+            time.sleep(0.1)
+        raise AssertionError(f"{len(running)} tasks running after {timeout} s, not {count}; log:\n{self.log()[-3000:]}")
+
     def children(self) -> dict[str, int]:
         """{role: pid} of the supervisor's live, titled children."""
         found = {}

@@ -13,6 +13,7 @@ import pytest
 
 from compute_endpoint.endpoint.exit_codes import Exit
 from tests.conftest import BIN_DIR
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -67,8 +68,7 @@ def test_cleanup_after_an_unclean_stop_spares_another_users_process_with_a_forge
             assert time.monotonic() < deadline
             time.sleep(0.05)
         os.kill(endpoint.supervisor().pid, signal.SIGKILL)
-        time.sleep(1)
-        assert endpoint.status() == "Disconnected"
+        wait_for(lambda: endpoint.status() == "Disconnected", 20, "the killed endpoint listed as Disconnected")
         endpoint.start()  # cleans up this user's leftovers only
         assert forged.poll() is None, "another user's process was killed for its title"
         assert endpoint.status() == "Running"

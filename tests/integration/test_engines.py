@@ -147,7 +147,7 @@ def test_engine_killed_mid_run_retries_as_configured(make_endpoint, retries, exp
     endpoint = make_endpoint(config)
     assert endpoint.run(square_after, [(0, 0)]) == [0]  # the pool's workers are up
     ids = endpoint.submit(square_after, [(i, 3) for i in range(8)])
-    time.sleep(1.5)  # the first four run now (3 s each); the other four wait in the engine
+    endpoint.wait_until_running(4)  # the first four run now (3 s each); the other four wait in the engine
     engine = psutil.Process(endpoint.children()["engine"])
     pool_workers = engine.children()
     assert pool_workers

@@ -82,7 +82,7 @@ def test_an_engine_crash_fails_only_the_running_tasks(sdk_endpoint, engine):
     with endpoint.executor() as executor:
         assert executor.submit(nap, 0).result(timeout=120) == 0  # workers are up
         futures = [executor.submit(nap, 3) for _ in range(3 * WORKERS)]
-        time.sleep(1.5)  # the first tasks run now, well inside their 3 s
+        endpoint.wait_until_running(WORKERS)  # the first tasks run now, each for 3 s
         engine_pid = endpoint.children()["engine"]
         if engine == "GlobusComputeEngine":
             [interchange] = [p for p in psutil.Process(engine_pid).children() if "interchange" in p.cmdline()[0]]

@@ -86,7 +86,7 @@ def test_sighup_moves_the_tree_onto_the_edited_config_without_losing_a_task(make
     wait_for(lambda: (v := status_json(harness))["tree"] and v["tree"]["engine"].get("total_workers") == 1, 40,
              "the first engine's figures")
     task_ids = harness.submit(nap, [(0.2,)] * 30)
-    time.sleep(1.0)  # mid-run
+    harness.wait_until_running(1)  # mid-run
     (harness.directory / "config.yaml").write_text(THREAD_POOL_CONFIG.replace("max_workers: 4", "max_workers: 3"))
     harness.supervisor().send_signal(signal.SIGHUP)
     results = harness.results(task_ids, timeout=90)

@@ -176,7 +176,7 @@ def test_an_engine_killed_mid_backlog_fails_only_the_two_tasks_running(sdk_endpo
         while sum(f.done() for f in futures) < 4:
             assert time.monotonic() < deadline, "the first two rounds did not end"
             time.sleep(0.02)
-        time.sleep(0.8)
+        endpoint.wait_until_running(2, excluding=frozenset(str(f.task_id) for f in futures if f.done()))
         engine_pid = endpoint.children()["engine"]
         if engine == "GlobusComputeEngine":
             [interchange] = [p for p in psutil.Process(engine_pid).children() if "interchange" in p.cmdline()[0]]

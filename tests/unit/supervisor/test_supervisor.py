@@ -304,7 +304,9 @@ def test_a_busy_child_is_not_taken_for_a_hung_one(make_tree):
                      policy={"ping_interval_s": 0.2, "hung_after_s": 1.0, "busy_cpu_share": 0.02})
     all_ready(tree, "a")
     busy = tree.pid_of("a")
-    time.sleep(4)  # three seconds of computing, past the one-second timeout
+    # Three seconds of computing, past the one-second timeout; then it says so.
+    tree.wait_for(lambda: any(e.get("kind") == "computed" for e in tree.read_events()), timeout=30,
+                  what="a through its busy spell")
     assert tree.pid_of("a") == busy
     log = tree.log.read_text()
     assert "busy, not hung; waiting" in log and "hung (stuck, not busy)" not in log
@@ -317,7 +319,8 @@ def test_a_child_crawling_on_a_loaded_cpu_is_not_taken_for_a_hung_one(make_tree)
                      policy={"ping_interval_s": 0.2, "hung_after_s": 1.0})
     all_ready(tree, "a")
     starved = tree.pid_of("a")
-    time.sleep(4)
+    tree.wait_for(lambda: any(e.get("kind") == "computed" for e in tree.read_events()), timeout=30,
+                  what="a through its starved spell")
     assert tree.pid_of("a") == starved
     log = tree.log.read_text()
     assert "busy, not hung; waiting" in log and "hung (stuck, not busy)" not in log

@@ -4,7 +4,6 @@ executor options passed through (thread_name_prefix, mp_context, max_tasks_per_c
 from __future__ import annotations
 
 import threading
-import time
 import uuid
 
 from globus_compute_sdk.serialize import ComputeSerializer, PureSourceTextInspect
@@ -13,6 +12,7 @@ from compute_endpoint.protocol import messages
 from compute_endpoint.protocol.serialize import deserialize
 from compute_endpoint.workers.engines.base import build_engine
 from compute_endpoint.workers.pipe_messages import TaskDelivery, TaskResult
+from tests.waiting import wait_for
 
 # Source, not a reference: the pool's worker processes cannot import this test module.
 SDK = ComputeSerializer(strategy_code=PureSourceTextInspect())
@@ -102,9 +102,9 @@ def test_a_thread_over_its_time_limit_gets_the_limits_error_once_and_its_late_va
     try:
         task = delivery(sleep_a_second)
         engine.submit(task, outcomes.append)
-        time.sleep(1.8)  # past the limit, and past the end of the task's sleep
+        wait_for(lambda: outcomes, 30, "the time limit's error")
     finally:
-        engine.shutdown(cancel_pending=False)
+        engine.shutdown(cancel_pending=False)  # waits for the thread: its late value comes now or never
     assert [outcome.task_id for outcome in outcomes] == [task.task_id]
     result = messages.unpack(outcomes[0].packed)
     assert result.is_error and "time limit of 0.3 s" in result.data, result.data
