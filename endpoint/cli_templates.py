@@ -3,22 +3,70 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
+import attrs
 import click
 
 from .cli import EndpointContext, name_or_uuid_argument, pass_context
 from .directory import EndpointDirectoryError
 
+EXAMPLE_MAPPING = "example_identity_mapping_config.json"
+GIVEN_MAPPING = "identity_mapping_config.json"
+MULTI_USER_CONFIG = """\
+# A multi-user endpoint: started by root, it runs each Globus identity's user endpoints as
+# the local user the identity mapping names (the first identity of the submitter's set
+# that maps). See docs/multi-user.md.
+multi_user: true
+identity_mapping_config_path: {mapping}
+# Account checks and a session for each user (/etc/pam.d/<service_name>).
+pam:
+  enable: false
+  service_name: globus-compute-endpoint
+# With high_assurance: true, one line per task event of every user endpoint.
+audit_log_path: {audit_log}
+mu_child_ep_grace_period_s: 30
+email: {email}
+"""
+EXAMPLE_MAPPING_TEXT = """\
+[
+  {
+    "comment": "Globus usernames <netid>@example.edu run as the local account <netid>. More: https://docs.globus.org/globus-connect-server/v5.4/identity-mapping-guide/",
+    "DATA_TYPE": "expression_identity_mapping#1.0.0",
+    "mappings": [
+      {"source": "{username}", "match": "(.*)@example\\.edu", "output": "{0}"}
+    ]
+  }
+]
+"""
+
+
+@attrs.frozen
+class MultiUser:
+    """What configure --multi-user was given."""
+
+    contact_email: str
+    mapping: Path | None = None  # --id-mapping-config: the administrator's own mapping
+
 
 def configure_template_capable(obj: EndpointContext, name: str, display_name: str | None,
-                                manager_config: Path | None, given: dict[str, Path | None]) -> None:
+                                manager_config: Path | None, given: dict[str, Path | None],
+                                multi_user: MultiUser | None = None, policy_keys: str = "") -> None:
     from .config import ConfigError, parse_manager_config
     from .templates import SCHEMA_FILE, TemplateError, default_files, load_schema
 
     files = default_files(display_name)
     if manager_config:
         files["config.yaml"] = manager_config.read_text()
+    files["config.yaml"] = files["config.yaml"].rstrip("\n") + "\n" + policy_keys
+    if multi_user is not None:
+        directory_path = obj.directory(name).path
+        mapping_name = GIVEN_MAPPING if multi_user.mapping else EXAMPLE_MAPPING
+        files[mapping_name] = multi_user.mapping.read_text() if multi_user.mapping else EXAMPLE_MAPPING_TEXT
+        files["config.yaml"] = files["config.yaml"].rstrip("\n") + "\n\n" + MULTI_USER_CONFIG.format(
+            mapping=directory_path / mapping_name, audit_log=directory_path / "audit.log",
+            email=json.dumps(multi_user.contact_email))
     files.update({file_name: path.read_text() for file_name, path in given.items() if path is not None})
     try:
         parse_manager_config(files["config.yaml"], str(manager_config or "the new config.yaml"))
@@ -36,9 +84,13 @@ def configure_template_capable(obj: EndpointContext, name: str, display_name: st
 
     for file_name, text in files.items():
         write_private_file(directory.path / file_name, text)
-    click.echo(f"Created template-capable profile for endpoint named <{name}>\n")
+    kind = "multi-user" if multi_user is not None else "template-capable"
+    click.echo(f"Created {kind} profile for endpoint named <{name}>\n")
     click.echo(f"\tConfiguration file: {directory.config_file}")
     click.echo(f"\tUser endpoint template: {directory.path / 'user_config_template.yaml.j2'}\n")
+    if multi_user is not None:
+        mapping_file = directory.path / (GIVEN_MAPPING if multi_user.mapping else EXAMPLE_MAPPING)
+        click.echo(f"\tIdentity mapping: {mapping_file}\n\tStart it as root: globus-compute-endpoint start {name}\n")
 
 
 @click.command("migrate-to-template-capable", short_help="Make an endpoint render its config from a template.")

@@ -31,7 +31,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable
 
 from ..protocol import messages
-from ..supervisor.control import SUPERVISOR, Forgive, StopTree
+from ..supervisor.control import PARENT, SUPERVISOR, Forgive, StopTree
 from ..supervisor.status import TreeStatus
 from ..workers.execution import FUNCTION_NOT_ALLOWED, UNKNOWN_TASK_FAILURE, error_result
 from ..workers.payloads import size_of
@@ -47,6 +47,8 @@ from ..workers.pipe_messages import (
     RunTasks,
     StopRequested,
     TaskDelivery,
+    TaskEvent,
+    TaskEvents,
     TaskLost,
     TaskResult,
     TasksLost,
@@ -99,10 +101,25 @@ class EndpointDispatcher:
         # Told each child's readiness (start-up progress); set by tree.run_tree.
         self.startup_listener: Callable[[str], None] | None = None  # told each child's name once it is ready
         self.stopping_listener: Callable[[], None] | None = None  # told when the tree begins to stop
+        # A multi-user endpoint's user endpoint tells its manager each task's events (audit.py).
+        self.audited = False
+        self._audit_events: list[TaskEvent] = []
 
     # ------------------------------------------------------------------ routing
 
     def route(self, source: str, message: object) -> Iterable[Routed]:
+        routed = self._route(source, message)
+        if not self._audit_events:
+            return routed
+        events, self._audit_events = tuple(self._audit_events), []
+        return [*routed, (PARENT, TaskEvents(events))]
+
+    def _audit(self, entry: InFlight, action: str, detail: str = "") -> None:
+        if self.audited:
+            function_id = messages.canonical_uuid(entry.delivery.headers.get("function_uuid")) or ""
+            self._audit_events.append(TaskEvent(entry.delivery.task_id, function_id, action, detail))
+
+    def _route(self, source: str, message: object) -> Iterable[Routed]:
         if isinstance(message, TasksReceived):
             return self._received(message.deliveries)
         if isinstance(message, TasksStarted):
@@ -110,6 +127,7 @@ class EndpointDispatcher:
                 entry = self.inflight.get(task_id)
                 if entry is not None and entry.state is TaskState.HANDED:
                     entry.state = TaskState.RUNNING
+                    self._audit(entry, "RUNNING")
             return []
         if isinstance(message, ResultsDone):
             return self._done(message.results) + self._probation_progress()
@@ -144,8 +162,10 @@ class EndpointDispatcher:
             else:
                 self.counts["received"] += 1
                 entry = self.inflight[delivery.task_id] = InFlight(delivery)
+                self._audit(entry, "RECEIVED")
                 refusal = self._refusal(delivery)
                 if refusal:  # cannot run: answer with an error, never give it to the engine
+                    self._audit(entry, "FAILED", refusal[1])
                     refused.append(TaskResult(delivery.task_id, error_result(
                         delivery.task_id, *refusal, endpoint_id=self.endpoint_id)))
                     entry.state = TaskState.HANDED
@@ -175,6 +195,7 @@ class EndpointDispatcher:
             if entry is None or entry.state is TaskState.DONE:
                 continue  # a late result of a task already settled
             entry.state, entry.result = TaskState.DONE, result.packed
+            self._audit(entry, "EXEC_END")
             publish.append(result)
         if publish and RESULT_LINK in self.ready:
             return [(RESULT_LINK, PublishResults(tuple(publish)))]

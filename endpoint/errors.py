@@ -16,3 +16,7 @@ class EndpointError(Exception):
 
     def __reduce__(self):  # crosses the throwaway process's pipe (supervisor/throwaway.py)
         return type(self), (str(self), self.exit_code)
+
+
+class LifecycleError(EndpointError):
+    """A start or stop step failed; str() says which and what to do."""

@@ -17,8 +17,9 @@ from typing import Any
 import attrs
 
 from .directory import EndpointDirectory, EndpointDirectoryError
-from .errors import EndpointError
+from .errors import LifecycleError
 from .exit_codes import Exit
+from .preflight import check_broker, check_engine_address, check_multi_user
 from .processes import StopError, clean_up_unclean_stop, kill_all, leftover_processes, stop_process
 from .status import EndpointState, endpoint_status
 
@@ -28,10 +29,6 @@ TAIL_LINES = 15
 
 Echo = Callable[[str], None]
 log = logging.getLogger(__name__)
-
-
-class LifecycleError(EndpointError):
-    """A start or stop step failed; str() says which and what to do."""
 
 
 def run_hook(kind: str, script: str, log_file: Path, echo: Echo) -> None:
@@ -146,7 +143,7 @@ def _checked(directory: EndpointDirectory, options: StartOptions, echo: Echo) ->
 
     config_text = read_config_text(directory.config_file)
     config = parse_config(config_text, str(directory.config_file))
-    _check_engine_address(config, directory)
+    check_engine_address(config, directory)
     directory.log_file.touch(mode=0o600)
     if config.endpoint_setup:
         run_hook("endpoint_setup", config.endpoint_setup, directory.log_file, echo)
@@ -166,9 +163,11 @@ def _checked_manager(directory: EndpointDirectory, options: StartOptions) -> Sta
     # As the official reads it: no config.yaml, or an empty one, is a manager with defaults.
     config_text = read_config_text(directory.config_file) if directory.config_file.exists() else ""
     config = parse_manager_config(config_text, str(directory.config_file))
+    mapping = check_multi_user(directory, config) if config.maps_identities else None
     try:
         directory.refuse_untrusted(template_file(directory.path, config.user_config_template_path),
-                                   schema_file(directory.path, config.user_config_schema_path))
+                                   schema_file(directory.path, config.user_config_schema_path),
+                                   *([mapping] if mapping else []))
     except EndpointDirectoryError as exc:
         raise LifecycleError(str(exc), exit_code=Exit.CONFIG) from None
     directory.log_file.touch(mode=0o600)
@@ -236,7 +235,7 @@ def _registered(plan: StartPlan, token: str, echo: Echo) -> StartPlan:
         settings = worker_settings(directory.name, directory.path, directory.log_file, config, plan.config_text,
                                    registration, debug)
         broker_url, queue = settings.task_queue_url, settings.task_queue
-    _check_broker(broker_url, queue, config.amqp_port, echo)
+    check_broker(broker_url, queue, config.amqp_port, echo)
     _record_registration(directory, registration, plan.identity, echo)
     return attrs.evolve(plan, settings=settings)
 
@@ -286,20 +285,6 @@ def _spawn(plan: StartPlan, echo: Echo, body: TreeBody) -> int:
         os._exit(code)
 
 
-def _check_engine_address(config, directory: EndpointDirectory) -> None:
-    """A named address (an interface, a finder) must resolve before anything starts."""
-    address = getattr(config.engine, "address", None)
-    if not isinstance(address, dict):
-        return
-    from ..workers.addresses import AddressError, resolve_address
-
-    try:
-        resolve_address(address)
-    except AddressError as exc:
-        raise LifecycleError(f"Invalid endpoint configuration in {directory.config_file}:\n  engine.{exc}",
-                             exit_code=Exit.CONFIG) from None
-
-
 def _credentials_for_start(credentials, echo: Echo):
     """The token and who it speaks for. With no credentials, log in first, as the official
     start does: the Globus Auth link at once; where there is no terminal to paste the code
@@ -330,34 +315,6 @@ def _credentials_for_start(credentials, echo: Echo):
 
 def _uuid(value: str) -> uuid.UUID:
     return uuid.UUID(str(value))
-
-
-BROKER_CHECK_TIMEOUT_S = 5
-
-
-def _check_broker(url: str, queue: str, amqp_port: int | None = None, echo: Echo = lambda _: None) -> None:
-    from ..broker.connection import broker_connection, explain_tls_error
-    from ..protocol.urls import embedded_folder, is_embedded, redact_url
-
-    echo(f"Checking the broker at {redact_url(url)} ...")
-    if is_embedded(url) and not Path(embedded_folder(url)).is_dir():
-        raise LifecycleError(f"The service hands out the embedded broker in {embedded_folder(url)}, which is not "
-                             "on this machine: run the endpoint where the service runs, or serve with RabbitMQ.",
-                             exit_code=Exit.UNAVAILABLE)
-    try:
-        with broker_connection(url, connect_timeout=BROKER_CHECK_TIMEOUT_S) as connection:
-            connection.connect()  # one attempt: a broker that does not answer now is reported now
-            connection.channel().queue_declare(queue=queue, passive=True)
-    except Exception as exc:
-        tls_problem = explain_tls_error(exc, url)
-        if tls_problem:
-            raise LifecycleError(f"Refusing the broker at {redact_url(url)}: {tls_problem}. The endpoint never "
-                                 "talks to a broker it cannot verify.", exit_code=Exit.UNAVAILABLE) from None
-        port_hint = (f" config.yaml sets amqp_port: {amqp_port}, which replaces the port the service hands out; "
-                     "a local compute-service's RabbitMQ listens on 5672: remove amqp_port (or set 5672)."
-                     if amqp_port is not None else " Check that it runs and that this host can reach it.")
-        raise LifecycleError(f"Cannot use the broker at {redact_url(url)} ({exc}).{port_hint}",
-                             exit_code=Exit.UNAVAILABLE) from None
 
 
 @attrs.frozen

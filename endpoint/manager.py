@@ -31,11 +31,21 @@ from ..supervisor.spec import ChildSpec, Restart, RestartPolicy
 from ..supervisor.states import ChildState
 from ..supervisor.status import TreeStatus
 from ..supervisor.supervisor import Supervisor
-from ..workers.pipe_messages import AckCommand, BrokerState, CommandReceived, PublishFailureNotice, PublishStatus
+from ..workers.pipe_messages import (
+    AckCommand,
+    BrokerState,
+    CommandReceived,
+    PublishFailureNotice,
+    PublishStatus,
+    TaskEvents,
+)
 from ..workers.settings import ManagerSettings
-from .config import ConfigError, ManagerConfig
+from .audit import AuditLog
+from .config import ConfigError, ConfigProblem, ManagerConfig
 from .daemon import Progress
 from .errors import EndpointError
+from .identity_map import IdentityMap, LocalUser, MappingRefused
+from .run_as import PamRefused, pam_check_account
 from .status_board import StatusBoard, TreeLedger
 from .templates import Reserved, TemplateError, mapped_identity, render_directory, user_environment
 from .user_launch import UserEndpointLaunch, inherit_allowed_functions, user_endpoint_environment, user_endpoint_paths
@@ -73,8 +83,17 @@ class ManagerDispatcher:
         self.user_endpoint_ids: dict[str, str] = {}  # user endpoint name -> its endpoint id
         self.waiting: dict[str, WaitingStart] = {}  # starts waiting their turn, oldest first
         self._told_waiting: set[str] = set()  # the waiting ones last logged
+        # A multi-user endpoint's: its mapping (read at the first start), each user endpoint's
+        # user, and its audit log.
+        self.identity_map: IdentityMap | None = None
+        self.run_as: dict[str, LocalUser] = {}
+        self.audit = AuditLog(Path(settings.audit_log_path), settings.endpoint_id) if settings.audit_log_path \
+            else None
 
     def route(self, source: str, message: object) -> Iterable[Routed]:
+        if isinstance(message, TaskEvents):
+            self._audit(source, message)
+            return []
         if isinstance(message, CommandReceived):
             ack = (COMMAND_LINK, AckCommand(message.generation, message.delivery_tag))
             if isinstance(message.command, commands.StartUserEndpoint):
@@ -85,6 +104,8 @@ class ManagerDispatcher:
         return []
 
     def _admissible(self, command: commands.StartUserEndpoint) -> bool:
+        if self.settings.identity_mapping_path:  # multi-user: any identity; its mapping decides
+            return True
         if self.owner_id and command.identities and self.owner_id not in command.identities:
             log.warning("refused to start user endpoint %s: the command is for another identity", command.name)
             return False
@@ -131,6 +152,12 @@ class ManagerDispatcher:
             return []
         try:
             spec, launch = self.user_endpoint(command)
+        except (MappingRefused, PamRefused) as exc:
+            who = ", ".join(dict(identity).get("username") or dict(identity).get("sub", "?")
+                            for identity in command.identity_set) or ", ".join(sorted(command.identities))
+            log.error("refused to start user endpoint %s (%s) for %s: %s", command.name, command.endpoint_id, who,
+                      getattr(exc, "detail", exc))
+            return [(COMMAND_LINK, self.failure_notice(command, str(exc)))]
         except (TemplateError, ConfigError, OSError) as exc:
             log.error("cannot start user endpoint %s (%s): %s", command.name, command.endpoint_id, exc)
             return [(COMMAND_LINK, self.failure_notice(command, str(exc)))]
@@ -154,8 +181,10 @@ class ManagerDispatcher:
     def user_endpoint(self, command: commands.StartUserEndpoint) -> tuple[ChildSpec, UserEndpointLaunch]:
         from .tree import worker_settings
 
+        run_as = self._local_user(command) if self.settings.identity_mapping_path else None
         reserved = Reserved(self.settings.parent_config,
-                            mapped_identity(os.geteuid(), command.effective_identity or None), dict(os.environ))
+                            mapped_identity(run_as.uid if run_as else os.geteuid(), command.effective_identity or None),
+                            dict(os.environ))
         text, config = render_directory(self.directory, command.user_opts, command.user_runtime,
                                         template=Path(self.settings.template_path) if self.settings.template_path
                                         else None,
@@ -163,7 +192,12 @@ class ManagerDispatcher:
                                         reserved=reserved)
         config = inherit_allowed_functions(config, self.settings.allowed_functions)
         environment = user_endpoint_environment(command, user_environment(self.directory))
-        run_dir, log_file = user_endpoint_paths(self.directory / USER_ENDPOINTS / command.name, config, environment)
+        if run_as is None:
+            run_dir, log_file = user_endpoint_paths(self.directory / USER_ENDPOINTS / command.name, config, environment)
+        else:  # its files are its user's, in their home, made by it once it is that user
+            environment = run_as.environment(environment)
+            run_dir, log_file = user_endpoint_paths(Path(run_as.home) / ".globus_compute" / command.name, config,
+                                                    environment, make=False, inherited=environment)
         settings = worker_settings(command.name, run_dir, log_file, config, text, command.amqp_creds, self.debug)
         # One user's endpoint that cannot run stops no one else's (isolated); its start may run
         # the template's endpoint_setup, which may wait on the network for minutes.
@@ -173,7 +207,33 @@ class ManagerDispatcher:
         log.info("starting user endpoint %s (%s) with options %s", command.name, command.endpoint_id,
                  sorted(command.user_opts))
         self.user_endpoint_ids[command.name] = command.endpoint_id
-        return spec, UserEndpointLaunch(settings, text, environment, self.settings.allowed_functions)
+        if run_as is not None:
+            self.run_as[command.name] = run_as
+        return spec, UserEndpointLaunch(settings, text, environment, self.settings.allowed_functions, run_as,
+                                        self.settings.pam_service or None, self.audit is not None)
+
+    def _local_user(self, command: commands.StartUserEndpoint) -> LocalUser:
+        """Who the command's identity runs as here: the mapping's first match, a real account
+        not root's, and (with PAM) one whose account PAM accepts."""
+        if self.identity_map is None:
+            self.identity_map = IdentityMap(Path(self.settings.identity_mapping_path), self.settings.endpoint_id)
+        identity_set = [dict(identity) for identity in command.identity_set] or \
+            [{"sub": sub} for sub in sorted(command.identities)]
+        user = self.identity_map.local_user(identity_set)
+        if self.settings.pam_service:
+            pam_check_account(user, self.settings.pam_service)
+        log.info("user endpoint %s runs as %s (uid %d) for %s", command.name, user.name, user.uid,
+                 ", ".join(i.get("username") or i["sub"] for i in identity_set))
+        return user
+
+    def _audit(self, source: str, events: TaskEvents) -> None:
+        """Lines for the audit log, stamped with what this process knows of the sender (its
+        uid, pid and endpoint id, from the child it started), never with what the sender says."""
+        user = self.run_as.get(source)
+        child = self.ledger.tree.children.get(source)
+        if self.audit is None or user is None or child is None:
+            return
+        self.audit.write(user.uid, child.pid, self.user_endpoint_ids.get(source, ""), events)
 
     def child_ready(self, name: str) -> Iterable[Routed]:
         if self.startup_listener is not None:
@@ -293,4 +353,18 @@ def manager_settings(directory, config: ManagerConfig, registration: dict, debug
         max_user_endpoints=config.max_user_endpoints, max_user_endpoint_starts=config.max_user_endpoint_starts,
         template_path=str(template_file(directory.path, config.user_config_template_path)),
         schema_path=str(schema_file(directory.path, config.user_config_schema_path)),
-        parent_config=cattrs.Converter().unstructure(config))
+        parent_config=cattrs.Converter().unstructure(config),
+        identity_mapping_path=identity_mapping_path(directory.path, config) or "",
+        pam_service=config.pam.service_name if config.maps_identities and config.pam.enable else "",
+        audit_log_path=(config.audit_log_path or "") if config.maps_identities and config.high_assurance else "")
+
+
+def identity_mapping_path(directory: Path, config: ManagerConfig) -> str | None:
+    """A multi-user endpoint's identity mapping file (relative to the endpoint's directory)."""
+    if not config.maps_identities:
+        return None
+    if not config.identity_mapping_config_path:
+        raise ConfigError(str(directory / "config.yaml"), [ConfigProblem(
+            ("identity_mapping_config_path",), "is required by multi_user: true (the JSON file that maps each "
+            "Globus identity to a local user; configure --multi-user writes an example)")])
+    return str(directory / Path(config.identity_mapping_config_path).expanduser())

@@ -122,9 +122,11 @@ def prefetch_for(engine) -> int:
 
 
 def run_tree(settings: WorkerSettings, config: EndpointConfig, progress: Progress,
-             debug_flag: bool = False, parent: ParentPipe | None = None) -> tuple[int, str | None]:
+             debug_flag: bool = False, parent: ParentPipe | None = None,
+             audited: bool = False) -> tuple[int, str | None]:
     """Run the tree to its end: (exit code, why it stopped). ``debug_flag``: --debug was given.
-    ``parent``: the tree is a user endpoint, a child of a template-capable endpoint's tree."""
+    ``parent``: the tree is a user endpoint, a child of a template-capable endpoint's tree;
+    ``audited``: it tells that parent each task's events, for its audit log."""
     specs = [ChildSpec(name=role, target=target, title=settings.role_title(role),
                        shutdown_timeout_s=30.0 if role == ENGINE else 10.0)
              for role, target in CHILD_TARGETS.items()]
@@ -132,6 +134,7 @@ def run_tree(settings: WorkerSettings, config: EndpointConfig, progress: Progres
     board = StatusBoard(Path(settings.run_dir))
     dispatcher = EndpointDispatcher(settings.endpoint_id, DispatchPolicy.from_config(config),
                                     ep_info=_ep_info(settings), engine_type=config.engine.type, status_board=board)
+    dispatcher.audited = audited and parent is not None
     dispatcher.startup_listener = _startup_progress(settings, dispatcher, progress)
     dispatcher.stopping_listener = progress.stopping
     supervisor = Supervisor(specs, policy, dispatcher, settings, title=settings.title,

@@ -49,6 +49,9 @@ class StartUserEndpoint:
     user_runtime: dict
     identities: frozenset[str]  # the submitting user's identity set (subs)
     effective_identity: str = ""  # the one of them that submitted
+    # The identity set as sent (each identity's text fields: sub, username, email...), in its
+    # order: what a multi-user endpoint's identity mapping reads.
+    identity_set: tuple[tuple[tuple[str, str], ...], ...] = ()
 
 
 @attrs.frozen
@@ -78,10 +81,13 @@ def stop_endpoint(reason: str, now: float | None = None) -> tuple[bytes, dict]:
 def start_endpoint(name: str, amqp_creds: dict, user_opts: dict, user_runtime: dict | None,
                    identities: list[str], username: str = "", now: float | None = None) -> tuple[bytes, dict]:
     """The body and AMQP properties of a start command, as the official service sends it
-    (the official manager requires the three identity fields)."""
+    (the official manager requires the three identity fields). Each identity is a record as
+    Globus Auth gives it (id, sub, username, status): identity mappers read those fields, and
+    skip an identity whose status is not "used" or "private"."""
     body = json.dumps({"command": START_ENDPOINT, "globus_username": username,
                        "globus_effective_identity": identities[0] if identities else "",
-                       "globus_identity_set": [{"sub": sub, "username": username} for sub in identities],
+                       "globus_identity_set": [{"id": sub, "sub": sub, "username": username, "status": "used"}
+                                               for sub in identities],
                        "args": [], "kwargs": {"name": name, "amqp_creds": amqp_creds, "user_opts": user_opts,
                                               "user_runtime": user_runtime or {}}}).encode()
     return body, {"content_type": CONTENT_TYPE, "timestamp": int(now if now is not None else time.time())}
@@ -163,11 +169,23 @@ def _start(data: dict) -> StartUserEndpoint | CannotStart | Refused:
     problem = user_options_problem(options, "user_opts") or user_options_problem(runtime, "user_runtime")
     if problem:
         return CannotStart(name, endpoint_id, creds, problem.text)
-    identity_set = data.get("globus_identity_set") or []
-    identities = frozenset(str(one.get("sub")) for one in identity_set if isinstance(one, dict) and one.get("sub"))
+    identity_set = [one for one in (data.get("globus_identity_set") or [])[:MAX_IDENTITIES]
+                     if isinstance(one, dict) and one.get("sub")]
+    identities = frozenset(str(one.get("sub")) for one in identity_set)
     effective = data.get("globus_effective_identity")
     return StartUserEndpoint(name, endpoint_id, creds, options, runtime, identities,
-                             effective if isinstance(effective, str) and effective in identities else "")
+                             effective if isinstance(effective, str) and effective in identities else "",
+                             tuple(_identity_fields(one) for one in identity_set))
+
+
+MAX_IDENTITIES = 64  # linked identities of one Globus account: a handful in practice
+MAX_IDENTITY_FIELD = 1024
+
+
+def _identity_fields(identity: dict) -> tuple[tuple[str, str], ...]:
+    """An identity's text fields, each bounded: what mappers match on, nothing else."""
+    return tuple((key, value) for key, value in identity.items()
+                 if isinstance(key, str) and isinstance(value, str) and len(value) <= MAX_IDENTITY_FIELD)
 
 
 def _seconds(stamp: object) -> float | None:

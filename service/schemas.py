@@ -28,6 +28,7 @@ class EndpointRegistration(_Body):
     def settings(self) -> dict[str, Any]:
         """What the service keeps of the registration besides name and metadata."""
         return {"public": bool(self.public), "high_assurance": bool(self.high_assurance),
+                "multi_user": bool(self.multi_user),
                 "admins": [str(a) for a in self.admins] if self.admins is not None else None,
                 "authentication_policy": str(self.authentication_policy) if self.authentication_policy else None,
                 "subscription_uuid": str(self.subscription_uuid) if self.subscription_uuid else None}

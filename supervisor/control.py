@@ -45,6 +45,9 @@ class Stop:
 
 # The address of the supervisor itself in what a dispatcher routes.
 SUPERVISOR = "supervisor"
+# The supervisor's own parent, for a sub-tree's supervisor (dropped at the root): what the
+# parent learns, it learns from the pipe of the child it started, so it knows who sent it.
+PARENT = "parent"
 
 
 @attrs.frozen

@@ -19,7 +19,7 @@ from typing import Any, Protocol
 from setproctitle import setproctitle
 
 from .child import Child, describe_exit, spawn_context
-from .control import SUPERVISOR, Forgive, Halt, Pong, Ready, StartChild, Stop, StopChild, StopTree
+from .control import PARENT, SUPERVISOR, Forgive, Halt, Pong, Ready, StartChild, Stop, StopChild, StopTree
 from .liveness import Liveness, Verdict
 from .pipe import ParentPipe
 from .restarts import Fate, decide
@@ -221,6 +221,9 @@ class Supervisor:
         for name, message in routed:
             if name == SUPERVISOR:
                 self._obey(message)
+            elif name == PARENT:
+                if self.parent is not None:
+                    self.parent.send(message)
             elif name in self.children:
                 self.children[name].send(message)  # a child that is down is the dispatcher's to replay
             else:

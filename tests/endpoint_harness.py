@@ -29,10 +29,12 @@ engine:
 
 class EndpointHarness:
     def __init__(self, service: RunningService, base_dir: Path, name: str = "ep",
-                 config_text: str | None = THREAD_POOL_CONFIG, beside: EndpointHarness | None = None):
+                 config_text: str | None = THREAD_POOL_CONFIG, beside: EndpointHarness | None = None,
+                 bin_dir: Path = BIN_DIR):
         """config_text None: the endpoint's directory is there already (made by another tool), as it is.
-        beside: another harness of the same base_dir, whose login this one shares."""
-        self.service, self.base_dir, self.name = service, base_dir, name
+        beside: another harness of the same base_dir, whose login this one shares. bin_dir: where
+        the globus-compute-endpoint it runs is (another installation of this checkout)."""
+        self.service, self.base_dir, self.name, self.bin_dir = service, base_dir, name, bin_dir
         self.env = dict(os.environ, GLOBUS_COMPUTE_USER_DIR=str(base_dir),
                         GLOBUS_SDK_SERVICE_URL_COMPUTE=service.url)
         self.token = beside.token if beside else service.token("researcher")
@@ -48,7 +50,7 @@ class EndpointHarness:
     # ------------------------------------------------------------------ CLI
 
     def cli(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
-        return subprocess.run([str(BIN_DIR / "globus-compute-endpoint"), *args], env=self.env, text=True,
+        return subprocess.run([str(self.bin_dir / "globus-compute-endpoint"), *args], env=self.env, text=True,
                               capture_output=True, timeout=timeout, stdin=subprocess.DEVNULL)
 
     def start(self) -> subprocess.CompletedProcess:

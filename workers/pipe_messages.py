@@ -140,3 +140,22 @@ class PublishFailureNotice:
 
     target: PublishTarget
     packed: bytes  # a packed EPStatusReport with the error
+
+
+@attrs.frozen
+class TaskEvent:
+    """One step of a task's life, for a multi-user endpoint's audit log: RECEIVED, RUNNING,
+    EXEC_END (a result made) or FAILED, as the official names them."""
+
+    task_id: str
+    function_id: str
+    action: str
+    detail: str = ""
+
+
+@attrs.frozen
+class TaskEvents:
+    """A user endpoint's supervisor -> its manager (to PARENT): task events to audit. The
+    manager stamps them with who sent them; nothing in here says who."""
+
+    events: tuple[TaskEvent, ...]

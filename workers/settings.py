@@ -83,3 +83,7 @@ class ManagerSettings(_Titled):
     template_path: str = ""
     schema_path: str = ""
     parent_config: Mapping[str, Any] = attrs.field(factory=dict)
+    # A multi-user endpoint's (run as root): who each identity runs as, PAM, the audit log.
+    identity_mapping_path: str = ""  # empty: not multi-user
+    pam_service: str = ""  # empty: no PAM
+    audit_log_path: str = ""  # empty: no audit log (it needs high_assurance too)

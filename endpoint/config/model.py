@@ -290,18 +290,29 @@ class EndpointConfig(_RegisteredConfig):
 
 
 @attrs.frozen
+class PamConfig:
+    """The official's ``pam``: account management and a session for each user endpoint's user,
+    with this PAM service (``/etc/pam.d/<service_name>``)."""
+
+    enable: bool = True  # as the official's: `pam: {}` enables it
+    service_name: str = "globus-compute-endpoint"
+
+
+@attrs.frozen
 class ManagerConfig(_RegisteredConfig):
     """A template-capable endpoint's config.yaml: what registration and the endpoint itself
-    need; each user endpoint's engine and tuning come from the template (templates.py). The
-    official manager's own keys are accepted: the paths of the template and schema; identity
-    mapping, PAM and the audit log, which concern endpoints run by root for many local users
-    and change nothing for one that runs as one user."""
+    need; each user endpoint's engine and tuning come from the template (templates.py).
+    ``multi_user`` (or an identity mapping, as the official reads it) makes it a multi-user
+    endpoint, run by root: each identity's user endpoints run as the local user the mapping
+    names (identity_map.py, run_as.py), PAM admits that user, and with high_assurance the audit
+    log records each task."""
 
     user_config_template_path: str | None = None
     user_config_schema_path: str | None = None
+    multi_user: bool = False
     identity_mapping_config_path: str | None = None
     audit_log_path: str | None = None
-    pam: Mapping[str, Any] | None = None
+    pam: PamConfig = PamConfig(enable=False)
     mu_child_ep_grace_period_s: PositiveFloat = PositiveFloat(30.0)
     email: str | None = None  # the administrator's contact, as the official keeps it
     # User endpoints running at once, and starting at once; the rest wait their turn (status
@@ -310,3 +321,13 @@ class ManagerConfig(_RegisteredConfig):
     # endpoints nobody uses leave room for the others.
     max_user_endpoints: PositiveInt = PositiveInt(16)
     max_user_endpoint_starts: PositiveInt = PositiveInt(4)
+
+    @property
+    def maps_identities(self) -> bool:
+        return self.multi_user or self.identity_mapping_config_path is not None
+
+    def registration_fields(self) -> dict[str, Any]:
+        fields = super().registration_fields()
+        if self.maps_identities:
+            fields["multi_user"] = True  # any identity may send it tasks: its mapping decides
+        return fields

@@ -31,6 +31,18 @@ def owned_endpoint(store: Store, owner: str, endpoint_id: uuid.UUID):
     return row
 
 
+def submittable_endpoint(store: Store, caller: str, endpoint_id: uuid.UUID):
+    """The caller's endpoint, or a multi-user one of any identity: each identity's tasks go to
+    a user endpoint of its own, run as the local user the endpoint's identity mapping names."""
+    row = store.endpoint(caller, str(endpoint_id))
+    if row is None:
+        row = store.get_endpoint_row(str(endpoint_id))
+        if row is None or row.deleted or not (row.settings or {}).get("multi_user") \
+                or not (row.settings or {}).get("template_capable"):
+            raise not_found("endpoint", endpoint_id)
+    return row
+
+
 def describe_endpoint(row) -> dict:
     return {"uuid": row.id, "name": row.name, "display_name": row.display_name,
             "owner": row.owner, "public": row.public, "metadata": row.meta or {}}

@@ -19,7 +19,7 @@ from ..http import ApiError, BrokerDep, Identity, SettingsDep, StoreDep, not_fou
 from ..schemas import BatchStatusRequest, Submission
 from ..store import PENDING, Store
 from ..user_endpoints import route_to_user_endpoint
-from .endpoints import owned_endpoint
+from .endpoints import submittable_endpoint
 
 router = APIRouter()
 
@@ -27,7 +27,7 @@ router = APIRouter()
 @router.post("/v3/endpoints/{endpoint_id}/submit")
 def submit(endpoint_id: uuid.UUID, body: Submission, owner: Identity, store: StoreDep, broker: BrokerDep,
            settings: SettingsDep) -> dict:
-    endpoint = owned_endpoint(store, owner, endpoint_id)
+    endpoint = submittable_endpoint(store, owner, endpoint_id)
     function_code = _checked_functions(store, owner, body, settings.max_tasks_per_submit)
     # A user endpoint is bound by its manager's list as it is now (its id is in every task's
     # details: a submit straight to it must not escape the manager's allowed_functions).

@@ -1,0 +1,257 @@
+"""A multi-user endpoint run for real, as root: two local users made for the test, the
+identities alice and bob of compute-service mapped to them by an expression mapping, and each
+identity's tasks running in a sub-tree that became its user before it ran anything."""
+
+from __future__ import annotations
+
+import json
+import os
+import pwd
+import signal
+import subprocess
+import time
+import uuid
+from pathlib import Path
+
+import psutil
+import pytest
+import requests
+
+from tests.endpoint_harness import SERIALIZER, EndpointHarness
+from tests.shared_install import shared_install
+from tests.waiting import wait_for
+
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("multi_user"),
+              pytest.mark.skipif(os.geteuid() != 0, reason="a multi-user endpoint runs as root (CI runs as root)")]
+
+TEMPLATE = """\
+engine:
+  type: ProcessPoolEngine
+  max_workers: 2
+heartbeat_period: 5
+"""
+
+
+def who_am_i(path=None):
+    import os
+
+    caps = [line.split()[1] for line in open("/proc/self/status") if line.startswith("CapEff:")][0]
+    if path:
+        with open(path, "w") as out:
+            out.write("written by a task")
+    return {"uid": os.getuid(), "euid": os.geteuid(), "gid": os.getgid(), "groups": sorted(os.getgroups()),
+            "cap_eff": caps, "home": os.environ.get("HOME"), "user": os.environ.get("USER"), "cwd": os.getcwd(),
+            "umask": os.umask(0o077), "pid": os.getpid()}
+
+
+def nap(seconds):
+    import os
+    import time
+
+    time.sleep(seconds)
+    return os.getuid()
+
+
+def read_file(path):
+    with open(path) as handle:
+        return handle.read()
+
+
+def signal_process(pid):
+    import os
+    import signal
+
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except PermissionError as exc:
+        return f"refused: {exc.strerror}"
+    return "sent"
+
+
+class Identity:
+    """A compute-service identity submitting to the endpoint with its own token."""
+
+    def __init__(self, service, name: str, endpoint_id: str):
+        self.service, self.name, self.endpoint_id = service, name, endpoint_id
+        self.headers = {"Authorization": f"Bearer {service.token(name)}"}
+        self.functions: dict = {}
+
+    def submit(self, fn, arg_lists: list[tuple]) -> list[str]:
+        if fn not in self.functions:
+            code = SERIALIZER.pack_buffers([SERIALIZER.serialize(fn)])
+            response = requests.post(f"{self.service.url}/v3/functions", headers=self.headers, timeout=30,
+                                     json={"function_name": fn.__name__, "function_code": code})
+            response.raise_for_status()
+            self.functions[fn] = response.json()["function_uuid"]
+        payloads = [SERIALIZER.pack_buffers([SERIALIZER.serialize(tuple(a)), SERIALIZER.serialize({})])
+                    for a in arg_lists]
+        response = requests.post(f"{self.service.url}/v3/endpoints/{self.endpoint_id}/submit", headers=self.headers,
+                                 json={"tasks": {self.functions[fn]: payloads}}, timeout=60)
+        assert response.status_code == 200, response.text
+        return response.json()["tasks"][self.functions[fn]]
+
+    def outcomes(self, task_ids: list[str], timeout: float = 120) -> list[dict]:
+        def answered():
+            results = requests.post(f"{self.service.url}/v2/batch_status", headers=self.headers,
+                                    json={"task_ids": task_ids}, timeout=30).json()["results"]
+            done = all(results.get(t, {}).get("status") in ("success", "failed") for t in task_ids)
+            return done and results
+        results = wait_for(answered, timeout, f"{self.name}'s results")
+        return [results[t] for t in task_ids]
+
+    def values(self, fn, arg_lists: list[tuple], timeout: float = 120) -> list:
+        outcomes = self.outcomes(self.submit(fn, arg_lists), timeout)
+        assert all(o["status"] == "success" for o in outcomes), [o.get("exception") for o in outcomes]
+        return [SERIALIZER.deserialize(o["result"]) for o in outcomes]
+
+    def failure(self, fn, args: tuple) -> str:
+        [outcome] = self.outcomes(self.submit(fn, [args]), 60)
+        assert outcome["status"] == "failed", outcome
+        return outcome["exception"]
+
+
+@pytest.fixture(scope="module")
+def installed() -> Path:
+    """This checkout, installed where the test users can run it (tests/shared_install.py)."""
+    return shared_install()
+
+
+@pytest.fixture(scope="module")
+def local_users():
+    """Two real accounts with homes, removed at the end."""
+    suffix = uuid.uuid4().hex[:6]
+    names = [f"gcmu{suffix}a", f"gcmu{suffix}b"]
+    for name in names:
+        subprocess.run(["useradd", "--create-home", "--shell", "/bin/bash", name], check=True)
+    yield [pwd.getpwnam(name) for name in names]
+    for name in names:  # what the user endpoints logged, for a failure's report (-s shows it)
+        for log_file in Path(pwd.getpwnam(name).pw_dir).glob(".globus_compute/*/endpoint.log"):
+            print(f"----- {log_file}\n{log_file.read_text(errors='replace')[-3000:]}")
+    for name in names:
+        for process in psutil.process_iter(["username"]):
+            if process.info["username"] == name:
+                process.kill()
+        subprocess.run(["userdel", "--remove", "--force", name], capture_output=True)
+
+
+def mapping(rules: dict[str, str]) -> str:
+    return json.dumps([{"DATA_TYPE": "expression_identity_mapping#1.0.0",
+                        "mappings": [{"source": "{username}", "match": identity, "output": local}
+                                     for identity, local in rules.items()]}], indent=2)
+
+
+@pytest.fixture
+def multi_user(start_service, tmp_path, local_users, installed):
+    service = start_service()
+    harness = EndpointHarness(service, tmp_path / "gc", "mu", config_text=None, bin_dir=installed)
+    made = harness.cli("configure", "--multi-user", "--contact-email", "admin@example.edu", harness.name)
+    assert made.returncode == 0, made.stdout + made.stderr
+    (harness.directory / "user_config_template.yaml.j2").write_text(TEMPLATE)
+    alice, bob = local_users
+    (harness.directory / "example_identity_mapping_config.json").write_text(mapping(
+        {"alice": alice.pw_name, "bob": bob.pw_name, "mallory": "root", "ghost": "nosuchuser0x"}))
+    with (harness.directory / "config.yaml").open("a") as config:
+        config.write("high_assurance: true\n")
+    started = harness.cli("start", harness.name)
+    assert started.returncode == 0, started.stdout + started.stderr + harness.log()
+    yield harness
+    harness.cli("stop", harness.name, "--timeout", "20")
+    harness.kill_everything()
+    for user in local_users:
+        for process in psutil.process_iter(["uids"]):
+            if process.info["uids"] and process.info["uids"].real == user.pw_uid:
+                process.kill()
+
+
+def test_each_identity_runs_as_its_own_user_with_nothing_of_roots(multi_user, local_users):
+    alice_user, bob_user = local_users
+    alice = Identity(multi_user.service, "alice", multi_user.endpoint_id)
+    bob = Identity(multi_user.service, "bob", multi_user.endpoint_id)
+    written = Path(alice_user.pw_dir) / "from-a-task.txt"
+    [seen_by_alice] = alice.values(who_am_i, [(str(written),)])
+    [seen_by_bob] = bob.values(who_am_i, [()])
+    for seen, user in ((seen_by_alice, alice_user), (seen_by_bob, bob_user)):
+        assert (seen["uid"], seen["euid"], seen["gid"]) == (user.pw_uid, user.pw_uid, user.pw_gid)
+        assert seen["groups"] == sorted(os.getgrouplist(user.pw_name, user.pw_gid)), seen
+        assert int(seen["cap_eff"], 16) == 0, seen  # no capability of root's
+        assert (seen["home"], seen["user"]) == (user.pw_dir, user.pw_name)
+        assert seen["umask"] == 0o077
+    info = written.stat()
+    assert (info.st_uid, info.st_gid) == (alice_user.pw_uid, alice_user.pw_gid)
+    # Each user endpoint's files are in its user's home, owned by them.
+    for user in local_users:
+        [uep_dir] = (Path(user.pw_dir) / ".globus_compute").iterdir()
+        assert uep_dir.stat().st_uid == user.pw_uid and (uep_dir / "endpoint.log").stat().st_uid == user.pw_uid
+    # ps shows each sub-tree under its user; the manager and its command link under root.
+    tree = psutil.Process(multi_user.supervisor().pid)
+    by_user: dict[str, set[str]] = {}
+    for process in tree.children(recursive=True):
+        by_user.setdefault(process.username(), set()).add(process.cmdline()[0].rsplit(" ", 1)[-1])
+    assert {"link", "engine"} <= by_user[alice_user.pw_name] and {"link", "engine"} <= by_user[bob_user.pw_name]
+    assert tree.username() == "root" and "link" in by_user["root"]  # the command link
+
+
+def test_a_users_task_cannot_reach_the_manager_or_another_user(multi_user, local_users):
+    alice_user, bob_user = local_users
+    alice = Identity(multi_user.service, "alice", multi_user.endpoint_id)
+    bob = Identity(multi_user.service, "bob", multi_user.endpoint_id)
+    [bob_pid] = [v["pid"] for v in bob.values(who_am_i, [()])]
+    for secret in (multi_user.base_dir / "storage.db", multi_user.directory / "config.yaml",
+                   Path(bob_user.pw_dir) / ".globus_compute"):
+        assert "Permission denied" in alice.failure(read_file, (str(secret),)), secret
+    assert alice.values(signal_process, [(multi_user.supervisor().pid,)]) == ["refused: Operation not permitted"]
+    assert alice.values(signal_process, [(bob_pid,)]) == ["refused: Operation not permitted"]
+    assert multi_user.supervisor().is_running()
+
+
+def test_bad_identities_start_nothing_and_say_why(multi_user):
+    for name, says in (("carol", "Identity failed to map to a local user name"),
+                       ("mallory", "mapped to the privileged user (uid 0)"),
+                       ("ghost", "mapped to a local user name, but that local user does not exist")):
+        identity = Identity(multi_user.service, name, multi_user.endpoint_id)
+        error = identity.failure(nap, (0,))
+        assert says in error, (name, error)
+        assert "nosuchuser0x" not in error and "root" not in error.replace("(uid 0)", "")
+    log = multi_user.log()
+    assert "refused to start user endpoint" in log and "carol" in log and "mallory" in log
+    # Nothing started: the manager's tree is its command link alone (beside multiprocessing's
+    # resource tracker, which carries no title).
+    titles = [title for child in psutil.Process(multi_user.supervisor().pid).children()
+              if (title := (child.cmdline() or [""])[0]).startswith("Globus Compute Endpoint")]
+    assert len(titles) == 1 and titles[0].endswith(" command link"), titles
+
+
+def test_an_edited_mapping_applies_without_a_restart(multi_user, local_users):
+    dave = Identity(multi_user.service, "dave", multi_user.endpoint_id)
+    assert "failed to map" in dave.failure(nap, (0,))
+    mapping_file = multi_user.directory / "example_identity_mapping_config.json"
+    rules = json.loads(mapping_file.read_text())
+    rules[0]["mappings"].append({"source": "{username}", "match": "dave", "output": local_users[1].pw_name})
+    mapping_file.write_text(json.dumps(rules))
+    supervisor = multi_user.supervisor().pid
+    dave = Identity(multi_user.service, "dave", multi_user.endpoint_id)
+    assert dave.values(nap, [(0,)]) == [local_users[1].pw_uid]
+    assert multi_user.supervisor().pid == supervisor
+
+
+def test_killing_one_users_engine_leaves_the_others_tasks_alone_and_all_is_audited(multi_user, local_users):
+    alice = Identity(multi_user.service, "alice", multi_user.endpoint_id)
+    bob = Identity(multi_user.service, "bob", multi_user.endpoint_id)
+    assert alice.values(nap, [(0,)]) == [local_users[0].pw_uid]
+    assert bob.values(nap, [(0,)]) == [local_users[1].pw_uid]
+    bob_tasks = bob.submit(nap, [(2,)] * 4)
+    alice_tasks = alice.submit(nap, [(2,)] * 2)
+    time.sleep(0.5)
+    [alice_engine] = [p for p in psutil.process_iter(["uids", "cmdline"])
+                      if p.info["uids"] and p.info["uids"].real == local_users[0].pw_uid
+                      and (p.info["cmdline"] or [""])[0].endswith(" engine")]
+    alice_engine.send_signal(signal.SIGKILL)
+    assert [o["status"] for o in bob.outcomes(bob_tasks)] == ["success"] * 4
+    alice.outcomes(alice_tasks)  # answered, one way or the other
+    audit = (multi_user.directory / "audit.log").read_text()
+    assert (multi_user.directory / "audit.log").stat().st_mode & 0o777 == 0o600
+    assert "Begin CEP session" in audit
+    for task_id in bob_tasks:
+        lines = [line for line in audit.splitlines() if f"tid={task_id}" in line]
+        assert [line.rsplit(" ", 1)[-1] for line in lines] == ["RECEIVED", "RUNNING", "EXEC_END"], lines
+        assert all(f"uid={local_users[1].pw_uid} " in line for line in lines)
