@@ -7,6 +7,8 @@ import logging
 import os
 from pathlib import Path
 
+from setproctitle import setproctitle
+
 from ..supervisor.pipe import ParentPipe
 from ..supervisor.spec import ExitCode
 from ..workers.logs import setup_logging
@@ -42,6 +44,8 @@ def _become_user(launch: UserEndpointLaunch):
     """PAM's session (as root), then the drop; its directory made as the user, and stdout and
     stderr pointed at its own log, so nothing of the user's reaches the manager's."""
     assert launch.run_as is not None
+    # Its title now: setproctitle takes its room from the environment, which the drop replaces.
+    setproctitle(launch.settings.title)
     session = PamSession(launch.run_as, launch.pam_service) if launch.pam_service else None
     become(launch.run_as, launch.environment)
     make_user_endpoint_dirs(Path(launch.settings.run_dir), Path(launch.settings.log_file))

@@ -141,26 +141,42 @@ def mapping(rules: dict[str, str]) -> str:
 
 
 @pytest.fixture
-def multi_user(start_service, tmp_path, local_users, installed):
-    service = start_service()
-    harness = EndpointHarness(service, tmp_path / "gc", "mu", config_text=None, bin_dir=installed)
-    made = harness.cli("configure", "--multi-user", "--contact-email", "admin@example.edu", harness.name)
-    assert made.returncode == 0, made.stdout + made.stderr
-    (harness.directory / "user_config_template.yaml.j2").write_text(TEMPLATE)
-    alice, bob = local_users
-    (harness.directory / "example_identity_mapping_config.json").write_text(mapping(
-        {"alice": alice.pw_name, "bob": bob.pw_name, "mallory": "root", "ghost": "nosuchuser0x"}))
-    with (harness.directory / "config.yaml").open("a") as config:
-        config.write("high_assurance: true\n")
-    started = harness.cli("start", harness.name)
-    assert started.returncode == 0, started.stdout + started.stderr + harness.log()
-    yield harness
-    harness.cli("stop", harness.name, "--timeout", "20")
-    harness.kill_everything()
+def start_multi_user(start_service, tmp_path, local_users, installed):
+    """Start a multi-user endpoint as root, with high_assurance (the audit log) and, given a
+    PAM service name, PAM; stopped, with every test user's process, at the end."""
+    started = []
+
+    def start(pam_service: str | None = None) -> EndpointHarness:
+        harness = EndpointHarness(start_service(), tmp_path / "gc", "mu", config_text=None, bin_dir=installed)
+        made = harness.cli("configure", "--multi-user", "--contact-email", "admin@example.edu", harness.name)
+        assert made.returncode == 0, made.stdout + made.stderr
+        (harness.directory / "user_config_template.yaml.j2").write_text(TEMPLATE)
+        alice, bob = local_users
+        (harness.directory / "example_identity_mapping_config.json").write_text(mapping(
+            {"alice": alice.pw_name, "bob": bob.pw_name, "mallory": "root", "ghost": "nosuchuser0x"}))
+        config = (harness.directory / "config.yaml").read_text() + "high_assurance: true\n"
+        if pam_service:
+            config = config.replace("  enable: false\n  service_name: globus-compute-endpoint",
+                                    f"  enable: true\n  service_name: {pam_service}")
+        (harness.directory / "config.yaml").write_text(config)
+        result = harness.cli("start", harness.name)
+        assert result.returncode == 0, result.stdout + result.stderr + harness.log()
+        started.append(harness)
+        return harness
+
+    yield start
+    for harness in started:
+        harness.cli("stop", harness.name, "--timeout", "20")
+        harness.kill_everything()
     for user in local_users:
         for process in psutil.process_iter(["uids"]):
             if process.info["uids"] and process.info["uids"].real == user.pw_uid:
                 process.kill()
+
+
+@pytest.fixture
+def multi_user(start_multi_user):
+    return start_multi_user()
 
 
 def test_each_identity_runs_as_its_own_user_with_nothing_of_roots(multi_user, local_users):
@@ -186,9 +202,12 @@ def test_each_identity_runs_as_its_own_user_with_nothing_of_roots(multi_user, lo
     tree = psutil.Process(multi_user.supervisor().pid)
     by_user: dict[str, set[str]] = {}
     for process in tree.children(recursive=True):
-        by_user.setdefault(process.username(), set()).add(process.cmdline()[0].rsplit(" ", 1)[-1])
-    assert {"link", "engine"} <= by_user[alice_user.pw_name] and {"link", "engine"} <= by_user[bob_user.pw_name]
-    assert tree.username() == "root" and "link" in by_user["root"]  # the command link
+        title = process.cmdline()[0]
+        if title.startswith("Globus Compute Endpoint ("):  # not a pool's worker, nor the resource tracker
+            by_user.setdefault(process.username(), set()).add(title.rsplit(")", 1)[-1].strip() or "user endpoint")
+    for user in local_users:
+        assert by_user[user.pw_name] == {"user endpoint", "task link", "result link", "engine"}, by_user
+    assert tree.username() == "root" and by_user["root"] == {"command link"}
 
 
 def test_a_users_task_cannot_reach_the_manager_or_another_user(multi_user, local_users):
@@ -255,3 +274,49 @@ def test_killing_one_users_engine_leaves_the_others_tasks_alone_and_all_is_audit
         lines = [line for line in audit.splitlines() if f"tid={task_id}" in line]
         assert [line.rsplit(" ", 1)[-1] for line in lines] == ["RECEIVED", "RUNNING", "EXEC_END"], lines
         assert all(f"uid={local_users[1].pw_uid} " in line for line in lines)
+
+
+@pytest.fixture
+def pam_service(local_users):
+    """A PAM service of the test's own: pam_listfile denies bob's account, pam_permit the rest."""
+    suffix = uuid.uuid4().hex[:6]
+    service, deny = f"gcmu-test-{suffix}", Path(f"/etc/gcmu-deny-{suffix}")
+    deny.write_text(local_users[1].pw_name + "\n")
+    rules = Path("/etc/pam.d") / service
+    rules.write_text(f"account required pam_listfile.so item=user sense=deny file={deny} onerr=fail\n"
+                     "account required pam_permit.so\nsession required pam_permit.so\n")
+    yield service
+    rules.unlink()
+    deny.unlink()
+
+
+def test_pam_admits_one_user_and_refuses_the_other_with_its_reason(start_multi_user, pam_service, local_users):
+    endpoint = start_multi_user(pam_service)
+    alice = Identity(endpoint.service, "alice", endpoint.endpoint_id)
+    bob = Identity(endpoint.service, "bob", endpoint.endpoint_id)
+    assert alice.values(nap, [(0,)]) == [local_users[0].pw_uid]
+    error = bob.failure(nap, (0,))
+    assert f"PAM ({pam_service}) refused the account" in error and local_users[1].pw_name not in error, error
+    assert "refused to start user endpoint" in endpoint.log() and "bob" in endpoint.log()
+
+
+def test_a_start_command_forged_on_the_broker_is_refused_there(multi_user):
+    """Another identity's endpoint (its own broker user, as any registered endpoint has)
+    cannot put a start command on the multi-user endpoint's command queue: only the service
+    writes there, so no identity set reaches the mapping but the one the service vouches for."""
+    import kombu
+    from amqp.exceptions import AccessRefused, NotFound
+
+    from compute_endpoint.protocol import commands
+
+    eve = Identity(multi_user.service, "eve", multi_user.endpoint_id)
+    registration = requests.post(f"{multi_user.service.url}/v3/endpoints", headers=eve.headers, timeout=30,
+                                 json={"endpoint_name": "eves"}).json()
+    info = registration["task_queue_info"]
+    body, properties = commands.start_endpoint("uep.forged", registration, {}, {}, ["alice-sub"], username="alice")
+    with pytest.raises((AccessRefused, NotFound)), kombu.Connection(info["connection_url"]) as connection:
+        producer = kombu.Producer(connection.channel())
+        producer.publish(body, exchange="", routing_key=f"{multi_user.endpoint_id}.commands", mandatory=True,
+                         **properties)
+        connection.drain_events(timeout=5)
+    assert "uep.forged" not in multi_user.log()
