@@ -25,6 +25,8 @@ for _name in ("globus_compute_sdk", "pika"):
     logging.getLogger(_name).addHandler(logging.NullHandler())
     logging.getLogger(_name).propagate = False
 
+from tests.local_users import local_users  # noqa: E402, F401 - a fixture of the multi-user tests
+
 
 @pytest.hookimpl(optionalhook=True)  # xdist's hook; the exclusive part runs without xdist
 def pytest_xdist_auto_num_workers(config) -> int:
