@@ -212,7 +212,7 @@ def _registered(plan: StartPlan, token: str, echo: Echo) -> StartPlan:
     directory, config = plan.directory, plan.config
     metadata = None
     if plan.template_capable:
-        from .manager import registration_metadata
+        from .manager_start import registration_metadata
 
         metadata = registration_metadata(directory.path, config)
     echo(f"Registering with the Compute service at {plan.service_url} as {plan.identity} ...")
@@ -225,7 +225,7 @@ def _registered(plan: StartPlan, token: str, echo: Echo) -> StartPlan:
     debug = plan.options.debug or config.debug
     settings: Any
     if plan.template_capable:
-        from .manager import manager_settings
+        from .manager_start import manager_settings
 
         settings = manager_settings(directory, config, registration, debug)
         broker_url, queue = settings.command_url, settings.command_queue

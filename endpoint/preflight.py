@@ -59,7 +59,7 @@ def check_engine_address(config, directory: EndpointDirectory) -> None:
 def check_multi_user(directory: EndpointDirectory, config) -> Path:
     """A multi-user endpoint runs as root, with an identity mapping that loads."""
     from .identity_map import IdentityMap
-    from .manager import identity_mapping_path
+    from .manager_start import identity_mapping_path
 
     if os.geteuid() != 0:
         raise LifecycleError(
