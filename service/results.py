@@ -77,7 +77,9 @@ class ResultRecorder:
             report = checked_report(message.global_state)
             if not self.store.record_status_report(endpoint_id, report):
                 raise Refused(f"a status report for endpoint {endpoint_id}, which is not registered")
-            if report.get("error") and report.get("active") is False:  # it could not start, and says why
+            # It could not start, and says why: the official's notice says only "error" (and its
+            # heartbeat_period); ours says "active": false too.
+            if report.get("error") and report.get("active") is not True:
                 failed = self.store.fail_pending_tasks(endpoint_id, f"The endpoint could not start: {report['error']}")
                 log.info("endpoint %s could not start; %d waiting task(s) failed", endpoint_id, failed)
             return None

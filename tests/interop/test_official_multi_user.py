@@ -73,6 +73,9 @@ def test_the_official_multi_user_endpoint_maps_the_same_identities_to_the_same_u
         for name, user in (("alice", local_users[0]), ("bob", local_users[1])):
             identity = Identity(service, name, endpoint_id)
             assert identity.values(whoami, [()], timeout=180) == [user.pw_uid], log.read_text()[-3000:]
+        # An identity it cannot map: its failure notice fails the waiting task at the SDK, as ours does.
+        carol = Identity(service, "carol", endpoint_id)
+        assert "Identity failed to map to a local user name" in carol.failure(whoami, ())
     finally:
         process.terminate()
         try:
