@@ -20,7 +20,7 @@ from tests.local_users import mapping
 from tests.shared_install import shared_install
 from tests.waiting import wait_for
 
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("multi_user"),
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("multi_user"), pytest.mark.timeout(900),  # the shared install
               pytest.mark.skipif(os.geteuid() != 0, reason="a multi-user endpoint runs as root (CI runs as root)")]
 
 TEMPLATE = """\

@@ -17,7 +17,7 @@ from tests.local_users import mapping
 from tests.official_manager import official_user_venv
 from tests.waiting import wait_for
 
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("multi_user"),
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("multi_user"), pytest.mark.timeout(900),  # its venv, made once
               pytest.mark.skipif(os.geteuid() != 0, reason="a multi-user endpoint runs as root (CI runs as root)")]
 
 TEMPLATE = """\
