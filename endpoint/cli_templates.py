@@ -29,17 +29,12 @@ audit_log_path: {audit_log}
 mu_child_ep_grace_period_s: 30
 email: {email}
 """
-EXAMPLE_MAPPING_TEXT = """\
-[
-  {
-    "comment": "Globus usernames <netid>@example.edu run as the local account <netid>. More: https://docs.globus.org/globus-connect-server/v5.4/identity-mapping-guide/",
+EXAMPLE_MAPPING_TEXT = json.dumps([{
+    "comment": "Globus usernames <netid>@example.edu run as the local account <netid>. More: "
+               "https://docs.globus.org/globus-connect-server/v5.4/identity-mapping-guide/",
     "DATA_TYPE": "expression_identity_mapping#1.0.0",
-    "mappings": [
-      {"source": "{username}", "match": "(.*)@example\\.edu", "output": "{0}"}
-    ]
-  }
-]
-"""
+    "mappings": [{"source": "{username}", "match": r"(.*)@example\.edu", "output": "{0}"}],
+}], indent=2) + "\n"
 
 
 @attrs.frozen
