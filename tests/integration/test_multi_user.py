@@ -185,6 +185,19 @@ def test_each_identity_runs_as_its_own_user_with_nothing_of_roots(multi_user, lo
     assert tree.username() == "root" and by_user["root"] == {"command link"}
 
 
+def test_list_status_and_stop_work_on_it_as_on_any_endpoint(multi_user, local_users):
+    alice = Identity(multi_user.service, "alice", multi_user.endpoint_id)
+    assert alice.values(nap, [(0,)]) == [local_users[0].pw_uid]
+    assert multi_user.status() == "Running"
+    view = json.loads(multi_user.cli("status", multi_user.name, "--json").stdout)
+    children = view["tree"]["tree"]["children"]
+    assert "command link" in children and len(children) == 2, children  # the command link, alice's user endpoint
+    stopped = multi_user.cli("stop", multi_user.name, "--timeout", "30")
+    assert stopped.returncode == 0 and multi_user.status() == "Stopped", stopped.stdout + stopped.stderr
+    assert not [p for p in psutil.process_iter(["uids"]) if p.info["uids"]
+                and p.info["uids"].real == local_users[0].pw_uid], "alice's sub-tree outlived the stop"
+
+
 def test_a_users_task_cannot_reach_the_manager_or_another_user(multi_user, local_users):
     alice_user, bob_user = local_users
     alice = Identity(multi_user.service, "alice", multi_user.endpoint_id)
