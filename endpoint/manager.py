@@ -315,5 +315,7 @@ def run_manager_tree(settings: ManagerSettings, config: ManagerConfig, directory
         code = supervisor.run()
     finally:
         board.remove()
+        if dispatcher.audit is not None:  # after every user endpoint stopped: their last events are in
+            dispatcher.audit.close()
     progress.say(f"Endpoint {settings.endpoint_name} stopped ({supervisor.stop_reason or 'exit code ' + str(code)})")
     return code, supervisor.stop_reason

@@ -194,6 +194,8 @@ def test_list_status_and_stop_work_on_it_as_on_any_endpoint(multi_user, local_us
     assert "command link" in children and len(children) == 2, children  # the command link, alice's user endpoint
     stopped = multi_user.cli("stop", multi_user.name, "--timeout", "30")
     assert stopped.returncode == 0 and multi_user.status() == "Stopped", stopped.stdout + stopped.stderr
+    audit = (multi_user.directory / "audit.log").read_text().splitlines()
+    assert "Begin CEP session" in audit[0] and "End CEP session" in audit[-1], audit
     assert not [p for p in psutil.process_iter(["uids"]) if p.info["uids"]
                 and p.info["uids"].real == local_users[0].pw_uid], "alice's sub-tree outlived the stop"
 
