@@ -14,14 +14,13 @@ from __future__ import annotations
 import ctypes
 import logging
 import os
-import signal
 from collections.abc import Mapping
 
+from ..supervisor.pipe import set_parent_death_signal
 from .identity_map import LocalUser
 
 log = logging.getLogger(__name__)
 
-_PR_SET_PDEATHSIG = 1
 _PR_SET_NO_NEW_PRIVS = 38
 
 
@@ -75,8 +74,7 @@ def become(user: LocalUser, environment: Mapping[str, str]) -> None:
     libc = ctypes.CDLL(None, use_errno=True)
     if libc.prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:  # no setuid program gives root back
         raise OSError(ctypes.get_errno(), "prctl(PR_SET_NO_NEW_PRIVS) failed")
-    # The kernel clears the parent-death signal when the ids change: set it again.
-    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+    set_parent_death_signal()  # the id change cleared it
     os.umask(0o077)
     os.environ.clear()
     os.environ.update(environment)

@@ -67,15 +67,21 @@ class ParentPipe:
         return messages
 
 
+def set_parent_death_signal() -> None:
+    """SIGTERM when the parent dies (the kernel's part of die_with_parent). The kernel clears
+    it when the process's ids change: a process that drops privileges sets it again."""
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError):
+        pass
+
+
 def die_with_parent(parent: int | None = None) -> None:
     """Exit when the parent dies, even by SIGKILL: the kernel's parent-death signal,
     and a watcher thread for the case where it does not apply. ``parent`` is the pid the
     parent had when it started us: it may be gone already by the time we run."""
     parent = parent or os.getppid()
-    try:
-        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
-    except (OSError, AttributeError):
-        pass
+    set_parent_death_signal()
     if os.getppid() != parent:  # died before prctl took effect
         os._exit(1)
 
