@@ -22,6 +22,11 @@ POSIX_CONNECTOR_ID = "145812c8-decc-41f1-83cf-bb2a85a2a70b"
 DEFAULT_PATH = "/usr/bin:/bin"
 
 
+def describe_identities(identity_set: Iterable[Mapping[str, Any]]) -> str:
+    """Who asked, for the administrator's log: each identity's username, else its id."""
+    return ", ".join(str(i.get("username") or i.get("sub")) for i in identity_set) or "(no identity)"
+
+
 class MappingRefused(Exception):
     """str(): what the submitting user is told; ``detail``: what the administrator's log says."""
 
@@ -63,10 +68,10 @@ class IdentityMap:
         self._mappers: list[Any] = []
         self._load()  # a broken file at start is the administrator's to fix now: it raises
 
-    def local_user(self, identity_set: Iterable[Mapping[str, Any]], allow_root: bool = False) -> LocalUser:
+    def local_user(self, identity_set: Iterable[Mapping[str, Any]]) -> LocalUser:
         """The account of the first identity of the set that maps, as the official picks it."""
         identities = [dict(identity) for identity in identity_set]
-        who = ", ".join(str(i.get("username") or i.get("sub")) for i in identities) or "(no identity)"
+        who = describe_identities(identities)
         self._reload_if_changed()
         name = self._first_mapped(identities)
         if name is None:
@@ -77,7 +82,7 @@ class IdentityMap:
         except KeyError:
             raise MappingRefused("Identity mapped to a local user name, but that local user does not exist.",
                                  f"{who} maps to {name!r}, which is not a local user") from None
-        if user.uid == 0 and not allow_root:
+        if user.uid == 0:
             raise MappingRefused("Identity mapped to the privileged user (uid 0); this endpoint runs nothing as it.",
                                  f"{who} maps to {name!r}, uid 0: refused (no user endpoint runs as root)")
         if user.uid == os.geteuid() and user.uid != 0:

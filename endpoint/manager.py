@@ -43,7 +43,7 @@ from ..workers.settings import ManagerSettings
 from .audit import AuditLog
 from .config import ConfigError, ManagerConfig
 from .daemon import Progress
-from .identity_map import IdentityMap, LocalUser, MappingRefused
+from .identity_map import IdentityMap, LocalUser, MappingRefused, describe_identities
 from .run_as import PamRefused, pam_check_account
 from .status_board import StatusBoard, TreeLedger
 from .templates import Reserved, TemplateError, mapped_identity, render_directory, user_environment
@@ -152,10 +152,8 @@ class ManagerDispatcher:
         try:
             spec, launch = self.user_endpoint(command)
         except (MappingRefused, PamRefused) as exc:
-            who = ", ".join(dict(identity).get("username") or dict(identity).get("sub", "?")
-                            for identity in command.identity_set) or ", ".join(sorted(command.identities))
-            log.error("refused to start user endpoint %s (%s) for %s: %s", command.name, command.endpoint_id, who,
-                      getattr(exc, "detail", exc))
+            log.error("refused to start user endpoint %s (%s) for %s: %s", command.name, command.endpoint_id,
+                      describe_identities(command.identity_records()), getattr(exc, "detail", exc))
             return [(COMMAND_LINK, self.failure_notice(command, str(exc)))]
         except (TemplateError, ConfigError, OSError) as exc:
             log.error("cannot start user endpoint %s (%s): %s", command.name, command.endpoint_id, exc)
@@ -216,13 +214,12 @@ class ManagerDispatcher:
         not root's, and (with PAM) one whose account PAM accepts."""
         if self.identity_map is None:
             self.identity_map = IdentityMap(Path(self.settings.identity_mapping_path), self.settings.endpoint_id)
-        identity_set = [dict(identity) for identity in command.identity_set] or \
-            [{"sub": sub} for sub in sorted(command.identities)]
+        identity_set = command.identity_records()
         user = self.identity_map.local_user(identity_set)
         if self.settings.pam_service:
             pam_check_account(user, self.settings.pam_service)
         log.info("user endpoint %s runs as %s (uid %d) for %s", command.name, user.name, user.uid,
-                 ", ".join(i.get("username") or i["sub"] for i in identity_set))
+                 describe_identities(identity_set))
         return user
 
     def _audit(self, source: str, events: TaskEvents) -> None:

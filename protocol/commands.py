@@ -53,6 +53,10 @@ class StartUserEndpoint:
     # order: what a multi-user endpoint's identity mapping reads.
     identity_set: tuple[tuple[tuple[str, str], ...], ...] = ()
 
+    def identity_records(self) -> list[dict[str, str]]:
+        """The identity set as records; from an older service that sent none, the subs alone."""
+        return [dict(fields) for fields in self.identity_set] or [{"sub": sub} for sub in sorted(self.identities)]
+
 
 @attrs.frozen
 class CannotStart:
