@@ -158,18 +158,21 @@ def _checked(directory: EndpointDirectory, options: StartOptions, echo: Echo) ->
 def _checked_manager(directory: EndpointDirectory, options: StartOptions) -> StartPlan:
     """A template-capable endpoint's config.yaml, and its template and schema as trusted as it."""
     from .config import parse_manager_config, read_config_text
+    from .manager_start import identity_mapping_path
     from .templates import schema_file, template_file
 
     # As the official reads it: no config.yaml, or an empty one, is a manager with defaults.
     config_text = read_config_text(directory.config_file) if directory.config_file.exists() else ""
     config = parse_manager_config(config_text, str(directory.config_file))
-    mapping = check_multi_user(directory, config) if config.maps_identities else None
-    try:
+    mapping = identity_mapping_path(directory.path, config)
+    try:  # before any of them is read
         directory.refuse_untrusted(template_file(directory.path, config.user_config_template_path),
                                    schema_file(directory.path, config.user_config_schema_path),
                                    *([mapping] if mapping else []))
     except EndpointDirectoryError as exc:
         raise LifecycleError(str(exc), exit_code=Exit.CONFIG) from None
+    if mapping is not None:
+        check_multi_user(directory, mapping)
     directory.log_file.touch(mode=0o600)
     return StartPlan(directory, options, True, config, config_text)
 

@@ -45,12 +45,12 @@ def manager_settings(directory, config: ManagerConfig, registration: dict, debug
         template_path=str(template_file(directory.path, config.user_config_template_path)),
         schema_path=str(schema_file(directory.path, config.user_config_schema_path)),
         parent_config=cattrs.Converter().unstructure(config),
-        identity_mapping_path=identity_mapping_path(directory.path, config) or "",
+        identity_mapping_path=str(identity_mapping_path(directory.path, config) or ""),
         pam_service=config.pam.service_name if config.maps_identities and config.pam.enable else "",
         audit_log_path=(config.audit_log_path or "") if config.maps_identities and config.high_assurance else "")
 
 
-def identity_mapping_path(directory: Path, config: ManagerConfig) -> str | None:
+def identity_mapping_path(directory: Path, config: ManagerConfig) -> Path | None:
     """A multi-user endpoint's identity mapping file (relative to the endpoint's directory)."""
     if not config.maps_identities:
         return None
@@ -58,4 +58,4 @@ def identity_mapping_path(directory: Path, config: ManagerConfig) -> str | None:
         raise ConfigError(str(directory / "config.yaml"), [ConfigProblem(
             ("identity_mapping_config_path",), "is required by multi_user: true (the JSON file that maps each "
             "Globus identity to a local user; configure --multi-user writes an example)")])
-    return str(directory / Path(config.identity_mapping_config_path).expanduser())
+    return directory / Path(config.identity_mapping_config_path).expanduser()

@@ -5,6 +5,7 @@ endpoint runs as root with an identity mapping that loads."""
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -56,10 +57,10 @@ def check_engine_address(config, directory: EndpointDirectory) -> None:
                              exit_code=Exit.CONFIG) from None
 
 
-def check_multi_user(directory: EndpointDirectory, config) -> Path:
-    """A multi-user endpoint runs as root, with an identity mapping that loads."""
+def check_multi_user(directory: EndpointDirectory, mapping: Path) -> None:
+    """A multi-user endpoint runs as root, from an installation its users can read, with an
+    identity mapping (checked as trusted already) that loads."""
     from .identity_map import IdentityMap
-    from .manager_start import identity_mapping_path
 
     if os.geteuid() != 0:
         raise LifecycleError(
@@ -67,8 +68,6 @@ def check_multi_user(directory: EndpointDirectory, config) -> Path:
             f"{directory.config_file}): it runs as root, to start each identity's user endpoint as the local user "
             "the mapping names. Start it as root, or remove those keys for an endpoint that runs as you.",
             exit_code=Exit.NO_PERMISSION)
-    import sys
-
     package = Path(__file__).resolve().parent.parent  # compute_endpoint/, a namespace package
     for needed in (Path(sys.executable).resolve(), Path(sys.base_prefix) / "lib", package):
         closed = closed_to_others(needed)
@@ -78,12 +77,10 @@ def check_multi_user(directory: EndpointDirectory, config) -> Path:
                 f"compute-endpoint this endpoint runs from is in it ({needed}). Install compute-endpoint where "
                 "every user can read it (a virtual environment under /opt, made from the system's Python), "
                 "and start the endpoint from there.", exit_code=Exit.CONFIG)
-    mapping = Path(identity_mapping_path(directory.path, config) or "")
     try:
         IdentityMap(mapping, "")
     except Exception as exc:  # noqa: BLE001 - the library's errors, JSON's, the file's: all the same to the user
         raise LifecycleError(f"Cannot use the identity mapping {mapping}: {exc}", exit_code=Exit.CONFIG) from None
-    return mapping
 
 
 def closed_to_others(path: Path) -> Path | None:
