@@ -81,7 +81,7 @@ class StartPlan:
 
     @property
     def debug(self) -> bool:
-        return self.settings.debug if self.settings else self.options.debug or self.config.debug
+        return self.options.debug or self.config.debug  # --debug, or the config's debug: true
 
 
 def start(directory: EndpointDirectory, echo: Echo, options: StartOptions = StartOptions()) -> int:
@@ -225,7 +225,7 @@ def _registered(plan: StartPlan, token: str, echo: Echo) -> StartPlan:
             plan.config_text, config.registration_fields(), metadata)
     except ServiceError as exc:
         raise LifecycleError(f"Registration failed: {exc}", exc.exit_code) from None
-    debug = plan.options.debug or config.debug
+    debug = plan.debug
     settings: Any
     if plan.template_capable:
         from .manager_start import manager_settings
