@@ -191,10 +191,11 @@ class ManagerDispatcher:
         environment = user_endpoint_environment(command, user_environment(self.directory))
         if run_as is None:
             run_dir, log_file = user_endpoint_paths(self.directory / USER_ENDPOINTS / command.name, config, environment)
-        else:  # its files are its user's, in their home, made by it once it is that user
+        else:  # its files are its user's, in their home, made by it once it is that user; nothing
+            # of root's environment enters its paths
             environment = run_as.environment(environment)
             run_dir, log_file = user_endpoint_paths(Path(run_as.home) / ".globus_compute" / command.name, config,
-                                                    environment, make=False, inherited=environment)
+                                                    environment, make=False, inherited={})
         settings = worker_settings(command.name, run_dir, log_file, config, text, command.amqp_creds, self.debug)
         # One user's endpoint that cannot run stops no one else's (isolated); its start may run
         # the template's endpoint_setup, which may wait on the network for minutes.
