@@ -27,7 +27,35 @@ engine:
 """
 
 
-class EndpointHarness:
+class Submitter:
+    """An identity of the service sending functions to an endpoint: ``service``, ``headers``
+    (its token) and ``endpoint_id`` are the subclass's."""
+
+    service: RunningService
+    headers: dict[str, str]
+    endpoint_id: str
+    _function_ids: dict
+
+    def register_function(self, fn) -> str:
+        if fn not in self._function_ids:
+            code = SERIALIZER.pack_buffers([SERIALIZER.serialize(fn)])
+            response = requests.post(f"{self.service.url}/v3/functions", headers=self.headers, timeout=30,
+                                     json={"function_name": fn.__name__, "function_code": code})
+            response.raise_for_status()
+            self._function_ids[fn] = response.json()["function_uuid"]
+        return self._function_ids[fn]
+
+    def submit(self, fn, arg_lists: list[tuple]) -> list[str]:
+        function_id = self.register_function(fn)
+        payloads = [SERIALIZER.pack_buffers([SERIALIZER.serialize(tuple(a)), SERIALIZER.serialize({})])
+                    for a in arg_lists]
+        response = requests.post(f"{self.service.url}/v3/endpoints/{self.endpoint_id}/submit", headers=self.headers,
+                                 json={"tasks": {function_id: payloads}}, timeout=60)
+        assert response.status_code == 200, response.text
+        return response.json()["tasks"][function_id]
+
+
+class EndpointHarness(Submitter):
     def __init__(self, service: RunningService, base_dir: Path, name: str = "ep",
                  config_text: str | None = THREAD_POOL_CONFIG, beside: EndpointHarness | None = None,
                  bin_dir: Path = BIN_DIR):
@@ -166,24 +194,6 @@ class EndpointHarness:
         executor = Executor(endpoint_id=self.endpoint_id, client=client, task_group_id=uuid.uuid4())
         executor.serializer = SERIALIZER
         return executor
-
-    def register_function(self, fn) -> str:
-        if fn not in self._function_ids:
-            code = SERIALIZER.pack_buffers([SERIALIZER.serialize(fn)])
-            response = requests.post(f"{self.service.url}/v3/functions", headers=self.headers, timeout=30,
-                                     json={"function_name": fn.__name__, "function_code": code})
-            response.raise_for_status()
-            self._function_ids[fn] = response.json()["function_uuid"]
-        return self._function_ids[fn]
-
-    def submit(self, fn, arg_lists: list[tuple]) -> list[str]:
-        function_id = self.register_function(fn)
-        payloads = [SERIALIZER.pack_buffers([SERIALIZER.serialize(tuple(a)), SERIALIZER.serialize({})])
-                    for a in arg_lists]
-        response = requests.post(f"{self.service.url}/v3/endpoints/{self.endpoint_id}/submit", headers=self.headers,
-                                 json={"tasks": {function_id: payloads}}, timeout=60)
-        response.raise_for_status()
-        return response.json()["tasks"][function_id]
 
     def results(self, task_ids: list[str], timeout: float = 60) -> dict[str, dict]:
         deadline = time.monotonic() + timeout

@@ -15,7 +15,7 @@ import psutil
 import pytest
 import requests
 
-from tests.endpoint_harness import SERIALIZER, EndpointHarness
+from tests.endpoint_harness import SERIALIZER, EndpointHarness, Submitter
 from tests.local_users import mapping
 from tests.shared_install import shared_install
 from tests.waiting import wait_for
@@ -67,27 +67,13 @@ def signal_process(pid):
     return "sent"
 
 
-class Identity:
+class Identity(Submitter):
     """A compute-service identity submitting to the endpoint with its own token."""
 
     def __init__(self, service, name: str, endpoint_id: str):
         self.service, self.name, self.endpoint_id = service, name, endpoint_id
         self.headers = {"Authorization": f"Bearer {service.token(name)}"}
-        self.functions: dict = {}
-
-    def submit(self, fn, arg_lists: list[tuple]) -> list[str]:
-        if fn not in self.functions:
-            code = SERIALIZER.pack_buffers([SERIALIZER.serialize(fn)])
-            response = requests.post(f"{self.service.url}/v3/functions", headers=self.headers, timeout=30,
-                                     json={"function_name": fn.__name__, "function_code": code})
-            response.raise_for_status()
-            self.functions[fn] = response.json()["function_uuid"]
-        payloads = [SERIALIZER.pack_buffers([SERIALIZER.serialize(tuple(a)), SERIALIZER.serialize({})])
-                    for a in arg_lists]
-        response = requests.post(f"{self.service.url}/v3/endpoints/{self.endpoint_id}/submit", headers=self.headers,
-                                 json={"tasks": {self.functions[fn]: payloads}}, timeout=60)
-        assert response.status_code == 200, response.text
-        return response.json()["tasks"][self.functions[fn]]
+        self._function_ids = {}
 
     def outcomes(self, task_ids: list[str], timeout: float = 120) -> list[dict]:
         def answered():
